@@ -1,0 +1,28 @@
+//! # nestgate-contract
+//!
+//! The one contract between the gateway and its backends. The gateway turns every HTTP call of the
+//! InvoiceNests API (`shared/API.md`) into a typed [`Op`]; a backend ([`Adapter`]) answers it with a
+//! [`Reply`] or an [`AdapterError`]. Nothing in here knows about HTTP or about any vendor.
+//!
+//! ## Layout
+//! - [`records`]: the five records (client, product, invoice, payment, expense) as every backend returns them.
+//! - [`money`]: decimal parsing and the one rounding rule (half-up to the currency's minor unit).
+//! - [`input`]: JSON bodies validated into patches, with field paths for every problem.
+//! - [`op`]: resources, actions, the [`Op`] a backend is asked to do and the [`Reply`] it gives.
+//! - [`capability`]: what a backend declares it can do, checked before any call reaches it.
+//! - [`error`]: the small set of error kinds every backend maps its failures to.
+//! - [`adapter`]: the [`Adapter`] trait and the per-call context.
+
+pub mod adapter;
+pub mod capability;
+pub mod error;
+pub mod input;
+pub mod money;
+pub mod op;
+pub mod records;
+
+pub use adapter::{Adapter, CallContext, Secret};
+pub use capability::Capabilities;
+pub use error::{AdapterError, Blame, ErrorKind, FieldError};
+pub use op::{Action, Draft, ListQuery, Op, Page, Reply, Resource};
+pub use records::Record;

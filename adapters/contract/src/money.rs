@@ -1,0 +1,75 @@
+//! Money and numbers: exact decimals in, exact decimals out.
+//!
+//! Input may be a JSON string or a JSON number; both are read from their text (serde_json's
+//! `arbitrary_precision`), never through a binary float. Amounts are rounded half-up to the
+//! currency's minor unit, which comes from ISO 4217 (2 places when the currency does not say).
+
+use rust_decimal::{Decimal, RoundingStrategy};
+use std::str::FromStr;
+
+/// Parses a decimal from its text form: `"1250.00"`, `"-3"`, `"1e3"`.
+pub fn parse_decimal(text: &str) -> Option<Decimal> {
+    let text = text.trim();
+    if text.is_empty() || text.len() > 64 {
+        return None;
+    }
+    Decimal::from_str_exact(text)
+        .ok()
+        .or_else(|| Decimal::from_scientific(text).ok())
+}
+
+/// Minor-unit places of an ISO 4217 currency (`JPY` 0, `USD` 2, `BHD` 3). Unknown or fund codes: 2.
+pub fn minor_units(currency: &str) -> u32 {
+    iso_currency::Currency::from_code(currency)
+        .and_then(|c| c.exponent())
+        .map(u32::from)
+        .unwrap_or(2)
+}
+
+/// Whether `code` is an ISO 4217 currency code.
+pub fn is_currency(code: &str) -> bool {
+    iso_currency::Currency::from_code(code).is_some()
+}
+
+/// Rounds an amount half-up (away from zero at the midpoint) to the currency's minor unit, and
+/// fixes its scale so that `1250` prints as `"1250.00"`.
+pub fn round_amount(value: Decimal, currency: &str) -> Decimal {
+    let places = minor_units(currency);
+    let mut rounded = value.round_dp_with_strategy(places, RoundingStrategy::MidpointAwayFromZero);
+    rounded.rescale(places);
+    rounded
+}
+
+/// A quantity or rate as the shortest exact text: `0.50` becomes `0.5`.
+pub fn normalize(value: Decimal) -> Decimal {
+    value.normalize()
+}
+
+/// `Decimal::from_str` for literals in code and tests.
+pub fn dec(text: &str) -> Decimal {
+    Decimal::from_str(text).expect("a decimal literal")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_half_up_to_the_currency_minor_unit() {
+        assert_eq!(round_amount(dec("2.345"), "USD").to_string(), "2.35");
+        assert_eq!(round_amount(dec("-2.345"), "USD").to_string(), "-2.35");
+        assert_eq!(round_amount(dec("2.5"), "JPY").to_string(), "3");
+        assert_eq!(round_amount(dec("1.0005"), "BHD").to_string(), "1.001");
+        assert_eq!(round_amount(dec("1250"), "EUR").to_string(), "1250.00");
+    }
+
+    #[test]
+    fn parses_plain_and_scientific_text_exactly() {
+        assert_eq!(parse_decimal("0.1").unwrap().to_string(), "0.1");
+        assert_eq!(parse_decimal("1e3").unwrap(), dec("1000"));
+        assert_eq!(parse_decimal("12.345678901234567890").unwrap().to_string(), "12.345678901234567890");
+        assert!(parse_decimal("abc").is_none());
+        assert!(parse_decimal("").is_none());
+        assert!(parse_decimal("NaN").is_none());
+    }
+}
