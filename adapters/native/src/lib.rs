@@ -1,1 +1,579 @@
+//! # nestgate-native
+//!
+//! nestgate's own store: the five InvoiceNests resources kept in the gateway's database (SQLite by
+//! default, PostgreSQL when configured; one set of SQL and migrations for both).
+//!
+//! ## Layout
+//! - `lib.rs` (here): the [`NativeAdapter`] and the business rules of API.md (totals, numbering,
+//!   payments moving balances, references that must exist).
+//! - [`config`]: the backend's settings.
+//! - `store`: every SQL statement, each scoped by organization.
+//! - `mapping`: records to rows and back, ids, timestamps.
+//! - `error`: the one `parse_error` from storage failures to the contract's error kinds.
+//! - `pdf`: the invoice PDF.
+//!
+//! Writes that touch two records (a payment and its invoice) run in one transaction and check the
+//! invoice's version, so concurrent payments can never overdraw an invoice; a unit that lost a
+//! race runs again from the start.
 
+pub mod config;
+mod error;
+mod mapping;
+mod pdf;
+mod store;
+
+pub use config::NativeConfig;
+
+use bytes::Bytes;
+use error::{Failure, is_unique_violation, parse_error};
+use mapping::{new_id, now, parse, record, row};
+use nestgate_contract::input::{
+    ExpensePatch, InvoicePatch, LineItemInput, Patch, PaymentPatch,
+    check_amount_places,
+};
+use nestgate_contract::money::round_amount;
+use nestgate_contract::records::{Client, Expense, Invoice, InvoiceStatus, Payment, Product};
+use nestgate_contract::{
+    Action, Adapter, AdapterError, CallContext, Capabilities, Draft, ErrorKind, FieldError,
+    ListQuery, Op, Page, Record, Reply, Resource,
+};
+use rust_decimal::Decimal;
+use sqlx::AnyPool;
+use std::future::Future;
+
+/// The native store's migrations; the gateway runs them against its storage at start-up.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How often a unit of work that lost a race is tried again before giving up with `409`.
+const ATTEMPTS: u32 = 8;
+
+pub struct NativeAdapter {
+    pool: AnyPool,
+    capabilities: Capabilities,
+}
+
+impl NativeAdapter {
+    pub fn new(pool: AnyPool, config: NativeConfig) -> Self {
+        let mut capabilities = Capabilities::everything();
+        if !config.mail_transport {
+            capabilities = capabilities.without(Resource::Invoices, Action::Send);
+        }
+        NativeAdapter { pool, capabilities }
+    }
+}
+
+#[async_trait::async_trait]
+impl Adapter for NativeAdapter {
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    async fn call(&self, ctx: &CallContext, op: Op) -> Result<Reply, AdapterError> {
+        let org = ctx.org.as_str();
+        match op {
+            Op::List { resource, query } => self.list(org, resource, &query).await,
+            Op::Get { resource, id } => Ok(Reply::Record(self.get(org, resource, &id).await?)),
+            Op::Create(draft) => self.create(ctx, draft).await.map(Reply::Record),
+            Op::Update { id, draft } => {
+                retrying(|| self.update(ctx, &id, draft.clone())).await.map(Reply::Record)
+            }
+            Op::Delete { resource, id } => {
+                retrying(|| self.delete(org, resource, &id)).await.map(|()| Reply::Done)
+            }
+            Op::Archive { resource, id } => {
+                retrying(|| self.set_archived(org, resource, &id, true)).await.map(Reply::Record)
+            }
+            Op::Restore { resource, id } => {
+                retrying(|| self.set_archived(org, resource, &id, false)).await.map(Reply::Record)
+            }
+            Op::MarkInvoiceSent { id } => {
+                retrying(|| self.mark_sent(org, &id)).await.map(Reply::Record)
+            }
+            Op::InvoicePdf { id } => self.pdf(org, &id).await.map(Reply::Pdf),
+            Op::SendInvoice { .. } => Err(AdapterError::new(
+                ErrorKind::NotSupported,
+                "the native backend has no mail transport configured, so it cannot email invoices",
+            )),
+        }
+    }
+
+    async fn probe(&self) -> Result<(), AdapterError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(parse_error)
+    }
+}
+
+/// Runs a unit of work until it does not lose a race, a bounded number of times.
+async fn retrying<T, F, Fut>(mut unit: F) -> Result<T, AdapterError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Failure>>,
+{
+    for attempt in 0..ATTEMPTS {
+        match unit().await {
+            Ok(value) => return Ok(value),
+            Err(Failure::Fail(error)) => return Err(error),
+            Err(Failure::Retry) => {
+                // Back off a little so that the winner's transaction can finish.
+                let pause = 2u64.pow(attempt.min(6)) + u64::from(attempt) * 3;
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            }
+        }
+    }
+    Err(AdapterError::conflict("the record is being changed by other requests; try again"))
+}
+
+fn missing_reference(field: &str) -> AdapterError {
+    AdapterError::field(field, "does not exist")
+}
+
+impl NativeAdapter {
+    async fn get(&self, org: &str, resource: Resource, id: &str) -> Result<Record, AdapterError> {
+        match store::fetch(&self.pool, org, resource, id).await.map_err(parse_error)? {
+            Some(stored) => record(resource, &stored.body),
+            None => Err(AdapterError::not_found(resource, id)),
+        }
+    }
+
+    async fn get_as<T: serde::de::DeserializeOwned>(
+        &self,
+        org: &str,
+        resource: Resource,
+        id: &str,
+    ) -> Result<Option<(T, i64)>, Failure> {
+        match store::fetch(&self.pool, org, resource, id).await? {
+            Some(stored) => Ok(Some((parse(&stored.body)?, stored.version))),
+            None => Ok(None),
+        }
+    }
+
+    async fn list(
+        &self,
+        org: &str,
+        resource: Resource,
+        query: &ListQuery,
+    ) -> Result<Reply, AdapterError> {
+        let (bodies, total) =
+            store::list(&self.pool, org, resource, query).await.map_err(parse_error)?;
+        let records = bodies.iter().map(|b| record(resource, b)).collect::<Result<_, _>>()?;
+        Ok(Reply::Page(Page { records, total }))
+    }
+
+    /// Inserts a new record; a unique key already taken is `409`.
+    async fn insert(&self, org: &str, new: Record, taken: impl Fn() -> String) -> Result<Record, Failure> {
+        match store::insert(&self.pool, org, &row(&new)).await {
+            Ok(()) => Ok(new),
+            Err(e) if is_unique_violation(&e) => Err(AdapterError::conflict(taken()).into()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes a changed record over the version it was read at.
+    async fn save(&self, org: &str, changed: Record, version: i64, taken: impl Fn() -> String) -> Result<Record, Failure> {
+        match store::update(&self.pool, org, &row(&changed), version).await {
+            Ok(true) => Ok(changed),
+            Ok(false) => Err(Failure::Retry),
+            Err(e) if is_unique_violation(&e) => Err(AdapterError::conflict(taken()).into()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn create(&self, ctx: &CallContext, draft: Draft) -> Result<Record, AdapterError> {
+        let org = ctx.org.as_str();
+        let at = now();
+        match draft {
+            Draft::Client(patch) => {
+                let client = patch.build(new_id(Resource::Clients), at);
+                retrying(|| self.insert(org, Record::Client(client.clone()), String::new)).await
+            }
+            Draft::Product(patch) => {
+                let product = patch.build(new_id(Resource::Products), at);
+                let key = product.key.clone();
+                retrying(|| {
+                    self.insert(org, Record::Product(product.clone()), || {
+                        format!("a product with key {key} already exists")
+                    })
+                })
+                .await
+            }
+            Draft::Invoice(patch) => retrying(|| self.create_invoice(ctx, patch.clone())).await,
+            Draft::Payment(patch) => retrying(|| self.create_payment(org, patch.clone())).await,
+            Draft::Expense(patch) => {
+                let expense = self.new_expense(ctx, patch).await?;
+                retrying(|| self.insert(org, Record::Expense(expense.clone()), String::new)).await
+            }
+        }
+    }
+
+    async fn client_exists(&self, org: &str, id: &str) -> Result<Option<Client>, Failure> {
+        Ok(self.get_as::<Client>(org, Resource::Clients, id).await?.map(|(c, _)| c))
+    }
+
+    /// Resolves line items against the organization's products.
+    async fn resolve_lines(
+        &self,
+        org: &str,
+        lines: Vec<LineItemInput>,
+    ) -> Result<Vec<nestgate_contract::records::LineItem>, Failure> {
+        let mut resolved = Vec::with_capacity(lines.len());
+        let mut errors = Vec::new();
+        for (i, line) in lines.into_iter().enumerate() {
+            let path = format!("line_items[{i}]");
+            let product = if let Some(id) = &line.product_id {
+                match self.get_as::<Product>(org, Resource::Products, id).await? {
+                    Some((p, _)) => Some(p),
+                    None => {
+                        errors.push(FieldError::new(format!("{path}.product_id"), "does not exist"));
+                        continue;
+                    }
+                }
+            } else if let Some(key) = &line.product_key {
+                // A key that names no product is kept as a plain label.
+                match store::fetch_by_key(&self.pool, org, Resource::Products, key).await? {
+                    Some(body) => Some(parse::<Product>(&body)?),
+                    None => None,
+                }
+            } else {
+                None
+            };
+            match line.resolve(product.as_ref(), &path) {
+                Ok(item) => resolved.push(item),
+                Err(error) => errors.push(error),
+            }
+        }
+        if errors.is_empty() { Ok(resolved) } else { Err(AdapterError::validation(errors).into()) }
+    }
+
+    async fn create_invoice(&self, ctx: &CallContext, mut patch: InvoicePatch) -> Result<Record, Failure> {
+        let org = ctx.org.as_str();
+        let client_id = patch.client_id.as_set().cloned().unwrap_or_default();
+        let Some(client) = self.client_exists(org, &client_id).await? else {
+            return Err(missing_reference("client_id").into());
+        };
+        let lines = match std::mem::take(&mut patch.line_items) {
+            Patch::Set(lines) => self.resolve_lines(org, lines).await?,
+            _ => Vec::new(),
+        };
+        let assigned = patch.number.is_absent();
+        let number = match patch.number.as_set() {
+            Some(number) => number.clone(),
+            None => format!("INV-{:06}", store::next_counter(&self.pool, org, "invoice_number").await?),
+        };
+        let at = now();
+        let mut invoice = Invoice {
+            id: new_id(Resource::Invoices),
+            number,
+            client_id,
+            status: InvoiceStatus::Draft,
+            currency: client.currency.clone().unwrap_or_else(|| ctx.default_currency.clone()),
+            issue_date: None,
+            due_date: None,
+            line_items: lines,
+            subtotal: Decimal::ZERO,
+            tax_total: Decimal::ZERO,
+            total: Decimal::ZERO,
+            amount_paid: Decimal::ZERO,
+            balance: Decimal::ZERO,
+            notes: None,
+            created_at: at,
+            updated_at: at,
+            archived: false,
+        };
+        patch.apply_fields(&mut invoice);
+        invoice.recompute();
+        let number = invoice.number.clone();
+        match self.insert(org, Record::Invoice(invoice), || format!("invoice number {number} is already taken")).await {
+            // An assigned number that a client had already chosen by hand: take the next one.
+            Err(Failure::Fail(e)) if assigned && e.kind == ErrorKind::Conflict => Err(Failure::Retry),
+            other => other,
+        }
+    }
+
+    async fn create_payment(&self, org: &str, patch: PaymentPatch) -> Result<Record, Failure> {
+        let invoice_id = patch.invoice_id.as_set().cloned().unwrap_or_default();
+        let mut tx = self.pool.begin().await?;
+        let Some(stored) = store::fetch(&mut *tx, org, Resource::Invoices, &invoice_id).await? else {
+            return Err(missing_reference("invoice_id").into());
+        };
+        let mut invoice: Invoice = parse(&stored.body)?;
+        if invoice.status == InvoiceStatus::Void {
+            return Err(AdapterError::conflict(format!("invoice {invoice_id} is void")).into());
+        }
+        let at = now();
+        let mut payment = Payment {
+            id: new_id(Resource::Payments),
+            invoice_id: invoice.id.clone(),
+            client_id: invoice.client_id.clone(),
+            amount: Decimal::ZERO,
+            currency: invoice.currency.clone(),
+            date: at.date_naive(),
+            method: None,
+            reference: None,
+            created_at: at,
+            updated_at: at,
+            archived: false,
+        };
+        patch.apply(&mut payment);
+        check_payment(&payment, &invoice, Decimal::ZERO)?;
+        payment.amount = round_amount(payment.amount, &payment.currency);
+        invoice.amount_paid += payment.amount;
+        invoice.updated_at = at;
+        invoice.recompute();
+        if !store::update(&mut *tx, org, &row(&Record::Invoice(invoice)), stored.version).await? {
+            return Err(Failure::Retry);
+        }
+        store::insert(&mut *tx, org, &row(&Record::Payment(payment.clone()))).await?;
+        tx.commit().await?;
+        Ok(Record::Payment(payment))
+    }
+
+    async fn new_expense(&self, ctx: &CallContext, patch: ExpensePatch) -> Result<Expense, AdapterError> {
+        let at = now();
+        let mut expense = Expense {
+            id: new_id(Resource::Expenses),
+            amount: Decimal::ZERO,
+            currency: ctx.default_currency.clone(),
+            date: None,
+            vendor: None,
+            category: None,
+            client_id: None,
+            notes: None,
+            created_at: at,
+            updated_at: at,
+            archived: false,
+        };
+        patch.apply(&mut expense);
+        self.check_expense(&ctx.org, &mut expense).await?;
+        Ok(expense)
+    }
+
+    async fn check_expense(&self, org: &str, expense: &mut Expense) -> Result<(), AdapterError> {
+        check_amount_places("amount", expense.amount, &expense.currency)
+            .map_err(|e| AdapterError::validation(vec![e]))?;
+        expense.amount = round_amount(expense.amount, &expense.currency);
+        if let Some(client_id) = &expense.client_id {
+            let found = self.client_exists(org, client_id).await.map_err(into_error)?;
+            if found.is_none() {
+                return Err(missing_reference("client_id"));
+            }
+        }
+        Ok(())
+    }
+
+    async fn update(&self, ctx: &CallContext, id: &str, draft: Draft) -> Result<Record, Failure> {
+        let org = ctx.org.as_str();
+        let resource = draft.resource();
+        let Some(stored) = store::fetch(&self.pool, org, resource, id).await? else {
+            return Err(AdapterError::not_found(resource, id).into());
+        };
+        let at = now();
+        let changed = match draft {
+            Draft::Client(patch) => {
+                let mut client: Client = parse(&stored.body)?;
+                patch.apply(&mut client);
+                client.updated_at = at;
+                Record::Client(client)
+            }
+            Draft::Product(patch) => {
+                let mut product: Product = parse(&stored.body)?;
+                patch.apply(&mut product);
+                product.updated_at = at;
+                Record::Product(product)
+            }
+            Draft::Expense(patch) => {
+                let mut expense: Expense = parse(&stored.body)?;
+                patch.apply(&mut expense);
+                self.check_expense(org, &mut expense).await?;
+                expense.updated_at = at;
+                Record::Expense(expense)
+            }
+            Draft::Invoice(patch) => {
+                let invoice = self.change_invoice(org, parse(&stored.body)?, patch).await?;
+                Record::Invoice(Invoice { updated_at: at, ..invoice })
+            }
+            Draft::Payment(patch) => return self.update_payment(org, parse(&stored.body)?, stored.version, patch).await,
+        };
+        let taken = || match &changed {
+            Record::Product(p) => format!("a product with key {} already exists", p.key),
+            Record::Invoice(i) => format!("invoice number {} is already taken", i.number),
+            _ => "the record conflicts with another".to_string(),
+        };
+        let message = taken();
+        self.save(org, changed, stored.version, || message.clone()).await
+    }
+
+    async fn change_invoice(&self, org: &str, mut invoice: Invoice, mut patch: InvoicePatch) -> Result<Invoice, Failure> {
+        let paid = invoice.amount_paid > Decimal::ZERO;
+        if let Some(client_id) = patch.client_id.as_set()
+            && *client_id != invoice.client_id
+        {
+            if paid {
+                return Err(AdapterError::conflict("the client of an invoice with payments cannot change").into());
+            }
+            if self.client_exists(org, client_id).await?.is_none() {
+                return Err(missing_reference("client_id").into());
+            }
+        }
+        if let Some(currency) = patch.currency.as_set()
+            && *currency != invoice.currency
+            && paid
+        {
+            return Err(AdapterError::conflict("the currency of an invoice with payments cannot change").into());
+        }
+        if let Patch::Set(lines) = std::mem::take(&mut patch.line_items) {
+            invoice.line_items = self.resolve_lines(org, lines).await?;
+        }
+        patch.apply_fields(&mut invoice);
+        invoice.recompute();
+        if invoice.balance < Decimal::ZERO {
+            return Err(AdapterError::field(
+                "line_items",
+                format!("would make the total lower than the {} already paid", invoice.amount_paid),
+            )
+            .into());
+        }
+        Ok(invoice)
+    }
+
+    async fn update_payment(&self, org: &str, mut payment: Payment, version: i64, patch: PaymentPatch) -> Result<Record, Failure> {
+        let old_amount = payment.amount;
+        patch.apply(&mut payment);
+        let mut tx = self.pool.begin().await?;
+        let Some(stored) = store::fetch(&mut *tx, org, Resource::Invoices, &payment.invoice_id).await? else {
+            return Err(AdapterError::internal("a payment's invoice is missing").into());
+        };
+        let mut invoice: Invoice = parse(&stored.body)?;
+        check_payment(&payment, &invoice, old_amount)?;
+        let at = now();
+        payment.amount = round_amount(payment.amount, &payment.currency);
+        payment.updated_at = at;
+        if payment.amount != old_amount {
+            invoice.amount_paid += payment.amount - old_amount;
+            invoice.updated_at = at;
+            invoice.recompute();
+            if !store::update(&mut *tx, org, &row(&Record::Invoice(invoice)), stored.version).await? {
+                return Err(Failure::Retry);
+            }
+        }
+        if !store::update(&mut *tx, org, &row(&Record::Payment(payment.clone())), version).await? {
+            return Err(Failure::Retry);
+        }
+        tx.commit().await?;
+        Ok(Record::Payment(payment))
+    }
+
+    async fn delete(&self, org: &str, resource: Resource, id: &str) -> Result<(), Failure> {
+        let mut tx = self.pool.begin().await?;
+        let Some(stored) = store::fetch(&mut *tx, org, resource, id).await? else {
+            return Err(AdapterError::not_found(resource, id).into());
+        };
+        match resource {
+            Resource::Clients => {
+                let refs = store::count_client_refs(&mut *tx, org, id).await?;
+                if refs > 0 {
+                    return Err(AdapterError::conflict(format!(
+                        "client {id} has {refs} invoices, payments or expenses; delete or archive them first, or archive the client"
+                    ))
+                    .into());
+                }
+            }
+            Resource::Invoices => {
+                let invoice: Invoice = parse(&stored.body)?;
+                if invoice.amount_paid > Decimal::ZERO {
+                    return Err(AdapterError::conflict(format!(
+                        "invoice {id} has payments; delete them first, or void the invoice"
+                    ))
+                    .into());
+                }
+            }
+            Resource::Payments => {
+                // Deleting a payment gives its amount back to the invoice's balance.
+                let payment: Payment = parse(&stored.body)?;
+                if let Some(inv) = store::fetch(&mut *tx, org, Resource::Invoices, &payment.invoice_id).await? {
+                    let mut invoice: Invoice = parse(&inv.body)?;
+                    invoice.amount_paid -= payment.amount;
+                    invoice.updated_at = now();
+                    invoice.recompute();
+                    if !store::update(&mut *tx, org, &row(&Record::Invoice(invoice)), inv.version).await? {
+                        return Err(Failure::Retry);
+                    }
+                }
+            }
+            Resource::Products | Resource::Expenses => {}
+        }
+        if !store::delete(&mut *tx, org, id, stored.version).await? {
+            return Err(Failure::Retry);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_archived(&self, org: &str, resource: Resource, id: &str, archived: bool) -> Result<Record, Failure> {
+        let Some(stored) = store::fetch(&self.pool, org, resource, id).await? else {
+            return Err(AdapterError::not_found(resource, id).into());
+        };
+        let mut changed = record(resource, &stored.body)?;
+        let at = now();
+        match &mut changed {
+            Record::Client(r) => (r.archived, r.updated_at) = (archived, at),
+            Record::Product(r) => (r.archived, r.updated_at) = (archived, at),
+            Record::Invoice(r) => (r.archived, r.updated_at) = (archived, at),
+            Record::Payment(r) => (r.archived, r.updated_at) = (archived, at),
+            Record::Expense(r) => (r.archived, r.updated_at) = (archived, at),
+        }
+        self.save(org, changed, stored.version, String::new).await
+    }
+
+    async fn mark_sent(&self, org: &str, id: &str) -> Result<Record, Failure> {
+        let Some((mut invoice, version)) = self.get_as::<Invoice>(org, Resource::Invoices, id).await? else {
+            return Err(AdapterError::not_found(Resource::Invoices, id).into());
+        };
+        match invoice.status {
+            InvoiceStatus::Void => {
+                Err(AdapterError::conflict(format!("invoice {id} is void and cannot be sent")).into())
+            }
+            InvoiceStatus::Draft => {
+                invoice.status = InvoiceStatus::Sent;
+                invoice.updated_at = now();
+                self.save(org, Record::Invoice(invoice), version, String::new).await
+            }
+            // Already sent (or further along): marking it again changes nothing.
+            _ => Ok(Record::Invoice(invoice)),
+        }
+    }
+
+    async fn pdf(&self, org: &str, id: &str) -> Result<Bytes, AdapterError> {
+        let Some((invoice, _)) = self.get_as::<Invoice>(org, Resource::Invoices, id).await.map_err(into_error)? else {
+            return Err(AdapterError::not_found(Resource::Invoices, id));
+        };
+        let client = self.client_exists(org, &invoice.client_id).await.map_err(into_error)?;
+        Ok(Bytes::from(pdf::render(&invoice, client.as_ref())))
+    }
+}
+
+/// A payment must be in the invoice's currency, fit its minor unit, and not exceed what is owed.
+/// `already` is the payment's previous amount when it is being changed.
+fn check_payment(payment: &Payment, invoice: &Invoice, already: Decimal) -> Result<(), AdapterError> {
+    if payment.currency != invoice.currency {
+        return Err(AdapterError::field(
+            "currency",
+            format!("must be the invoice's currency ({})", invoice.currency),
+        ));
+    }
+    check_amount_places("amount", payment.amount, &payment.currency)
+        .map_err(|e| AdapterError::validation(vec![e]))?;
+    let owed = invoice.balance + already;
+    if payment.amount > owed {
+        return Err(AdapterError::field(
+            "amount",
+            format!("must not exceed the invoice balance of {owed}"),
+        ));
+    }
+    Ok(())
+}
+
+fn into_error(failure: Failure) -> AdapterError {
+    match failure {
+        Failure::Fail(error) => error,
+        Failure::Retry => AdapterError::conflict("the record is being changed by other requests; try again"),
+    }
+}
