@@ -1,0 +1,410 @@
+//! Configuration: TOML through the `config` crate, every key overridable from the environment
+//! as `NESTGATE__SECTION__KEY`, unknown keys refused, and everything validated before anything
+//! starts (`nestgate check-config`). Each problem is named by its TOML path.
+//!
+//! Two steps, as in Vector: [`load`] reads and type-checks the raw file ([`FileConfig`]), then
+//! [`FileConfig::validate`] checks what types cannot (references between sections, addresses,
+//! URLs) and yields the [`Settings`] the rest of the gateway runs on.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The default configuration, compiled in so that the binary runs with no file at all.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../config/nestgate.toml");
+
+/// Where `nestgate serve` looks when no `--config` is given.
+pub const DEFAULT_PATH: &str = "config/nestgate.toml";
+
+/// A problem in the configuration, named by its TOML path (`orgs.acme.backend`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem found, one per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError(pub Vec<Problem>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
+    Problem { path: path.into(), message: message.into() }
+}
+
+/// A duration written as `"10s"`, `"1h"`, `"30d"`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl fmt::Debug for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map(HumanDuration).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a duration; write it like \"10s\", \"1h\" or \"30d\""
+            ))
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file, as written
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub storage: StorageSection,
+    #[serde(default)]
+    pub log: LogSection,
+    #[serde(default)]
+    pub backends: BTreeMap<String, BackendSection>,
+    #[serde(default)]
+    pub orgs: BTreeMap<String, OrgSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    pub listen: String,
+    /// Request bodies over this get `413`.
+    pub max_body_bytes: u64,
+    /// A request not answered by then gets `504`.
+    pub request_timeout: HumanDuration,
+    /// Requests beyond this many at once get `503` instead of queueing without bound.
+    pub max_concurrent_requests: usize,
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+    pub shutdown_grace: HumanDuration,
+    /// Development only: take the organization from the `X-Nestgate-Org` header, with every
+    /// scope, and no token. Off by default; it disappears when token authentication lands.
+    pub dev_org_header: bool,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 1024 * 1024,
+            request_timeout: HumanDuration(Duration::from_secs(30)),
+            max_concurrent_requests: 1024,
+            shutdown_grace: HumanDuration(Duration::from_secs(30)),
+            dev_org_header: false,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection { url: "sqlite://data/nestgate.db".into(), max_connections: 10 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    pub format: String,
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection { format: "json".into(), level: "info".into() }
+    }
+}
+
+/// `[backends.NAME]`, one per kind. Only the native store exists so far; the upstream kinds
+/// (`invoiceninja`, `invoisx`) join this enum with their adapters.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum BackendSection {
+    Native {},
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgSection {
+    /// The name of a `[backends.NAME]` section.
+    pub backend: String,
+    /// ISO 4217 code for records that name no currency.
+    #[serde(default = "default_currency")]
+    pub currency: String,
+}
+
+fn default_currency() -> String {
+    "USD".into()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+
+/// Where the configuration text comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    File(PathBuf),
+    Embedded,
+}
+
+impl Source {
+    /// `--config FILE` if given; else `config/nestgate.toml` if present; else the embedded default.
+    pub fn resolve(explicit: Option<&Path>) -> Source {
+        match explicit {
+            Some(path) => Source::File(path.to_path_buf()),
+            None if Path::new(DEFAULT_PATH).exists() => Source::File(DEFAULT_PATH.into()),
+            None => Source::Embedded,
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::File(path) => write!(f, "{}", path.display()),
+            Source::Embedded => f.write_str("the embedded default configuration"),
+        }
+    }
+}
+
+/// Reads the TOML and the `NESTGATE__…` environment into a [`FileConfig`].
+pub fn load(source: &Source) -> Result<FileConfig, ConfigError> {
+    let text = match source {
+        Source::File(path) => std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(vec![problem(path.display().to_string(), e.to_string())]))?,
+        Source::Embedded => EMBEDDED_DEFAULT.to_string(),
+    };
+    let built = config::Config::builder()
+        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix("NESTGATE")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        )
+        .build()
+        .map_err(|e| ConfigError(vec![problem("(file)", e.to_string())]))?;
+    serde_path_to_error::deserialize(built).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { "(top level)".to_string() } else { path };
+        ConfigError(vec![problem(path, e.into_inner().to_string())])
+    })
+}
+
+/// Loads and validates: the one call `serve` and `check-config` make.
+pub fn settings(source: &Source) -> Result<Settings, ConfigError> {
+    load(source)?.validate()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated settings
+
+/// The configuration the gateway runs on: every reference resolved, every value checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub max_concurrent_requests: usize,
+    pub shutdown_grace: Duration,
+    pub dev_org_header: bool,
+    pub storage_url: String,
+    pub storage_max_connections: u32,
+    pub log_json: bool,
+    pub log_level: String,
+    pub backends: BTreeMap<String, BackendSettings>,
+    pub orgs: BTreeMap<String, OrgSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendSettings {
+    Native,
+}
+
+impl BackendSettings {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BackendSettings::Native => "native",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OrgSettings {
+    pub backend: String,
+    pub currency: String,
+}
+
+/// Organization and backend names appear in URLs, logs and metric labels: keep them plain.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+impl FileConfig {
+    /// Checks everything the types cannot, reporting every problem at once.
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        let mut problems = Vec::new();
+        let listen = self.server.listen.parse::<SocketAddr>().unwrap_or_else(|_| {
+            problems.push(problem(
+                "server.listen",
+                format!("`{}` is not an address like \"127.0.0.1:8080\"", self.server.listen),
+            ));
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        });
+        const MAX_BODY: u64 = 64 * 1024 * 1024;
+        if !(1..=MAX_BODY).contains(&self.server.max_body_bytes) {
+            problems.push(problem("server.max_body_bytes", format!("must be between 1 and {MAX_BODY}")));
+        }
+        if self.server.max_concurrent_requests == 0 {
+            problems.push(problem("server.max_concurrent_requests", "must be at least 1"));
+        }
+        if self.server.request_timeout.0.is_zero() {
+            problems.push(problem("server.request_timeout", "must be longer than zero"));
+        }
+        let url = &self.storage.url;
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            problems.push(problem(
+                "storage.url",
+                "must start with sqlite: (a file) or postgres:// (a shared database)",
+            ));
+        }
+        if self.storage.max_connections == 0 {
+            problems.push(problem("storage.max_connections", "must be at least 1"));
+        }
+        let log_json = match self.log.format.as_str() {
+            "json" => true,
+            "pretty" => false,
+            other => {
+                problems.push(problem("log.format", format!("`{other}` is not one of \"json\", \"pretty\"")));
+                true
+            }
+        };
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            problems.push(problem("log.level", format!("`{}` is not a log level or filter", self.log.level)));
+        }
+        let mut backends = BTreeMap::new();
+        for (name, section) in self.backends {
+            if !is_plain_name(&name) {
+                problems.push(problem(format!("backends.{name}"), "names use a-z, 0-9, _ and - only"));
+            }
+            let settings = match section {
+                BackendSection::Native {} => BackendSettings::Native,
+            };
+            backends.insert(name, settings);
+        }
+        let mut orgs = BTreeMap::new();
+        for (name, org) in self.orgs {
+            if !is_plain_name(&name) {
+                problems.push(problem(format!("orgs.{name}"), "names use a-z, 0-9, _ and - only"));
+            }
+            if !backends.contains_key(&org.backend) {
+                let known: Vec<&str> = backends.keys().map(String::as_str).collect();
+                problems.push(problem(
+                    format!("orgs.{name}.backend"),
+                    format!("no backend named `{}` (configured: {})", org.backend, known.join(", ")),
+                ));
+            }
+            if !nestgate_contract::money::is_currency(&org.currency) {
+                problems.push(problem(format!("orgs.{name}.currency"), "must be an ISO 4217 code such as \"USD\""));
+            }
+            orgs.insert(name, OrgSettings { backend: org.backend, currency: org.currency });
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError(problems));
+        }
+        Ok(Settings {
+            listen,
+            max_body_bytes: self.server.max_body_bytes as usize,
+            request_timeout: self.server.request_timeout.0,
+            max_concurrent_requests: self.server.max_concurrent_requests,
+            shutdown_grace: self.server.shutdown_grace.0,
+            dev_org_header: self.server.dev_org_header,
+            storage_url: self.storage.url,
+            storage_max_connections: self.storage.max_connections,
+            log_json,
+            log_level: self.log.level,
+            backends,
+            orgs,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_text(text: &str) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        settings(&Source::File(path))
+    }
+
+    #[test]
+    fn the_embedded_default_is_valid() {
+        let settings = settings(&Source::Embedded).unwrap();
+        assert_eq!(settings.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(settings.orgs["default"].backend, "local");
+        assert_eq!(settings.backends["local"], BackendSettings::Native);
+    }
+
+    #[test]
+    fn unknown_keys_are_named_by_path() {
+        let err = from_text("[server]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\n").unwrap_err();
+        assert_eq!(err.0[0].path, "server");
+        assert!(err.0[0].message.contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported_with_its_path() {
+        let err = from_text(
+            "[server]\nlisten = \"nowhere\"\n[storage]\nurl = \"mysql://x\"\n\
+             [backends.local]\nkind = \"native\"\n[orgs.acme]\nbackend = \"ninja\"\ncurrency = \"EUX\"\n",
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = err.0.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["server.listen", "storage.url", "orgs.acme.backend", "orgs.acme.currency"]);
+    }
+
+    #[test]
+    fn bad_durations_and_kinds_are_named() {
+        let err = from_text("[server]\nrequest_timeout = \"soon\"\n").unwrap_err();
+        assert_eq!(err.0[0].path, "server.request_timeout");
+        let err = from_text("[backends.x]\nkind = \"ftp\"\n").unwrap_err();
+        assert!(err.0[0].path.starts_with("backends"), "{err}");
+    }
+}

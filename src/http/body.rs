@@ -1,0 +1,86 @@
+//! Reading a JSON request body: content type, size limit, UTF-8 and JSON syntax, each refused
+//! with its own status (415, 413, 400).
+
+use crate::error::ApiError;
+use bytes::Bytes;
+use http::{HeaderMap, header};
+use http_body::Body;
+use http_body_util::{BodyExt, Limited};
+use serde_json::Value;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Whether the content type is JSON (`application/json`, any parameters, any case).
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+/// Reads the whole body, at most `limit` bytes (checked against `Content-Length` first, then
+/// while streaming, so a lying or chunked client cannot exceed it either).
+pub async fn read_bytes<B>(headers: &HeaderMap, body: B, limit: usize) -> Result<Bytes, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(ApiError::payload_too_large(limit))
+        }
+        Err(_) => Err(ApiError::invalid_request("the request body could not be read")),
+    }
+}
+
+/// Reads a JSON body for a create or an update.
+pub async fn read_json<B>(headers: &HeaderMap, body: B, limit: usize) -> Result<(Value, Bytes), ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    if !is_json(headers) {
+        return Err(ApiError::unsupported_media_type());
+    }
+    let raw = read_bytes(headers, body, limit).await?;
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid_request("the request body is empty; send a JSON object"));
+    }
+    let value = serde_json::from_slice::<Value>(&raw).map_err(|e| {
+        let what = if std::str::from_utf8(&raw).is_err() { "not valid UTF-8" } else { "not valid JSON" };
+        ApiError::invalid_request(format!(
+            "the request body is {what} (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    Ok((value, raw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types() {
+        let mut headers = HeaderMap::new();
+        assert!(!is_json(&headers));
+        headers.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        assert!(is_json(&headers));
+        headers.insert(header::CONTENT_TYPE, "Application/JSON; charset=utf-8".parse().unwrap());
+        assert!(is_json(&headers));
+        headers.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+        assert!(!is_json(&headers));
+        headers.insert(header::CONTENT_TYPE, "application/jsonx".parse().unwrap());
+        assert!(!is_json(&headers));
+    }
+}

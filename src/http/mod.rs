@@ -1,0 +1,172 @@
+//! The HTTP surface: one router from a path to a handler, and the handlers.
+//!
+//! - [`respond`]: building responses.
+//! - [`body`]: reading JSON request bodies (415, 413, 400).
+//! - [`query`]: list parameters and the `Link` header.
+//! - [`resources`]: `/api/v1/{clients,invoices,payments,products,expenses}` and capabilities.
+//! - [`ops`]: `/healthz`, `/readyz`.
+
+pub mod body;
+pub mod ops;
+pub mod query;
+pub mod resources;
+pub mod respond;
+
+use crate::app::App;
+use crate::error::ApiError;
+use bytes::Bytes;
+use http::{Method, Request};
+use nestgate_contract::{Action, Resource};
+use respond::HttpResponse;
+use std::sync::Arc;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The route a request matched, as a template: bounded, so it can label logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route(pub &'static str);
+
+/// A resource call: which resource, which action, which record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub resource: Resource,
+    pub action: Action,
+    pub id: Option<String>,
+}
+
+/// What a path and method are.
+#[derive(Debug, PartialEq, Eq)]
+enum Target {
+    Health,
+    Ready,
+    Capabilities,
+    Resource(Call),
+    /// The path exists, the method does not.
+    WrongMethod,
+    Unknown,
+}
+
+fn template(call: &Call) -> &'static str {
+    use Action::*;
+    match (call.resource, call.action) {
+        (Resource::Clients, List | Create) => "/api/v1/clients",
+        (Resource::Clients, Archive) => "/api/v1/clients/{id}/archive",
+        (Resource::Clients, Restore) => "/api/v1/clients/{id}/restore",
+        (Resource::Clients, _) => "/api/v1/clients/{id}",
+        (Resource::Products, List | Create) => "/api/v1/products",
+        (Resource::Products, Archive) => "/api/v1/products/{id}/archive",
+        (Resource::Products, Restore) => "/api/v1/products/{id}/restore",
+        (Resource::Products, _) => "/api/v1/products/{id}",
+        (Resource::Payments, List | Create) => "/api/v1/payments",
+        (Resource::Payments, Archive) => "/api/v1/payments/{id}/archive",
+        (Resource::Payments, Restore) => "/api/v1/payments/{id}/restore",
+        (Resource::Payments, _) => "/api/v1/payments/{id}",
+        (Resource::Expenses, List | Create) => "/api/v1/expenses",
+        (Resource::Expenses, Archive) => "/api/v1/expenses/{id}/archive",
+        (Resource::Expenses, Restore) => "/api/v1/expenses/{id}/restore",
+        (Resource::Expenses, _) => "/api/v1/expenses/{id}",
+        (Resource::Invoices, List | Create) => "/api/v1/invoices",
+        (Resource::Invoices, Archive) => "/api/v1/invoices/{id}/archive",
+        (Resource::Invoices, Restore) => "/api/v1/invoices/{id}/restore",
+        (Resource::Invoices, Send) => "/api/v1/invoices/{id}/send",
+        (Resource::Invoices, MarkSent) => "/api/v1/invoices/{id}/mark-sent",
+        (Resource::Invoices, Pdf) => "/api/v1/invoices/{id}/pdf",
+        (Resource::Invoices, _) => "/api/v1/invoices/{id}",
+    }
+}
+
+fn target(method: &Method, path: &str) -> Target {
+    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+    match (method, segments.as_slice()) {
+        (&Method::GET, ["healthz"]) => Target::Health,
+        (&Method::GET, ["readyz"]) => Target::Ready,
+        (&Method::GET, ["api", "v1", "capabilities"]) => Target::Capabilities,
+        (_, ["healthz" | "readyz"]) | (_, ["api", "v1", "capabilities"]) => Target::WrongMethod,
+        (_, ["api", "v1", rest @ ..]) => match resource_call(method, rest) {
+            Some(call) => Target::Resource(call),
+            // A resource path that some method answers is 405 for the others; anything else 404.
+            None if [Method::GET, Method::POST, Method::PATCH]
+                .iter()
+                .any(|m| resource_call(m, rest).is_some()) =>
+            {
+                Target::WrongMethod
+            }
+            None => Target::Unknown,
+        },
+        _ => Target::Unknown,
+    }
+}
+
+/// The resource call that `method` on `/api/v1/{segments}` is, if any.
+fn resource_call(method: &Method, segments: &[&str]) -> Option<Call> {
+    let (resource, action, id) = match (method, segments) {
+        (&Method::GET, [r]) => (r, Action::List, None),
+        (&Method::POST, [r]) => (r, Action::Create, None),
+        (&Method::GET, [r, id]) => (r, Action::Get, Some(id)),
+        (&Method::PATCH, [r, id]) => (r, Action::Update, Some(id)),
+        (&Method::DELETE, [r, id]) => (r, Action::Delete, Some(id)),
+        (&Method::POST, [r, id, "archive"]) => (r, Action::Archive, Some(id)),
+        (&Method::POST, [r, id, "restore"]) => (r, Action::Restore, Some(id)),
+        (&Method::POST, [r, id, "send"]) => (r, Action::Send, Some(id)),
+        (&Method::POST, [r, id, "mark-sent"]) => (r, Action::MarkSent, Some(id)),
+        (&Method::GET, [r, id, "pdf"]) => (r, Action::Pdf, Some(id)),
+        _ => return None,
+    };
+    let resource = Resource::parse(resource).filter(|r| action.applies_to(*r))?;
+    Some(Call { resource, action, id: id.map(|id| id.to_string()) })
+}
+
+/// The request id the edge stack assigned (always present behind it).
+pub fn request_id<B>(req: &Request<B>) -> String {
+    req.headers()
+        .get(crate::edge::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Answers one request. Never fails: every error is rendered here, in API.md's shape.
+pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> HttpResponse
+where
+    B: http_body::Body<Data = Bytes> + Send,
+    B::Error: Into<BoxError>,
+{
+    let request_id = request_id(&req);
+    let (route, result) = match target(req.method(), req.uri().path()) {
+        Target::Health => (Route("/healthz"), Ok(ops::healthz())),
+        Target::Ready => (Route("/readyz"), Ok(ops::readyz(&app).await)),
+        Target::Capabilities => {
+            (Route("/api/v1/capabilities"), resources::capabilities(&app, req.headers()))
+        }
+        Target::Resource(call) => {
+            (Route(template(&call)), resources::handle(&app, call, req, &request_id).await)
+        }
+        Target::WrongMethod => (Route("(wrong method)"), Err(ApiError::method_not_allowed())),
+        Target::Unknown => (Route("(unknown)"), Err(ApiError::no_route(req.uri().path()))),
+    };
+    let mut response = result.unwrap_or_else(|error| error.render(&request_id));
+    response.extensions_mut().insert(route);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        let t = |m: Method, p: &str| target(&m, p);
+        assert_eq!(
+            t(Method::GET, "/api/v1/invoices/inv_1/pdf"),
+            Target::Resource(Call { resource: Resource::Invoices, action: Action::Pdf, id: Some("inv_1".into()) })
+        );
+        assert_eq!(t(Method::GET, "/api/v1/clients/cli_1/pdf"), Target::Unknown);
+        assert_eq!(t(Method::PUT, "/api/v1/clients/cli_1"), Target::WrongMethod);
+        assert_eq!(t(Method::DELETE, "/api/v1/clients"), Target::WrongMethod);
+        assert_eq!(t(Method::GET, "/api/v1/nothing"), Target::Unknown);
+        assert_eq!(t(Method::GET, "/"), Target::Unknown);
+        assert_eq!(t(Method::POST, "/healthz"), Target::WrongMethod);
+        assert_eq!(t(Method::GET, "/api/v1/invoices/x/y"), Target::Unknown);
+        assert_eq!(t(Method::GET, "/api/v1/invoices/x/send"), Target::WrongMethod);
+    }
+}

@@ -1,0 +1,202 @@
+//! `/api/v1` resource calls: authenticate, authorize, check the backend can do it, parse, call,
+//! render. The order of the checks is the order of the statuses a client can get:
+//! 401, 403, 404 (an id that cannot exist), 501, then 400/413/415/422 for the request itself.
+
+use super::body;
+use super::query;
+use super::respond::{self, HttpResponse};
+use super::Call;
+use crate::app::App;
+use crate::auth;
+use crate::backends::Binding;
+use crate::error::ApiError;
+use crate::idempotency::{self, Claim};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use nestgate_contract::input::{Mode, is_valid_id, parse_draft};
+use nestgate_contract::{Action, CallContext, Op, Record, Reply, Resource};
+use serde_json::{Map, Value, json};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// `GET /api/v1/capabilities`: what the caller's backend can do, from its declaration.
+pub fn capabilities(app: &App, headers: &HeaderMap) -> Result<HttpResponse, ApiError> {
+    let principal = auth::authenticate(headers, app)?;
+    let binding = binding(app, &principal.org)?;
+    let caps = binding.backend.capabilities();
+    let mut resources = Map::new();
+    for resource in Resource::ALL {
+        let calls: Map<String, Value> = Action::ALL
+            .into_iter()
+            .filter(|a| a.applies_to(resource))
+            .map(|a| (a.as_str().to_string(), Value::from(caps.supports(resource, a))))
+            .collect();
+        resources.insert(resource.as_str().to_string(), Value::Object(calls));
+    }
+    let body = json!({
+        "org": binding.org,
+        "backend": binding.backend.name,
+        "kind": binding.backend.kind,
+        "resources": resources,
+    });
+    Ok(respond::json(StatusCode::OK, &body))
+}
+
+fn binding<'a>(app: &'a App, org: &str) -> Result<&'a Binding, ApiError> {
+    app.backends.binding(org).ok_or_else(|| ApiError::unauthorized("unknown organization"))
+}
+
+pub async fn handle<B>(
+    app: &App,
+    call: Call,
+    req: Request<B>,
+    request_id: &str,
+) -> Result<HttpResponse, ApiError>
+where
+    B: http_body::Body<Data = Bytes> + Send,
+    B::Error: Into<BoxError>,
+{
+    let principal = auth::authenticate(req.headers(), app)?;
+    let scope = auth::required_scope(call.resource, call.action);
+    if !principal.allows(&scope) {
+        return Err(ApiError::insufficient_scope(scope));
+    }
+    let binding = binding(app, &principal.org)?;
+    if let Some(id) = &call.id
+        && !is_valid_id(id)
+    {
+        return Err(ApiError::not_found(format!("{} does not exist", call.resource.singular())));
+    }
+    binding.backend.check(call.resource, call.action)?;
+    let ctx = CallContext {
+        org: binding.org.clone(),
+        request_id: request_id.to_string(),
+        default_currency: binding.currency.clone(),
+        upstream_token: None,
+    };
+
+    if req.method() != Method::POST {
+        return answer(app, binding, &ctx, call, req).await;
+    }
+    let Some(key) = req.headers().get(IDEMPOTENCY_KEY) else {
+        return answer(app, binding, &ctx, call, req).await;
+    };
+    let key = key
+        .to_str()
+        .ok()
+        .filter(|k| idempotency::valid_key(k))
+        .ok_or_else(|| ApiError::invalid_request("Idempotency-Key must be 1 to 255 printable ASCII characters"))?
+        .to_string();
+    // The body is read here, once, both to fingerprint the request and to answer it.
+    let (parts, body) = req.into_parts();
+    let raw = body::read_bytes(&parts.headers, body, app.settings.max_body_bytes).await?;
+    let fingerprint = idempotency::fingerprint("POST", parts.uri.path(), &raw);
+    let ticket = match app.idempotency.claim(&ctx.org, &key, &fingerprint).await? {
+        Claim::Replay(response) => return Ok(response),
+        Claim::Run(ticket) => ticket,
+    };
+    let req = Request::from_parts(parts, http_body_util::Full::new(raw));
+    let response = answer(app, binding, &ctx, call, req)
+        .await
+        .unwrap_or_else(|error| error.render(request_id));
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let response = http::Response::from_parts(parts, respond::Body::new(bytes.clone()));
+    app.idempotency.finish(ticket, &response, &bytes).await;
+    Ok(response)
+}
+
+/// Builds the [`Op`], calls the backend, renders the reply.
+async fn answer<B>(
+    app: &App,
+    binding: &Binding,
+    ctx: &CallContext,
+    call: Call,
+    req: Request<B>,
+) -> Result<HttpResponse, ApiError>
+where
+    B: http_body::Body<Data = Bytes> + Send,
+    B::Error: Into<BoxError>,
+{
+    let resource = call.resource;
+    let id = call.id.unwrap_or_default();
+    let (parts, body) = req.into_parts();
+    let limit = app.settings.max_body_bytes;
+    let op = match call.action {
+        Action::List => Op::List { resource, query: query::parse(resource, parts.uri.query())? },
+        Action::Get => Op::Get { resource, id },
+        Action::Create | Action::Update => {
+            let (value, _) = body::read_json(&parts.headers, body, limit).await?;
+            let mode = if call.action == Action::Create { Mode::Create } else { Mode::Update };
+            let draft = parse_draft(resource, &value, mode).map_err(ApiError::validation)?;
+            if mode == Mode::Create { Op::Create(draft) } else { Op::Update { id, draft } }
+        }
+        Action::Delete => Op::Delete { resource, id },
+        Action::Archive => Op::Archive { resource, id },
+        Action::Restore => Op::Restore { resource, id },
+        Action::Send => Op::SendInvoice { id },
+        Action::MarkSent => Op::MarkInvoiceSent { id },
+        Action::Pdf => Op::InvoicePdf { id },
+    };
+    let list_query = match &op {
+        Op::List { query, .. } => Some(query.clone()),
+        _ => None,
+    };
+    let reply = binding.backend.call(ctx, op).await?;
+    Ok(match reply {
+        Reply::Record(record) if call.action == Action::Create => created(&record),
+        Reply::Record(record) => respond::json(StatusCode::OK, &record),
+        Reply::Page(page) => {
+            let query = list_query.unwrap_or_default();
+            let total_pages = query::total_pages(page.total, query.per_page);
+            let body = ListBody {
+                data: &page.records,
+                meta: ListMeta { page: query.page, per_page: query.per_page, total: page.total, total_pages },
+            };
+            let mut response = respond::json(StatusCode::OK, &body);
+            if let Some(link) = query::link_header(parts.uri.path(), parts.uri.query(), &query, page.total)
+                && let Ok(value) = HeaderValue::from_str(&link)
+            {
+                response.headers_mut().insert(header::LINK, value);
+            }
+            response
+        }
+        Reply::Done => respond::no_content(),
+        Reply::Pdf(bytes) => pdf(bytes),
+    })
+}
+
+/// `{"data": [...], "meta": {...}}` of API.md ("Lists").
+#[derive(serde::Serialize)]
+struct ListBody<'a> {
+    data: &'a [Record],
+    meta: ListMeta,
+}
+
+#[derive(serde::Serialize)]
+struct ListMeta {
+    page: u32,
+    per_page: u32,
+    total: u64,
+    total_pages: u64,
+}
+
+fn created(record: &Record) -> HttpResponse {
+    let mut response = respond::json(StatusCode::CREATED, record);
+    let location = format!("/api/v1/{}/{}", record.resource().as_str(), record.id());
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+fn pdf(bytes: Bytes) -> HttpResponse {
+    let mut response = respond::bytes(StatusCode::OK, "application/pdf", bytes);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("inline; filename=\"invoice.pdf\""));
+    response
+}

@@ -1,0 +1,35 @@
+//! # nestgate
+//!
+//! A gateway that serves the InvoiceNests API (`shared/API.md`) over pluggable backends: its own
+//! native store, or an organization's account at an invoicing vendor.
+//!
+//! ## Layout
+//! A request flows top to bottom through these modules:
+//! - [`cli`]: the `nestgate` command (`serve`, `check-config`).
+//! - [`config`]: TOML + environment, validated into [`config::Settings`] before anything starts.
+//! - [`server`]: the listener, the edge stack of tower layers (read it top to bottom), shutdown.
+//! - [`edge`]: the edge stack's own layers: request id, rescue (errors in API.md's shape).
+//! - [`http`]: the router and handlers: resources, capabilities, health and readiness.
+//! - [`auth`]: who is calling (a [`auth::Principal`]) and the scope a call needs.
+//! - [`idempotency`]: `Idempotency-Key` on POST.
+//! - [`backends`]: organizations bound to backends; the backend stack (capability check, call).
+//! - [`error`]: the one mapping from an error to API.md's status and body.
+//! - [`storage`]: the sqlx pool and the migrations.
+//! - [`telemetry`]: logging.
+//! - [`app`]: the state every handler shares.
+//!
+//! The records, operations and the `Adapter` trait live in `adapters/contract`; each backend is
+//! a crate of its own under `adapters/`.
+
+pub mod app;
+pub mod auth;
+pub mod backends;
+pub mod cli;
+pub mod config;
+pub mod edge;
+pub mod error;
+pub mod http;
+pub mod idempotency;
+pub mod server;
+pub mod storage;
+pub mod telemetry;

@@ -1,0 +1,99 @@
+//! The gateway's database: one sqlx pool (SQLite file by default, PostgreSQL to share state
+//! between instances) and every migration, the gateway's own and the native store's, applied in
+//! version order at start-up.
+
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::{Migration, Migrator};
+use std::time::Duration;
+
+/// The gateway's own tables (idempotency keys, and token state once auth lands).
+static GATEWAY_MIGRATIONS: Migrator = sqlx::migrate!("./src/storage/migrations");
+
+#[derive(Clone)]
+pub struct Storage {
+    pub pool: AnyPool,
+    /// `sqlite` or `postgres`, for messages and readiness.
+    pub kind: &'static str,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the URL: it may carry a password.
+        write!(f, "Storage({})", self.kind)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot create the data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error("cannot open storage: {0}")]
+    Connect(sqlx::Error),
+    #[error("cannot migrate storage: {0}")]
+    Migrate(sqlx::migrate::MigrateError),
+}
+
+impl Storage {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Storage, StorageError> {
+        sqlx::any::install_default_drivers();
+        let (url, kind) = if url.starts_with("sqlite:") {
+            (prepare_sqlite(url)?, "sqlite")
+        } else {
+            (url.to_string(), "postgres")
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&url)
+            .await
+            .map_err(StorageError::Connect)?;
+        if kind == "sqlite" {
+            // WAL lets readers run beside the one writer; it is a property of the file, kept
+            // across restarts. sqlx's defaults already give synchronous=FULL and a 5 s busy timeout,
+            // so an acknowledged write is on disk before the answer leaves.
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&pool)
+                .await
+                .map_err(StorageError::Connect)?;
+        }
+        let storage = Storage { pool, kind };
+        storage.migrate().await?;
+        Ok(storage)
+    }
+
+    async fn migrate(&self) -> Result<(), StorageError> {
+        let mut migrations: Vec<Migration> = GATEWAY_MIGRATIONS
+            .iter()
+            .chain(nestgate_native::MIGRATOR.iter())
+            .cloned()
+            .collect();
+        migrations.sort_by_key(|m| m.version);
+        Migrator::with_migrations(migrations).run(&self.pool).await.map_err(StorageError::Migrate)
+    }
+
+    /// Whether the database answers, within `limit`.
+    pub async fn ping(&self, limit: Duration) -> bool {
+        let query = sqlx::query("SELECT 1").execute(&self.pool);
+        matches!(tokio::time::timeout(limit, query).await, Ok(Ok(_)))
+    }
+}
+
+/// Creates the directory of a SQLite file and asks sqlx to create the file if it is missing.
+fn prepare_sqlite(url: &str) -> Result<String, StorageError> {
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let file = path.split('?').next().unwrap_or_default();
+    if !file.is_empty() && file != ":memory:" {
+        if let Some(dir) = std::path::Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StorageError::DataDir(dir.display().to_string(), e))?;
+        }
+    }
+    Ok(if url.contains("mode=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    })
+}
