@@ -385,7 +385,7 @@ mod tests {
     #[test]
     fn unknown_keys_are_named_by_path() {
         let err = from_text("[server]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\n").unwrap_err();
-        assert_eq!(err.0[0].path, "server");
+        assert_eq!(err.0[0].path, "server.listen_port");
         assert!(err.0[0].message.contains("listen_port"), "{err}");
     }
 
