@@ -1,0 +1,257 @@
+//! Test harness: starts the real `nestgate` binary on a random loopback port with a
+//! configuration of the test's own, and talks HTTP to it.
+#![allow(dead_code)]
+
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Where the PostgreSQL scenarios get their database; unset, they are skipped.
+pub const PG_ENV: &str = "NESTGATE_TEST_DATABASE_URL";
+
+/// The storage a gateway under test runs on.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite,
+    Postgres(String),
+}
+
+impl Store {
+    /// PostgreSQL from the environment, or `None` after saying why the test is skipped.
+    pub fn postgres() -> Option<Store> {
+        match std::env::var(PG_ENV) {
+            Ok(url) if !url.is_empty() => Some(Store::Postgres(url)),
+            _ => {
+                eprintln!("skipped: {PG_ENV} is not set, so the PostgreSQL scenario does not run");
+                None
+            }
+        }
+    }
+}
+
+/// A fresh organization name, so that tests sharing one PostgreSQL database never see each
+/// other's records.
+pub fn fresh_org(prefix: &str) -> String {
+    format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+pub struct Gateway {
+    child: Option<Child>,
+    pub base: String,
+    pub client: reqwest::Client,
+    /// The organization every request of [`Gateway::call`] speaks for.
+    pub org: String,
+    /// A second organization on the same backend, for isolation tests.
+    pub other_org: String,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    /// Every line the gateway printed.
+    pub logs: Arc<Mutex<Vec<String>>>,
+    extra_env: Vec<(String, String)>,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub bytes: Vec<u8>,
+    pub json: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// `error.code` of an error body.
+    pub fn code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or("")
+    }
+
+    pub fn id(&self) -> String {
+        self.json["id"].as_str().expect("a record id").to_string()
+    }
+
+    /// The `details[].field` paths of an error body.
+    pub fn fields(&self) -> Vec<String> {
+        self.json["error"]["details"]
+            .as_array()
+            .map(|d| d.iter().map(|e| e["field"].as_str().unwrap_or("").to_string()).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, String::from_utf8_lossy(&self.bytes))
+    }
+}
+
+impl Gateway {
+    pub async fn start(store: Store) -> Gateway {
+        Self::start_with(store, "", &[]).await
+    }
+
+    /// Starts a gateway; `extra_toml` is appended to the generated configuration.
+    pub async fn start_with(store: Store, extra_toml: &str, env: &[(&str, &str)]) -> Gateway {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let url = match &store {
+            Store::Sqlite => format!("sqlite://{}/nestgate.db", dir.path().display()),
+            Store::Postgres(url) => url.clone(),
+        };
+        let org = fresh_org("a");
+        let other_org = fresh_org("b");
+        let toml = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndev_org_header = true\n\n\
+             [storage]\nurl = \"{url}\"\nmax_connections = 5\n\n\
+             [log]\nformat = \"json\"\nlevel = \"info\"\n\n\
+             [backends.local]\nkind = \"native\"\n\n\
+             [orgs.{org}]\nbackend = \"local\"\ncurrency = \"USD\"\n\n\
+             [orgs.{other_org}]\nbackend = \"local\"\ncurrency = \"EUR\"\n\n{extra_toml}"
+        );
+        let config = dir.path().join("nestgate.toml");
+        std::fs::write(&config, toml).expect("the config is written");
+        let client = reqwest::Client::builder().no_proxy().build().expect("an HTTP client");
+        let mut gateway = Gateway {
+            child: None,
+            base: String::new(),
+            client,
+            org,
+            other_org,
+            dir,
+            config,
+            logs: Arc::new(Mutex::new(Vec::new())),
+            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        gateway.spawn();
+        gateway
+    }
+
+    /// Starts the binary and waits for its "listening" line.
+    fn spawn(&mut self) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_nestgate"));
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .current_dir(self.dir.path())
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (key, value) in &self.extra_env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("nestgate starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let logs = self.logs.clone();
+        std::thread::spawn(move || {
+            // Keeps draining stdout for the life of the process, so the gateway never blocks on it.
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("nestgate listening") {
+                    let parsed: Value = serde_json::from_str(&line).unwrap_or_default();
+                    let _ = tx.send(parsed["addr"].as_str().unwrap_or_default().to_string());
+                }
+                logs.lock().unwrap().push(line);
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("nestgate did not start; its output:\n{}", self.logs.lock().unwrap().join("\n"))
+        });
+        self.base = format!("http://{addr}");
+        self.child = Some(child);
+    }
+
+    /// `kill -9`, then start again on the same configuration and storage.
+    pub fn kill_and_restart(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        self.spawn();
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns whether it exited cleanly.
+    pub fn terminate(&mut self, limit: Duration) -> bool {
+        let mut child = self.child.take().expect("running");
+        let pid = child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().expect("waitable") {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        false
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A request on behalf of `org`.
+    pub async fn call_as(&self, org: &str, method: &str, path: &str, body: Option<Value>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.client.request(method, self.url(path)).header("x-nestgate-org", org);
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body.to_string());
+        }
+        send(request).await
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        self.call_as(&self.org, method, path, body).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call("GET", path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.call("POST", path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.call("PATCH", path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.call("DELETE", path, None).await
+    }
+
+    /// A raw request for this gateway's organization, to set headers and bodies by hand.
+    pub fn raw(&self, method: &str, path: &str) -> reqwest::RequestBuilder {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        self.client.request(method, self.url(path)).header("x-nestgate-org", &self.org)
+    }
+
+    /// Creates a record and returns it, asserting `201`.
+    pub async fn create(&self, resource: &str, body: Value) -> Value {
+        let reply = self.post(&format!("/api/v1/{resource}"), body).await;
+        assert_eq!(reply.status, 201, "create {resource}: {reply:?}");
+        reply.json
+    }
+}
+
+pub async fn send(request: reqwest::RequestBuilder) -> Reply {
+    let response = request.send().await.expect("the gateway answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.expect("a body").to_vec();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Reply { status, headers, bytes, json }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
