@@ -26,7 +26,12 @@ impl Principal {
 pub fn all_scopes() -> Vec<String> {
     Resource::ALL
         .into_iter()
-        .flat_map(|r| [format!("read:{}", r.as_str()), format!("write:{}", r.as_str())])
+        .flat_map(|r| {
+            [
+                format!("read:{}", r.as_str()),
+                format!("write:{}", r.as_str()),
+            ]
+        })
         .collect()
 }
 
@@ -43,7 +48,10 @@ pub fn authenticate(headers: &HeaderMap, app: &App) -> Result<Principal, ApiErro
         if app.backends.binding(org).is_none() {
             return Err(ApiError::unauthorized("unknown organization"));
         }
-        return Ok(Principal { org: org.to_string(), scopes: all_scopes() });
+        return Ok(Principal {
+            org: org.to_string(),
+            scopes: all_scopes(),
+        });
     }
     Err(ApiError::unauthorized("missing or invalid bearer token"))
 }

@@ -5,7 +5,9 @@
 use crate::config::{BackendSettings, Settings};
 use crate::error::ApiError;
 use crate::storage::Storage;
-use nestgate_contract::{Action, Adapter, CallContext, Capabilities, ErrorKind, Op, Reply, Resource};
+use nestgate_contract::{
+    Action, Adapter, CallContext, Capabilities, ErrorKind, Op, Reply, Resource,
+};
 use nestgate_native::{NativeAdapter, NativeConfig};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -42,7 +44,10 @@ impl Backend {
 
     pub async fn call(&self, ctx: &CallContext, op: Op) -> Result<Reply, ApiError> {
         self.check(op.resource(), op.action())?;
-        self.adapter.call(ctx, op).await.map_err(|e| ApiError::from_adapter(e, &self.name))
+        self.adapter
+            .call(ctx, op)
+            .await
+            .map_err(|e| ApiError::from_adapter(e, &self.name))
     }
 
     pub async fn probe(&self) -> Result<(), String> {
@@ -70,11 +75,16 @@ impl Backends {
             .iter()
             .map(|(name, backend)| {
                 let adapter: Arc<dyn Adapter> = match backend {
-                    BackendSettings::Native => {
-                        Arc::new(NativeAdapter::new(storage.pool.clone(), NativeConfig::default()))
-                    }
+                    BackendSettings::Native => Arc::new(NativeAdapter::new(
+                        storage.pool.clone(),
+                        NativeConfig::default(),
+                    )),
                 };
-                let backend = Backend { name: name.clone(), kind: backend.kind(), adapter };
+                let backend = Backend {
+                    name: name.clone(),
+                    kind: backend.kind(),
+                    adapter,
+                };
                 (name.clone(), Arc::new(backend))
             })
             .collect();
@@ -83,7 +93,11 @@ impl Backends {
             .iter()
             .map(|(org, binding)| {
                 let backend = backends[&binding.backend].clone(); // validated in config
-                let binding = Binding { org: org.clone(), currency: binding.currency.clone(), backend };
+                let binding = Binding {
+                    org: org.clone(),
+                    currency: binding.currency.clone(),
+                    backend,
+                };
                 (org.clone(), binding)
             })
             .collect();

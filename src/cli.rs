@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Debug, Parser)]
-#[command(name = "nestgate", version, about = "The InvoiceNests API over pluggable invoicing backends")]
+#[command(
+    name = "nestgate",
+    version,
+    about = "The InvoiceNests API over pluggable invoicing backends"
+)]
 pub struct Cli {
     /// The configuration file (default: config/nestgate.toml if present, else the embedded default).
     #[arg(long, global = true, value_name = "FILE")]
@@ -71,7 +75,10 @@ async fn serve(settings: config::Settings, source: Source) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     tracing::info!(addr, config = %source, storage = app.storage.kind, "nestgate listening");
     crate::server::serve(app, listener, crate::server::shutdown_signal()).await;
     ExitCode::SUCCESS

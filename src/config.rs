@@ -49,7 +49,10 @@ impl fmt::Display for ConfigError {
 }
 
 fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
-    Problem { path: path.into(), message: message.into() }
+    Problem {
+        path: path.into(),
+        message: message.into(),
+    }
 }
 
 /// A duration written as `"10s"`, `"1h"`, `"30d"`.
@@ -65,11 +68,13 @@ impl fmt::Debug for HumanDuration {
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map(HumanDuration).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "`{text}` is not a duration; write it like \"10s\", \"1h\" or \"30d\""
-            ))
-        })
+        humantime::parse_duration(&text)
+            .map(HumanDuration)
+            .map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "`{text}` is not a duration; write it like \"10s\", \"1h\" or \"30d\""
+                ))
+            })
     }
 }
 
@@ -130,7 +135,10 @@ pub struct StorageSection {
 
 impl Default for StorageSection {
     fn default() -> Self {
-        StorageSection { url: "sqlite://data/nestgate.db".into(), max_connections: 10 }
+        StorageSection {
+            url: "sqlite://data/nestgate.db".into(),
+            max_connections: 10,
+        }
     }
 }
 
@@ -143,7 +151,10 @@ pub struct LogSection {
 
 impl Default for LogSection {
     fn default() -> Self {
-        LogSection { format: "json".into(), level: "info".into() }
+        LogSection {
+            format: "json".into(),
+            level: "info".into(),
+        }
     }
 }
 
@@ -218,7 +229,11 @@ pub fn load(source: &Source) -> Result<FileConfig, ConfigError> {
         .map_err(|e| ConfigError(vec![problem("(file)", e.to_string())]))?;
     serde_path_to_error::deserialize(built).map_err(|e| {
         let path = e.path().to_string();
-        let path = if path == "." { "(top level)".to_string() } else { path };
+        let path = if path == "." {
+            "(top level)".to_string()
+        } else {
+            path
+        };
         ConfigError(vec![problem(path, e.into_inner().to_string())])
     })
 }
@@ -271,32 +286,53 @@ pub struct OrgSettings {
 fn is_plain_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 impl FileConfig {
     /// Checks everything the types cannot, reporting every problem at once.
     pub fn validate(self) -> Result<Settings, ConfigError> {
         let mut problems = Vec::new();
-        let listen = self.server.listen.parse::<SocketAddr>().unwrap_or_else(|_| {
-            problems.push(problem(
-                "server.listen",
-                format!("`{}` is not an address like \"127.0.0.1:8080\"", self.server.listen),
-            ));
-            SocketAddr::from(([127, 0, 0, 1], 0))
-        });
+        let listen = self
+            .server
+            .listen
+            .parse::<SocketAddr>()
+            .unwrap_or_else(|_| {
+                problems.push(problem(
+                    "server.listen",
+                    format!(
+                        "`{}` is not an address like \"127.0.0.1:8080\"",
+                        self.server.listen
+                    ),
+                ));
+                SocketAddr::from(([127, 0, 0, 1], 0))
+            });
         const MAX_BODY: u64 = 64 * 1024 * 1024;
         if !(1..=MAX_BODY).contains(&self.server.max_body_bytes) {
-            problems.push(problem("server.max_body_bytes", format!("must be between 1 and {MAX_BODY}")));
+            problems.push(problem(
+                "server.max_body_bytes",
+                format!("must be between 1 and {MAX_BODY}"),
+            ));
         }
         if self.server.max_concurrent_requests == 0 {
-            problems.push(problem("server.max_concurrent_requests", "must be at least 1"));
+            problems.push(problem(
+                "server.max_concurrent_requests",
+                "must be at least 1",
+            ));
         }
         if self.server.request_timeout.0.is_zero() {
-            problems.push(problem("server.request_timeout", "must be longer than zero"));
+            problems.push(problem(
+                "server.request_timeout",
+                "must be longer than zero",
+            ));
         }
         let url = &self.storage.url;
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
             problems.push(problem(
                 "storage.url",
                 "must start with sqlite: (a file) or postgres:// (a shared database)",
@@ -309,17 +345,26 @@ impl FileConfig {
             "json" => true,
             "pretty" => false,
             other => {
-                problems.push(problem("log.format", format!("`{other}` is not one of \"json\", \"pretty\"")));
+                problems.push(problem(
+                    "log.format",
+                    format!("`{other}` is not one of \"json\", \"pretty\""),
+                ));
                 true
             }
         };
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            problems.push(problem("log.level", format!("`{}` is not a log level or filter", self.log.level)));
+            problems.push(problem(
+                "log.level",
+                format!("`{}` is not a log level or filter", self.log.level),
+            ));
         }
         let mut backends = BTreeMap::new();
         for (name, section) in self.backends {
             if !is_plain_name(&name) {
-                problems.push(problem(format!("backends.{name}"), "names use a-z, 0-9, _ and - only"));
+                problems.push(problem(
+                    format!("backends.{name}"),
+                    "names use a-z, 0-9, _ and - only",
+                ));
             }
             let settings = match section {
                 BackendSection::Native {} => BackendSettings::Native,
@@ -329,19 +374,35 @@ impl FileConfig {
         let mut orgs = BTreeMap::new();
         for (name, org) in self.orgs {
             if !is_plain_name(&name) {
-                problems.push(problem(format!("orgs.{name}"), "names use a-z, 0-9, _ and - only"));
+                problems.push(problem(
+                    format!("orgs.{name}"),
+                    "names use a-z, 0-9, _ and - only",
+                ));
             }
             if !backends.contains_key(&org.backend) {
                 let known: Vec<&str> = backends.keys().map(String::as_str).collect();
                 problems.push(problem(
                     format!("orgs.{name}.backend"),
-                    format!("no backend named `{}` (configured: {})", org.backend, known.join(", ")),
+                    format!(
+                        "no backend named `{}` (configured: {})",
+                        org.backend,
+                        known.join(", ")
+                    ),
                 ));
             }
             if !nestgate_contract::money::is_currency(&org.currency) {
-                problems.push(problem(format!("orgs.{name}.currency"), "must be an ISO 4217 code such as \"USD\""));
+                problems.push(problem(
+                    format!("orgs.{name}.currency"),
+                    "must be an ISO 4217 code such as \"USD\"",
+                ));
             }
-            orgs.insert(name, OrgSettings { backend: org.backend, currency: org.currency });
+            orgs.insert(
+                name,
+                OrgSettings {
+                    backend: org.backend,
+                    currency: org.currency,
+                },
+            );
         }
         if !problems.is_empty() {
             return Err(ConfigError(problems));
@@ -397,7 +458,15 @@ mod tests {
         )
         .unwrap_err();
         let paths: Vec<&str> = err.0.iter().map(|p| p.path.as_str()).collect();
-        assert_eq!(paths, ["server.listen", "storage.url", "orgs.acme.backend", "orgs.acme.currency"]);
+        assert_eq!(
+            paths,
+            [
+                "server.listen",
+                "storage.url",
+                "orgs.acme.backend",
+                "orgs.acme.currency"
+            ]
+        );
     }
 
     #[test]

@@ -26,10 +26,16 @@ pub fn is_sane_request_id(id: &[u8]) -> bool {
 /// Keeps the caller's `X-Request-Id` if it is sane, or assigns a new one (a UUIDv7, so ids sort
 /// by time in the logs).
 pub fn assign_request_id<B>(mut req: Request<B>) -> Request<B> {
-    let sane = req.headers().get(&REQUEST_ID).is_some_and(|v| is_sane_request_id(v.as_bytes()));
+    let sane = req
+        .headers()
+        .get(&REQUEST_ID)
+        .is_some_and(|v| is_sane_request_id(v.as_bytes()));
     if !sane {
         let id = uuid::Uuid::now_v7().to_string();
-        req.headers_mut().insert(REQUEST_ID, HeaderValue::from_str(&id).expect("a UUID is a header value"));
+        req.headers_mut().insert(
+            REQUEST_ID,
+            HeaderValue::from_str(&id).expect("a UUID is a header value"),
+        );
     }
     req
 }
@@ -45,7 +51,11 @@ impl<S> Layer<S> for RescueLayer {
     type Service = Rescue<S>;
 
     fn layer(&self, inner: S) -> Rescue<S> {
-        Rescue { inner, request_timeout: self.request_timeout, not_ready: None }
+        Rescue {
+            inner,
+            request_timeout: self.request_timeout,
+            not_ready: None,
+        }
     }
 }
 
@@ -88,7 +98,10 @@ where
         Box::pin(async move {
             let response = match future.await {
                 Ok(Ok(response)) if response.extensions().get::<Rendered>().is_some() => response,
-                Ok(Ok(response)) if response.status().is_client_error() || response.status().is_server_error() => {
+                Ok(Ok(response))
+                    if response.status().is_client_error()
+                        || response.status().is_server_error() =>
+                {
                     bare_status(response.status(), timeout).render(&request_id)
                 }
                 Ok(Ok(response)) => response,
@@ -117,8 +130,12 @@ fn rescue_error(error: BoxError, timeout: Duration) -> ApiError {
 fn bare_status(status: StatusCode, timeout: Duration) -> ApiError {
     match status {
         StatusCode::GATEWAY_TIMEOUT | StatusCode::REQUEST_TIMEOUT => ApiError::timeout(timeout),
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(status, "payload_too_large", "the request is too large"),
-        s if s.is_client_error() => ApiError::invalid_request(s.canonical_reason().unwrap_or("bad request")),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(status, "payload_too_large", "the request is too large")
+        }
+        s if s.is_client_error() => {
+            ApiError::invalid_request(s.canonical_reason().unwrap_or("bad request"))
+        }
         _ => ApiError::internal(),
     }
 }
@@ -133,7 +150,12 @@ mod tests {
         assert!(!is_sane_request_id(b""));
         assert!(!is_sane_request_id(&[b'a'; 129]));
         assert!(!is_sane_request_id(b"a\x01b"));
-        let req = assign_request_id(Request::builder().header("x-request-id", "mine").body(()).unwrap());
+        let req = assign_request_id(
+            Request::builder()
+                .header("x-request-id", "mine")
+                .body(())
+                .unwrap(),
+        );
         assert_eq!(req.headers()["x-request-id"], "mine");
         let req = assign_request_id(Request::builder().body(()).unwrap());
         assert_eq!(req.headers()["x-request-id"].len(), 36);

@@ -39,7 +39,11 @@ impl ApiError {
     pub fn insufficient_scope(scope: String) -> Self {
         ApiError {
             required_scope: Some(scope.clone()),
-            ..Self::new(StatusCode::FORBIDDEN, "insufficient_scope", format!("this call needs the scope {scope}"))
+            ..Self::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                format!("this call needs the scope {scope}"),
+            )
         }
     }
 
@@ -61,7 +65,11 @@ impl ApiError {
     }
 
     pub fn method_not_allowed() -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "invalid_request", "method not allowed on this route")
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request",
+            "method not allowed on this route",
+        )
     }
 
     pub fn payload_too_large(limit: usize) -> Self {
@@ -85,13 +93,21 @@ impl ApiError {
     }
 
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the gateway failed; the request id identifies it in the logs")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the gateway failed; the request id identifies it in the logs",
+        )
     }
 
     pub fn overloaded() -> Self {
         ApiError {
             retry_after: Some(Duration::from_secs(1)),
-            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable", "the gateway is at its concurrency limit; try again shortly")
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream_unavailable",
+                "the gateway is at its concurrency limit; try again shortly",
+            )
         }
     }
 
@@ -99,7 +115,10 @@ impl ApiError {
         Self::new(
             StatusCode::GATEWAY_TIMEOUT,
             "upstream_timeout",
-            format!("the request was not answered within {}", humantime::format_duration(limit)),
+            format!(
+                "the request was not answered within {}",
+                humantime::format_duration(limit)
+            ),
         )
     }
 
@@ -113,11 +132,14 @@ impl ApiError {
             ErrorKind::NotSupported => (StatusCode::NOT_IMPLEMENTED, "not_supported_by_backend"),
             ErrorKind::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ErrorKind::Upstream => (StatusCode::BAD_GATEWAY, "upstream_error"),
-            ErrorKind::UpstreamUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable"),
+            ErrorKind::UpstreamUnavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable")
+            }
             ErrorKind::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
             ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        let names_backend = error.blame() == Blame::Upstream || error.kind == ErrorKind::NotSupported;
+        let names_backend =
+            error.blame() == Blame::Upstream || error.kind == ErrorKind::NotSupported;
         ApiError {
             status,
             code,
@@ -159,13 +181,18 @@ impl ApiError {
             );
         }
         if let Some(scope) = &self.required_scope
-            && let Ok(value) = HeaderValue::from_str(&format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\""))
+            && let Ok(value) = HeaderValue::from_str(&format!(
+                "Bearer error=\"insufficient_scope\", scope=\"{scope}\""
+            ))
         {
             headers.insert(header::WWW_AUTHENTICATE, value);
         }
         if self.status == StatusCode::METHOD_NOT_ALLOWED {
             // Every route answers some of these; the body says which call was wrong.
-            headers.insert(header::ALLOW, HeaderValue::from_static("GET, POST, PATCH, DELETE"));
+            headers.insert(
+                header::ALLOW,
+                HeaderValue::from_static("GET, POST, PATCH, DELETE"),
+            );
         }
         response
     }

@@ -23,6 +23,9 @@ pub struct Idempotency {
     abandoned_after: Duration,
 }
 
+/// A stored key: fingerprint, status (0 while in progress), location, body, created_at.
+type StoredKey = (String, i64, Option<String>, Option<String>, i64);
+
 /// What to do with a POST that carries a key.
 pub enum Claim {
     /// First use: run the call, then [`Idempotency::finish`].
@@ -64,7 +67,10 @@ fn storage_error(error: sqlx::Error) -> ApiError {
 
 impl Idempotency {
     pub fn new(pool: AnyPool, request_timeout: Duration) -> Self {
-        Idempotency { pool, abandoned_after: request_timeout * 2 }
+        Idempotency {
+            pool,
+            abandoned_after: request_timeout * 2,
+        }
     }
 
     pub async fn claim(&self, org: &str, key: &str, fingerprint: &str) -> Result<Claim, ApiError> {
@@ -82,9 +88,12 @@ impl Idempotency {
             .await
             .map_err(storage_error)?;
             if inserted.rows_affected() == 1 {
-                return Ok(Claim::Run(Ticket { org: org.to_string(), key: key.to_string() }));
+                return Ok(Claim::Run(Ticket {
+                    org: org.to_string(),
+                    key: key.to_string(),
+                }));
             }
-            let row: Option<(String, i64, Option<String>, Option<String>, i64)> = sqlx::query_as(
+            let row: Option<StoredKey> = sqlx::query_as(
                 "SELECT fingerprint, status, location, body, created_at FROM idempotency_keys \
                  WHERE org = $1 AND key = $2",
             )
@@ -99,20 +108,26 @@ impl Idempotency {
             let age = Duration::from_millis(u64::try_from(now_millis() - created_at).unwrap_or(0));
             let stale = age > KEEP || (status == 0 && age > self.abandoned_after);
             if stale {
-                sqlx::query("DELETE FROM idempotency_keys WHERE org = $1 AND key = $2 AND created_at = $3")
-                    .bind(org)
-                    .bind(key)
-                    .bind(created_at)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(storage_error)?;
+                sqlx::query(
+                    "DELETE FROM idempotency_keys WHERE org = $1 AND key = $2 AND created_at = $3",
+                )
+                .bind(org)
+                .bind(key)
+                .bind(created_at)
+                .execute(&self.pool)
+                .await
+                .map_err(storage_error)?;
                 continue;
             }
             if stored_fingerprint != fingerprint {
-                return Err(conflict("this Idempotency-Key was already used with another request"));
+                return Err(conflict(
+                    "this Idempotency-Key was already used with another request",
+                ));
             }
             if status == 0 {
-                return Err(conflict("a request with this Idempotency-Key is still being answered"));
+                return Err(conflict(
+                    "a request with this Idempotency-Key is still being answered",
+                ));
             }
             return Ok(Claim::Replay(replay(status, location, body)));
         }
@@ -181,7 +196,10 @@ mod tests {
         assert!(!valid_key(""));
         assert!(!valid_key("has space"));
         assert!(!valid_key(&"k".repeat(256)));
-        assert_ne!(fingerprint("POST", "/a", b"{}"), fingerprint("POST", "/a", b"{ }"));
+        assert_ne!(
+            fingerprint("POST", "/a", b"{}"),
+            fingerprint("POST", "/a", b"{ }")
+        );
         assert_eq!(fingerprint("POST", "/a", b"{}").len(), 64);
     }
 }

@@ -59,10 +59,15 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
-        .layer(RescueLayer { request_timeout: settings.request_timeout })
+        .layer(RescueLayer {
+            request_timeout: settings.request_timeout,
+        })
         .load_shed()
         .concurrency_limit(settings.max_concurrent_requests)
-        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, settings.request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            settings.request_timeout,
+        ))
         .service_fn(move |req| {
             let app = handler_app.clone();
             async move { Ok::<_, Infallible>(crate::http::handle(app, req).await) }
@@ -74,7 +79,10 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_HEADER_BYTES);
-    builder.http2().timer(TokioTimer::new()).max_header_list_size(MAX_HEADER_BYTES as u32);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
 
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);

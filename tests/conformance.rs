@@ -53,7 +53,10 @@ conformance!(
 );
 
 async fn client(gw: &Gateway, name: &str) -> String {
-    gw.create("clients", json!({"name": name})).await["id"].as_str().unwrap().to_string()
+    gw.create("clients", json!({"name": name})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 async fn invoice(gw: &Gateway, client_id: &str, price: &str) -> Value {
@@ -75,8 +78,19 @@ async fn clients_crud_and_partial_update(gw: &Gateway) {
         .await;
     assert_eq!(created.status, 201, "{created:?}");
     let id = created.id();
-    assert_eq!(created.header("location"), Some(format!("/api/v1/clients/{id}").as_str()));
-    for field in ["id", "created_at", "updated_at", "archived", "name", "email", "address"] {
+    assert_eq!(
+        created.header("location"),
+        Some(format!("/api/v1/clients/{id}").as_str())
+    );
+    for field in [
+        "id",
+        "created_at",
+        "updated_at",
+        "archived",
+        "name",
+        "email",
+        "address",
+    ] {
         assert!(created.json.get(field).is_some(), "missing {field}");
     }
     assert_eq!(created.json["archived"], false);
@@ -88,7 +102,10 @@ async fn clients_crud_and_partial_update(gw: &Gateway) {
 
     // PATCH: fields absent stay; nested address merges; null clears.
     let patched = gw
-        .patch(&format!("/api/v1/clients/{id}"), json!({"phone": null, "address": {"city": "Shelbyville"}}))
+        .patch(
+            &format!("/api/v1/clients/{id}"),
+            json!({"phone": null, "address": {"city": "Shelbyville"}}),
+        )
         .await;
     assert_eq!(patched.status, 200, "{patched:?}");
     assert_eq!(patched.json["name"], "Acme");
@@ -105,20 +122,35 @@ async fn clients_crud_and_partial_update(gw: &Gateway) {
     assert_eq!(gone.status, 404);
     assert_eq!(gone.code(), "not_found");
     assert!(gone.json["error"]["request_id"].is_string());
-    assert_eq!(gw.delete(&format!("/api/v1/clients/{id}")).await.status, 404);
-    assert_eq!(gw.patch(&format!("/api/v1/clients/{id}"), json!({"name": "x"})).await.status, 404);
+    assert_eq!(
+        gw.delete(&format!("/api/v1/clients/{id}")).await.status,
+        404
+    );
+    assert_eq!(
+        gw.patch(&format!("/api/v1/clients/{id}"), json!({"name": "x"}))
+            .await
+            .status,
+        404
+    );
 }
 
 async fn bad_input_gets_field_paths(gw: &Gateway) {
-    let missing = gw.post("/api/v1/clients", json!({"email": "not-an-address"})).await;
+    let missing = gw
+        .post("/api/v1/clients", json!({"email": "not-an-address"}))
+        .await;
     assert_eq!(missing.status, 422, "{missing:?}");
     assert_eq!(missing.code(), "validation_failed");
     let mut fields = missing.fields();
     fields.sort();
     assert_eq!(fields, ["email", "name"]);
 
-    let unknown = gw.post("/api/v1/clients", json!({"name": "A", "emial": "a@b.c"})).await;
-    assert_eq!((unknown.status, unknown.fields()), (422, vec!["emial".to_string()]));
+    let unknown = gw
+        .post("/api/v1/clients", json!({"name": "A", "emial": "a@b.c"}))
+        .await;
+    assert_eq!(
+        (unknown.status, unknown.fields()),
+        (422, vec!["emial".to_string()])
+    );
 
     let client_id = client(gw, "Lines").await;
     let lines = gw
@@ -133,27 +165,76 @@ async fn bad_input_gets_field_paths(gw: &Gateway) {
         .await;
     assert_eq!(lines.status, 422, "{lines:?}");
     let fields = lines.fields();
-    assert!(fields.contains(&"line_items[1].quantity".to_string()), "{fields:?}");
-    assert!(fields.contains(&"line_items[2].unit_price".to_string()), "{fields:?}");
+    assert!(
+        fields.contains(&"line_items[1].quantity".to_string()),
+        "{fields:?}"
+    );
+    assert!(
+        fields.contains(&"line_items[2].unit_price".to_string()),
+        "{fields:?}"
+    );
 
     // Money: negative, non-numeric and over-precise for the currency.
-    let invoice_id = invoice(gw, &client_id, "100").await["id"].as_str().unwrap().to_string();
-    for (amount, why) in [(json!("-5"), "negative"), (json!("abc"), "text"), (json!("10.005"), "3 places in USD"), (json!(0), "zero")] {
-        let reply = gw.post("/api/v1/payments", json!({"invoice_id": invoice_id, "amount": amount})).await;
+    let invoice_id = invoice(gw, &client_id, "100").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (amount, why) in [
+        (json!("-5"), "negative"),
+        (json!("abc"), "text"),
+        (json!("10.005"), "3 places in USD"),
+        (json!(0), "zero"),
+    ] {
+        let reply = gw
+            .post(
+                "/api/v1/payments",
+                json!({"invoice_id": invoice_id, "amount": amount}),
+            )
+            .await;
         assert_eq!(reply.status, 422, "{why}: {reply:?}");
         assert_eq!(reply.fields(), ["amount"], "{why}");
     }
-    let dates = gw.post("/api/v1/expenses", json!({"amount": "1", "date": "2026-02-30"})).await;
-    assert_eq!((dates.status, dates.fields()), (422, vec!["date".to_string()]));
-    let currency = gw.post("/api/v1/expenses", json!({"amount": "1", "currency": "usd"})).await;
-    assert_eq!((currency.status, currency.fields()), (422, vec!["currency".to_string()]));
-    let long = gw.post("/api/v1/clients", json!({"name": "x".repeat(300)})).await;
-    assert_eq!((long.status, long.fields()), (422, vec!["name".to_string()]));
+    let dates = gw
+        .post(
+            "/api/v1/expenses",
+            json!({"amount": "1", "date": "2026-02-30"}),
+        )
+        .await;
+    assert_eq!(
+        (dates.status, dates.fields()),
+        (422, vec!["date".to_string()])
+    );
+    let currency = gw
+        .post(
+            "/api/v1/expenses",
+            json!({"amount": "1", "currency": "usd"}),
+        )
+        .await;
+    assert_eq!(
+        (currency.status, currency.fields()),
+        (422, vec!["currency".to_string()])
+    );
+    let long = gw
+        .post("/api/v1/clients", json!({"name": "x".repeat(300)}))
+        .await;
+    assert_eq!(
+        (long.status, long.fields()),
+        (422, vec!["name".to_string()])
+    );
     let nul = gw.post("/api/v1/clients", json!({"name": "a\u{0}b"})).await;
     assert_eq!((nul.status, nul.fields()), (422, vec!["name".to_string()]));
 
     // Lists: out-of-range paging and bad filter values are 400.
-    for query in ["per_page=0", "per_page=101", "page=0", "page=x", "status=lost", "updated_since=yesterday", "colour=red", "include_archived=yes"] {
+    for query in [
+        "per_page=0",
+        "per_page=101",
+        "page=0",
+        "page=x",
+        "status=lost",
+        "updated_since=yesterday",
+        "colour=red",
+        "include_archived=yes",
+    ] {
         let reply = gw.get(&format!("/api/v1/invoices?{query}")).await;
         assert_eq!(reply.status, 400, "{query}: {reply:?}");
         assert_eq!(reply.code(), "invalid_request");
@@ -163,13 +244,51 @@ async fn bad_input_gets_field_paths(gw: &Gateway) {
 async fn malformed_bodies_are_refused(gw: &Gateway) {
     use support::send;
     let json_type = "application/json";
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, &str)> = vec![
-        ("malformed JSON", Some(json_type), b"{\"name\": ".to_vec(), 400, "invalid_request"),
-        ("invalid UTF-8", Some(json_type), b"{\"name\": \"\xff\xfe\"}".to_vec(), 400, "invalid_request"),
-        ("empty body", Some(json_type), Vec::new(), 400, "invalid_request"),
-        ("not an object", Some(json_type), b"[1, 2]".to_vec(), 422, "validation_failed"),
-        ("wrong content type", Some("text/plain"), b"{\"name\": \"A\"}".to_vec(), 415, "unsupported_media_type"),
-        ("no content type", None, b"{\"name\": \"A\"}".to_vec(), 415, "unsupported_media_type"),
+    // (what, content type, body, status, code)
+    type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "malformed JSON",
+            Some(json_type),
+            b"{\"name\": ".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "invalid UTF-8",
+            Some(json_type),
+            b"{\"name\": \"\xff\xfe\"}".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "empty body",
+            Some(json_type),
+            Vec::new(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "not an object",
+            Some(json_type),
+            b"[1, 2]".to_vec(),
+            422,
+            "validation_failed",
+        ),
+        (
+            "wrong content type",
+            Some("text/plain"),
+            b"{\"name\": \"A\"}".to_vec(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "no content type",
+            None,
+            b"{\"name\": \"A\"}".to_vec(),
+            415,
+            "unsupported_media_type",
+        ),
     ];
     for (what, content_type, body, status, code) in cases {
         let mut request = gw.raw("POST", "/api/v1/clients").body(body);
@@ -177,10 +296,19 @@ async fn malformed_bodies_are_refused(gw: &Gateway) {
             request = request.header("content-type", content_type);
         }
         let reply = send(request).await;
-        assert_eq!((reply.status, reply.code()), (status, code), "{what}: {reply:?}");
+        assert_eq!(
+            (reply.status, reply.code()),
+            (status, code),
+            "{what}: {reply:?}"
+        );
     }
     let big = format!("{{\"name\": \"{}\"}}", "x".repeat(1024 * 1024 + 10));
-    let reply = send(gw.raw("POST", "/api/v1/clients").header("content-type", json_type).body(big.clone())).await;
+    let reply = send(
+        gw.raw("POST", "/api/v1/clients")
+            .header("content-type", json_type)
+            .body(big.clone()),
+    )
+    .await;
     assert_eq!((reply.status, reply.code()), (413, "payload_too_large"));
     // Streamed without a Content-Length: the limit holds while reading.
     let stream = futures_stream(big.into_bytes());
@@ -193,8 +321,11 @@ async fn malformed_bodies_are_refused(gw: &Gateway) {
     assert_eq!((reply.status, reply.code()), (413, "payload_too_large"));
 }
 
-fn futures_stream(bytes: Vec<u8>) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = bytes.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+fn futures_stream(
+    bytes: Vec<u8>,
+) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        bytes.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
     futures_util::stream::iter(chunks)
 }
 
@@ -207,7 +338,12 @@ async fn products_keys_are_unique_and_fill_line_items(gw: &Gateway) {
     let duplicate = gw.post("/api/v1/products", json!({"key": "CONSULT"})).await;
     assert_eq!((duplicate.status, duplicate.code()), (409, "conflict"));
     let other = gw.create("products", json!({"key": "OTHER"})).await;
-    let renamed = gw.patch(&format!("/api/v1/products/{}", other["id"].as_str().unwrap()), json!({"key": "CONSULT"})).await;
+    let renamed = gw
+        .patch(
+            &format!("/api/v1/products/{}", other["id"].as_str().unwrap()),
+            json!({"key": "CONSULT"}),
+        )
+        .await;
     assert_eq!(renamed.status, 409, "{renamed:?}");
 
     let client_id = client(gw, "Fill").await;
@@ -259,19 +395,52 @@ async fn invoice_totals_numbers_and_references(gw: &Gateway) {
     assert!(!first["number"].as_str().unwrap().is_empty());
     assert_ne!(first["number"], second["number"]);
 
-    let chosen = gw.create("invoices", json!({"client_id": client_id, "number": "CUSTOM-1"})).await;
+    let chosen = gw
+        .create(
+            "invoices",
+            json!({"client_id": client_id, "number": "CUSTOM-1"}),
+        )
+        .await;
     assert_eq!(chosen["number"], "CUSTOM-1");
-    let taken = gw.post("/api/v1/invoices", json!({"client_id": client_id, "number": "CUSTOM-1"})).await;
+    let taken = gw
+        .post(
+            "/api/v1/invoices",
+            json!({"client_id": client_id, "number": "CUSTOM-1"}),
+        )
+        .await;
     assert_eq!((taken.status, taken.code()), (409, "conflict"));
-    let taken = gw.post("/api/v1/invoices", json!({"client_id": client_id, "number": first["number"]})).await;
+    let taken = gw
+        .post(
+            "/api/v1/invoices",
+            json!({"client_id": client_id, "number": first["number"]}),
+        )
+        .await;
     assert_eq!(taken.status, 409);
 
-    let nobody = gw.post("/api/v1/invoices", json!({"client_id": "cli_doesnotexist"})).await;
-    assert_eq!((nobody.status, nobody.fields()), (422, vec!["client_id".to_string()]));
-    let dates = gw.post("/api/v1/invoices", json!({"client_id": client_id, "issue_date": "2026-12-02", "due_date": "2026-12-01"})).await;
+    let nobody = gw
+        .post("/api/v1/invoices", json!({"client_id": "cli_doesnotexist"}))
+        .await;
+    assert_eq!(
+        (nobody.status, nobody.fields()),
+        (422, vec!["client_id".to_string()])
+    );
+    let dates = gw
+        .post(
+            "/api/v1/invoices",
+            json!({"client_id": client_id, "issue_date": "2026-12-02", "due_date": "2026-12-01"}),
+        )
+        .await;
     assert_eq!(dates.status, 422);
-    let paid = gw.post("/api/v1/invoices", json!({"client_id": client_id, "status": "paid"})).await;
-    assert_eq!((paid.status, paid.fields()), (422, vec!["status".to_string()]));
+    let paid = gw
+        .post(
+            "/api/v1/invoices",
+            json!({"client_id": client_id, "status": "paid"}),
+        )
+        .await;
+    assert_eq!(
+        (paid.status, paid.fields()),
+        (422, vec!["status".to_string()])
+    );
 
     // PATCH replaces line items and recomputes; absent fields stay.
     let id = first["id"].as_str().unwrap();
@@ -285,7 +454,9 @@ async fn invoice_totals_numbers_and_references(gw: &Gateway) {
     assert_eq!(patched.json["notes"], "thanks");
 
     // A client's currency is the invoice's default.
-    let euro = gw.create("clients", json!({"name": "Euro", "currency": "EUR"})).await;
+    let euro = gw
+        .create("clients", json!({"name": "Euro", "currency": "EUR"}))
+        .await;
     let inv = invoice(gw, euro["id"].as_str().unwrap(), "1").await;
     assert_eq!(inv["currency"], "EUR");
     let yen = gw.create("invoices", json!({"client_id": client_id, "currency": "JPY", "line_items": [{"quantity": "1", "unit_price": "10.5"}]})).await;
@@ -303,38 +474,108 @@ async fn payments_move_balance_and_status(gw: &Gateway) {
     assert_eq!(first["amount"], "40.00");
     assert_eq!(first["currency"], "USD");
     let after = gw.get(&path).await.json;
-    assert_eq!((after["status"].as_str(), after["balance"].as_str(), after["amount_paid"].as_str()), (Some("partial"), Some("60.00"), Some("40.00")));
+    assert_eq!(
+        (
+            after["status"].as_str(),
+            after["balance"].as_str(),
+            after["amount_paid"].as_str()
+        ),
+        (Some("partial"), Some("60.00"), Some("40.00"))
+    );
 
-    let over = gw.post("/api/v1/payments", json!({"invoice_id": inv_id, "amount": "60.01"})).await;
-    assert_eq!((over.status, over.fields()), (422, vec!["amount".to_string()]));
-    let wrong_currency = gw.post("/api/v1/payments", json!({"invoice_id": inv_id, "amount": "1", "currency": "EUR"})).await;
-    assert_eq!((wrong_currency.status, wrong_currency.fields()), (422, vec!["currency".to_string()]));
-    let nowhere = gw.post("/api/v1/payments", json!({"invoice_id": "inv_nothere", "amount": "1"})).await;
-    assert_eq!((nowhere.status, nowhere.fields()), (422, vec!["invoice_id".to_string()]));
+    let over = gw
+        .post(
+            "/api/v1/payments",
+            json!({"invoice_id": inv_id, "amount": "60.01"}),
+        )
+        .await;
+    assert_eq!(
+        (over.status, over.fields()),
+        (422, vec!["amount".to_string()])
+    );
+    let wrong_currency = gw
+        .post(
+            "/api/v1/payments",
+            json!({"invoice_id": inv_id, "amount": "1", "currency": "EUR"}),
+        )
+        .await;
+    assert_eq!(
+        (wrong_currency.status, wrong_currency.fields()),
+        (422, vec!["currency".to_string()])
+    );
+    let nowhere = gw
+        .post(
+            "/api/v1/payments",
+            json!({"invoice_id": "inv_nothere", "amount": "1"}),
+        )
+        .await;
+    assert_eq!(
+        (nowhere.status, nowhere.fields()),
+        (422, vec!["invoice_id".to_string()])
+    );
 
-    let second = gw.create("payments", json!({"invoice_id": inv_id, "amount": 60})).await;
+    let second = gw
+        .create("payments", json!({"invoice_id": inv_id, "amount": 60}))
+        .await;
     let paid = gw.get(&path).await.json;
-    assert_eq!((paid["status"].as_str(), paid["balance"].as_str()), (Some("paid"), Some("0.00")));
-    let none_left = gw.post("/api/v1/payments", json!({"invoice_id": inv_id, "amount": "0.01"})).await;
+    assert_eq!(
+        (paid["status"].as_str(), paid["balance"].as_str()),
+        (Some("paid"), Some("0.00"))
+    );
+    let none_left = gw
+        .post(
+            "/api/v1/payments",
+            json!({"invoice_id": inv_id, "amount": "0.01"}),
+        )
+        .await;
     assert_eq!(none_left.status, 422);
 
     // An invoice with payments cannot be deleted, nor its lines lowered below what was paid.
     assert_eq!(gw.delete(&path).await.status, 409);
-    let lower = gw.patch(&path, json!({"line_items": [{"quantity": "1", "unit_price": "50"}]})).await;
+    let lower = gw
+        .patch(
+            &path,
+            json!({"line_items": [{"quantity": "1", "unit_price": "50"}]}),
+        )
+        .await;
     assert_eq!(lower.status, 422, "{lower:?}");
 
     // Changing a payment's amount moves the balance by the difference.
     let second_id = second["id"].as_str().unwrap();
-    let changed = gw.patch(&format!("/api/v1/payments/{second_id}"), json!({"amount": "10"})).await;
+    let changed = gw
+        .patch(
+            &format!("/api/v1/payments/{second_id}"),
+            json!({"amount": "10"}),
+        )
+        .await;
     assert_eq!(changed.status, 200, "{changed:?}");
     let partial = gw.get(&path).await.json;
-    assert_eq!((partial["status"].as_str(), partial["balance"].as_str()), (Some("partial"), Some("50.00")));
+    assert_eq!(
+        (partial["status"].as_str(), partial["balance"].as_str()),
+        (Some("partial"), Some("50.00"))
+    );
 
     // Deleting payments puts balance and status back.
-    assert_eq!(gw.delete(&format!("/api/v1/payments/{second_id}")).await.status, 204);
-    assert_eq!(gw.delete(&format!("/api/v1/payments/{}", first["id"].as_str().unwrap())).await.status, 204);
+    assert_eq!(
+        gw.delete(&format!("/api/v1/payments/{second_id}"))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        gw.delete(&format!(
+            "/api/v1/payments/{}",
+            first["id"].as_str().unwrap()
+        ))
+        .await
+        .status,
+        204
+    );
     let back = gw.get(&path).await.json;
-    assert_eq!((back["balance"].as_str(), back["amount_paid"].as_str()), (Some("100.00"), Some("0.00")));
+    assert_eq!(
+        (back["balance"].as_str(), back["amount_paid"].as_str()),
+        (Some("100.00"), Some("0.00"))
+    );
     assert_ne!(back["status"], "partial");
     assert_ne!(back["status"], "paid");
     assert_eq!(gw.delete(&path).await.status, 204);
@@ -342,8 +583,21 @@ async fn payments_move_balance_and_status(gw: &Gateway) {
     // A void invoice takes no payments.
     let void = invoice(gw, &client_id, "10").await;
     let void_id = void["id"].as_str().unwrap();
-    assert_eq!(gw.patch(&format!("/api/v1/invoices/{void_id}"), json!({"status": "void"})).await.status, 200);
-    let refused = gw.post("/api/v1/payments", json!({"invoice_id": void_id, "amount": "1"})).await;
+    assert_eq!(
+        gw.patch(
+            &format!("/api/v1/invoices/{void_id}"),
+            json!({"status": "void"})
+        )
+        .await
+        .status,
+        200
+    );
+    let refused = gw
+        .post(
+            "/api/v1/payments",
+            json!({"invoice_id": void_id, "amount": "1"}),
+        )
+        .await;
     assert_eq!(refused.status, 409);
 }
 
@@ -351,70 +605,138 @@ async fn concurrent_payments_never_overdraw(gw: &Gateway) {
     let client_id = client(gw, "Race").await;
     let inv = invoice(gw, &client_id, "100").await;
     let inv_id = inv["id"].as_str().unwrap().to_string();
-    let attempts = (0..10).map(|_| gw.post("/api/v1/payments", json!({"invoice_id": inv_id, "amount": "30"})));
+    let attempts = (0..10).map(|_| {
+        gw.post(
+            "/api/v1/payments",
+            json!({"invoice_id": inv_id, "amount": "30"}),
+        )
+    });
     let replies = futures_util::future::join_all(attempts).await;
     let accepted = replies.iter().filter(|r| r.status == 201).count();
     for reply in &replies {
         assert!(matches!(reply.status, 201 | 422 | 409), "{reply:?}");
     }
-    assert_eq!(accepted, 3, "exactly three payments of 30 fit a balance of 100");
+    assert_eq!(
+        accepted, 3,
+        "exactly three payments of 30 fit a balance of 100"
+    );
     let after = gw.get(&format!("/api/v1/invoices/{inv_id}")).await.json;
     assert_eq!(after["amount_paid"], "90.00");
     assert_eq!(after["balance"], "10.00");
-    let listed = gw.get(&format!("/api/v1/payments?client_id={client_id}")).await;
+    let listed = gw
+        .get(&format!("/api/v1/payments?client_id={client_id}"))
+        .await;
     assert_eq!(listed.json["meta"]["total"], 3);
 }
 
 async fn lists_page_filter_and_link(gw: &Gateway) {
-    let alice = gw.create("clients", json!({"name": "Alice", "email": "Alice@Example.test"})).await;
+    let alice = gw
+        .create(
+            "clients",
+            json!({"name": "Alice", "email": "Alice@Example.test"}),
+        )
+        .await;
     let alice_id = alice["id"].as_str().unwrap().to_string();
     let bob_id = client(gw, "Bob").await;
     let mut ids = Vec::new();
     for i in 0..7 {
         let owner = if i % 2 == 0 { &alice_id } else { &bob_id };
-        ids.push(invoice(gw, owner, "10").await["id"].as_str().unwrap().to_string());
+        ids.push(
+            invoice(gw, owner, "10").await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     let page1 = gw.get("/api/v1/invoices?per_page=3").await;
     assert_eq!(page1.status, 200);
-    assert_eq!(page1.json["meta"], json!({"page": 1, "per_page": 3, "total": 7, "total_pages": 3}));
+    assert_eq!(
+        page1.json["meta"],
+        json!({"page": 1, "per_page": 3, "total": 7, "total_pages": 3})
+    );
     let link = page1.header("link").unwrap().to_string();
-    assert!(link.contains("rel=\"next\"") && !link.contains("rel=\"prev\""), "{link}");
-    assert!(link.contains("page=2") && link.contains("per_page=3"), "{link}");
+    assert!(
+        link.contains("rel=\"next\"") && !link.contains("rel=\"prev\""),
+        "{link}"
+    );
+    assert!(
+        link.contains("page=2") && link.contains("per_page=3"),
+        "{link}"
+    );
     let page3 = gw.get("/api/v1/invoices?per_page=3&page=3").await;
     assert_eq!(page3.json["data"].as_array().unwrap().len(), 1);
     assert!(page3.header("link").unwrap().contains("rel=\"prev\""));
     // Stable order: created_at then id, across pages.
     let mut seen = Vec::new();
     for page in 1..=3 {
-        let reply = gw.get(&format!("/api/v1/invoices?per_page=3&page={page}")).await;
-        seen.extend(reply.json["data"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()));
+        let reply = gw
+            .get(&format!("/api/v1/invoices?per_page=3&page={page}"))
+            .await;
+        seen.extend(
+            reply.json["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_string()),
+        );
     }
     assert_eq!(seen, ids);
     let beyond = gw.get("/api/v1/invoices?per_page=3&page=9").await;
-    assert_eq!((beyond.status, beyond.json["data"].as_array().unwrap().len()), (200, 0));
+    assert_eq!(
+        (beyond.status, beyond.json["data"].as_array().unwrap().len()),
+        (200, 0)
+    );
 
-    let by_client = gw.get(&format!("/api/v1/invoices?client_id={alice_id}")).await;
+    let by_client = gw
+        .get(&format!("/api/v1/invoices?client_id={alice_id}"))
+        .await;
     assert_eq!(by_client.json["meta"]["total"], 4);
     let first = gw.get(&format!("/api/v1/invoices/{}", ids[0])).await.json;
-    let by_number = gw.get(&format!("/api/v1/invoices?number={}", first["number"].as_str().unwrap())).await;
+    let by_number = gw
+        .get(&format!(
+            "/api/v1/invoices?number={}",
+            first["number"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(by_number.json["data"][0]["id"], ids[0].as_str());
     assert_eq!(by_number.json["meta"]["total"], 1);
-    gw.post(&format!("/api/v1/invoices/{}/mark-sent", ids[1]), json!({})).await;
+    gw.post(&format!("/api/v1/invoices/{}/mark-sent", ids[1]), json!({}))
+        .await;
     let sent = gw.get("/api/v1/invoices?status=sent").await;
     assert_eq!(sent.json["meta"]["total"], 1);
     assert_eq!(sent.json["data"][0]["id"], ids[1].as_str());
     let by_email = gw.get("/api/v1/clients?email=alice%40example.test").await;
-    assert_eq!(by_email.json["meta"]["total"], 1, "email matches case-insensitively");
+    assert_eq!(
+        by_email.json["meta"]["total"], 1,
+        "email matches case-insensitively"
+    );
 
     // Archived records leave lists unless asked for.
-    gw.post(&format!("/api/v1/invoices/{}/archive", ids[2]), json!({})).await;
+    gw.post(&format!("/api/v1/invoices/{}/archive", ids[2]), json!({}))
+        .await;
     assert_eq!(gw.get("/api/v1/invoices").await.json["meta"]["total"], 6);
-    assert_eq!(gw.get("/api/v1/invoices?include_archived=true").await.json["meta"]["total"], 7);
+    assert_eq!(
+        gw.get("/api/v1/invoices?include_archived=true").await.json["meta"]["total"],
+        7
+    );
 
     // updated_since.
-    let stamp = gw.get(&format!("/api/v1/invoices/{}", ids[2])).await.json["updated_at"].as_str().unwrap().to_string();
-    let recent = gw.get(&format!("/api/v1/invoices?include_archived=true&updated_since={}", stamp.replace(':', "%3A"))).await;
-    let recent_ids: Vec<&str> = recent.json["data"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    let stamp = gw.get(&format!("/api/v1/invoices/{}", ids[2])).await.json["updated_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let recent = gw
+        .get(&format!(
+            "/api/v1/invoices?include_archived=true&updated_since={}",
+            stamp.replace(':', "%3A")
+        ))
+        .await;
+    let recent_ids: Vec<&str> = recent.json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
     assert!(recent_ids.contains(&ids[2].as_str()), "{recent:?}");
     assert!(!recent_ids.contains(&ids[0].as_str()), "{recent:?}");
 }
@@ -425,14 +747,36 @@ async fn archive_and_restore(gw: &Gateway) {
         ("products", json!({"key": "ARCH"})),
         ("expenses", json!({"amount": "5"})),
     ] {
-        let id = gw.create(resource, body).await["id"].as_str().unwrap().to_string();
-        let archived = gw.post(&format!("/api/v1/{resource}/{id}/archive"), json!({})).await;
-        assert_eq!((archived.status, &archived.json["archived"]), (200, &json!(true)), "{resource}");
+        let id = gw.create(resource, body).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let archived = gw
+            .post(&format!("/api/v1/{resource}/{id}/archive"), json!({}))
+            .await;
+        assert_eq!(
+            (archived.status, &archived.json["archived"]),
+            (200, &json!(true)),
+            "{resource}"
+        );
         let listed = gw.get(&format!("/api/v1/{resource}")).await;
-        assert!(!listed.bytes.windows(id.len()).any(|w| w == id.as_bytes()), "{resource} archived but listed");
-        let restored = gw.post(&format!("/api/v1/{resource}/{id}/restore"), json!({})).await;
-        assert_eq!((restored.status, &restored.json["archived"]), (200, &json!(false)));
-        assert_eq!(gw.post(&format!("/api/v1/{resource}/nothere/archive"), json!({})).await.status, 404);
+        assert!(
+            !listed.bytes.windows(id.len()).any(|w| w == id.as_bytes()),
+            "{resource} archived but listed"
+        );
+        let restored = gw
+            .post(&format!("/api/v1/{resource}/{id}/restore"), json!({}))
+            .await;
+        assert_eq!(
+            (restored.status, &restored.json["archived"]),
+            (200, &json!(false))
+        );
+        assert_eq!(
+            gw.post(&format!("/api/v1/{resource}/nothere/archive"), json!({}))
+                .await
+                .status,
+            404
+        );
     }
 }
 
@@ -440,10 +784,19 @@ async fn invoice_actions_and_pdf(gw: &Gateway) {
     let client_id = client(gw, "Pdf & Söhne").await;
     let inv = invoice(gw, &client_id, "12.50").await;
     let id = inv["id"].as_str().unwrap();
-    let sent = gw.post(&format!("/api/v1/invoices/{id}/mark-sent"), json!({})).await;
-    assert_eq!((sent.status, sent.json["status"].as_str()), (200, Some("sent")));
+    let sent = gw
+        .post(&format!("/api/v1/invoices/{id}/mark-sent"), json!({}))
+        .await;
+    assert_eq!(
+        (sent.status, sent.json["status"].as_str()),
+        (200, Some("sent"))
+    );
     let again = gw.raw("POST", &format!("/api/v1/invoices/{id}/mark-sent"));
-    assert_eq!(support::send(again).await.json["status"], "sent", "marking twice changes nothing");
+    assert_eq!(
+        support::send(again).await.json["status"],
+        "sent",
+        "marking twice changes nothing"
+    );
 
     let pdf = gw.get(&format!("/api/v1/invoices/{id}/pdf")).await;
     assert_eq!(pdf.status, 200);
@@ -451,11 +804,16 @@ async fn invoice_actions_and_pdf(gw: &Gateway) {
     assert!(pdf.bytes.starts_with(b"%PDF-"), "a PDF");
     assert!(pdf.bytes.windows(5).any(|w| w == b"%%EOF"));
     let text = String::from_utf8_lossy(&pdf.bytes);
-    assert!(text.contains(inv["number"].as_str().unwrap()), "the number is in the PDF");
+    assert!(
+        text.contains(inv["number"].as_str().unwrap()),
+        "the number is in the PDF"
+    );
     assert!(text.contains("12.50"), "the total is in the PDF");
     assert_eq!(gw.get("/api/v1/invoices/inv_missing/pdf").await.status, 404);
 
-    let email = gw.post(&format!("/api/v1/invoices/{id}/send"), json!({})).await;
+    let email = gw
+        .post(&format!("/api/v1/invoices/{id}/send"), json!({}))
+        .await;
     if email.status == 501 {
         assert_eq!(email.code(), "not_supported_by_backend");
         assert!(email.json["error"]["backend"].is_string());
@@ -471,17 +829,43 @@ async fn expenses_and_references(gw: &Gateway) {
         .await;
     assert_eq!(expense["amount"], "12.50");
     assert_eq!(expense["currency"], "USD");
-    let missing = gw.post("/api/v1/expenses", json!({"amount": "1", "client_id": "cli_nope"})).await;
-    assert_eq!((missing.status, missing.fields()), (422, vec!["client_id".to_string()]));
-    let listed = gw.get(&format!("/api/v1/expenses?client_id={client_id}")).await;
+    let missing = gw
+        .post(
+            "/api/v1/expenses",
+            json!({"amount": "1", "client_id": "cli_nope"}),
+        )
+        .await;
+    assert_eq!(
+        (missing.status, missing.fields()),
+        (422, vec!["client_id".to_string()])
+    );
+    let listed = gw
+        .get(&format!("/api/v1/expenses?client_id={client_id}"))
+        .await;
     assert_eq!(listed.json["meta"]["total"], 1);
     // A client with records cannot be deleted, but can be archived.
     let refused = gw.delete(&format!("/api/v1/clients/{client_id}")).await;
     assert_eq!((refused.status, refused.code()), (409, "conflict"));
     let id = expense["id"].as_str().unwrap();
-    let patched = gw.patch(&format!("/api/v1/expenses/{id}"), json!({"client_id": null, "notes": "n"})).await;
-    assert_eq!((patched.json["client_id"].clone(), patched.json["vendor"].clone()), (Value::Null, json!("Rail")));
-    assert_eq!(gw.delete(&format!("/api/v1/clients/{client_id}")).await.status, 204);
+    let patched = gw
+        .patch(
+            &format!("/api/v1/expenses/{id}"),
+            json!({"client_id": null, "notes": "n"}),
+        )
+        .await;
+    assert_eq!(
+        (
+            patched.json["client_id"].clone(),
+            patched.json["vendor"].clone()
+        ),
+        (Value::Null, json!("Rail"))
+    );
+    assert_eq!(
+        gw.delete(&format!("/api/v1/clients/{client_id}"))
+            .await
+            .status,
+        204
+    );
 }
 
 async fn idempotency_keys(gw: &Gateway) {
@@ -501,7 +885,12 @@ async fn idempotency_keys(gw: &Gateway) {
     let other = support::send(key_request("key-1", "Twice")).await;
     assert_eq!((other.status, other.code()), (409, "conflict"));
     let listed = gw.get("/api/v1/clients").await;
-    let named_once = listed.json["data"].as_array().unwrap().iter().filter(|c| c["name"] == "Once").count();
+    let named_once = listed.json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "Once")
+        .count();
     assert_eq!(named_once, 1, "one record for one key");
     // Keys are per organization.
     let theirs = gw
@@ -541,29 +930,83 @@ async fn organizations_are_isolated(gw: &Gateway) {
     ] {
         let body = (method == "PATCH").then(|| json!({"name": "stolen"}));
         let theirs = gw.call_as(other, method, &path, body.clone()).await;
-        let missing = gw.call_as(other, method, &path.replace(inv_id, "inv_x").replace(&client_id, "cli_x"), body).await;
+        let missing = gw
+            .call_as(
+                other,
+                method,
+                &path.replace(inv_id, "inv_x").replace(&client_id, "cli_x"),
+                body,
+            )
+            .await;
         assert_eq!(theirs.status, 404, "{method} {path}: {theirs:?}");
-        assert_eq!(theirs.json["error"]["message"].as_str().map(|m| m.replace(inv_id, "inv_x").replace(&client_id, "cli_x")),
-                   missing.json["error"]["message"].as_str().map(str::to_string),
-                   "another organization's record answers exactly like a missing one");
+        assert_eq!(
+            theirs.json["error"]["message"]
+                .as_str()
+                .map(|m| m.replace(inv_id, "inv_x").replace(&client_id, "cli_x")),
+            missing.json["error"]["message"]
+                .as_str()
+                .map(str::to_string),
+            "another organization's record answers exactly like a missing one"
+        );
     }
     let listed = gw.call_as(other, "GET", "/api/v1/invoices", None).await;
     assert_eq!(listed.json["meta"]["total"], 0);
-    let pay = gw.call_as(other, "POST", "/api/v1/payments", Some(json!({"invoice_id": inv_id, "amount": "1"}))).await;
-    assert_eq!((pay.status, pay.fields()), (422, vec!["invoice_id".to_string()]));
-    let bill = gw.call_as(other, "POST", "/api/v1/invoices", Some(json!({"client_id": client_id}))).await;
-    assert_eq!((bill.status, bill.fields()), (422, vec!["client_id".to_string()]));
+    let pay = gw
+        .call_as(
+            other,
+            "POST",
+            "/api/v1/payments",
+            Some(json!({"invoice_id": inv_id, "amount": "1"})),
+        )
+        .await;
+    assert_eq!(
+        (pay.status, pay.fields()),
+        (422, vec!["invoice_id".to_string()])
+    );
+    let bill = gw
+        .call_as(
+            other,
+            "POST",
+            "/api/v1/invoices",
+            Some(json!({"client_id": client_id})),
+        )
+        .await;
+    assert_eq!(
+        (bill.status, bill.fields()),
+        (422, vec!["client_id".to_string()])
+    );
     // Unchanged for its owner.
-    assert_eq!(gw.get(&format!("/api/v1/clients/{client_id}")).await.json["name"], "Mine");
+    assert_eq!(
+        gw.get(&format!("/api/v1/clients/{client_id}")).await.json["name"],
+        "Mine"
+    );
 }
 
 async fn hostile_ids_are_not_found(gw: &Gateway) {
     let long = "a".repeat(5000);
-    for id in ["%27%20OR%20%271%27%3D%271", "a%00b", "%22%3B%20DROP%20TABLE%20records", long.as_str(), "..", "%2e%2e%2fetc"] {
-        for path in [format!("/api/v1/invoices/{id}"), format!("/api/v1/clients/{id}/archive")] {
-            let method = if path.ends_with("archive") { "POST" } else { "GET" };
+    for id in [
+        "%27%20OR%20%271%27%3D%271",
+        "a%00b",
+        "%22%3B%20DROP%20TABLE%20records",
+        long.as_str(),
+        "..",
+        "%2e%2e%2fetc",
+    ] {
+        for path in [
+            format!("/api/v1/invoices/{id}"),
+            format!("/api/v1/clients/{id}/archive"),
+        ] {
+            let method = if path.ends_with("archive") {
+                "POST"
+            } else {
+                "GET"
+            };
             let reply = gw.call(method, &path, None).await;
-            assert_eq!((reply.status, reply.code()), (404, "not_found"), "{path}: {reply:?}");
+            assert_eq!(
+                (reply.status, reply.code()),
+                (404, "not_found"),
+                "{path}: {reply:?}"
+            );
         }
     }
     let filter = gw.get("/api/v1/invoices?client_id=%27%20OR%201%3D1").await;
@@ -575,7 +1018,10 @@ async fn capabilities_are_declared(gw: &Gateway) {
     assert_eq!(caps.status, 200);
     assert_eq!(caps.json["org"], gw.org.as_str());
     for resource in ["clients", "invoices", "payments", "products", "expenses"] {
-        assert!(caps.json["resources"][resource]["list"].is_boolean(), "{resource}");
+        assert!(
+            caps.json["resources"][resource]["list"].is_boolean(),
+            "{resource}"
+        );
     }
     assert!(caps.json["resources"]["invoices"]["pdf"].is_boolean());
     assert!(caps.json["resources"]["clients"].get("pdf").is_none());

@@ -12,7 +12,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Whether the content type is JSON (`application/json`, any parameters, any case).
 fn is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
     let essence = value.split(';').next().unwrap_or_default().trim();
@@ -35,15 +38,25 @@ where
     }
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(error)
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             Err(ApiError::payload_too_large(limit))
         }
-        Err(_) => Err(ApiError::invalid_request("the request body could not be read")),
+        Err(_) => Err(ApiError::invalid_request(
+            "the request body could not be read",
+        )),
     }
 }
 
 /// Reads a JSON body for a create or an update.
-pub async fn read_json<B>(headers: &HeaderMap, body: B, limit: usize) -> Result<(Value, Bytes), ApiError>
+pub async fn read_json<B>(
+    headers: &HeaderMap,
+    body: B,
+    limit: usize,
+) -> Result<(Value, Bytes), ApiError>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -53,10 +66,16 @@ where
     }
     let raw = read_bytes(headers, body, limit).await?;
     if raw.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::invalid_request("the request body is empty; send a JSON object"));
+        return Err(ApiError::invalid_request(
+            "the request body is empty; send a JSON object",
+        ));
     }
     let value = serde_json::from_slice::<Value>(&raw).map_err(|e| {
-        let what = if std::str::from_utf8(&raw).is_err() { "not valid UTF-8" } else { "not valid JSON" };
+        let what = if std::str::from_utf8(&raw).is_err() {
+            "not valid UTF-8"
+        } else {
+            "not valid JSON"
+        };
         ApiError::invalid_request(format!(
             "the request body is {what} (line {}, column {})",
             e.line(),
@@ -76,7 +95,10 @@ mod tests {
         assert!(!is_json(&headers));
         headers.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
         assert!(is_json(&headers));
-        headers.insert(header::CONTENT_TYPE, "Application/JSON; charset=utf-8".parse().unwrap());
+        headers.insert(
+            header::CONTENT_TYPE,
+            "Application/JSON; charset=utf-8".parse().unwrap(),
+        );
         assert!(is_json(&headers));
         headers.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
         assert!(!is_json(&headers));

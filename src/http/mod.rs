@@ -113,7 +113,11 @@ fn resource_call(method: &Method, segments: &[&str]) -> Option<Call> {
         _ => return None,
     };
     let resource = Resource::parse(resource).filter(|r| action.applies_to(*r))?;
-    Some(Call { resource, action, id: id.map(|id| id.to_string()) })
+    Some(Call {
+        resource,
+        action,
+        id: id.map(|id| id.to_string()),
+    })
 }
 
 /// The request id the edge stack assigned (always present behind it).
@@ -135,14 +139,19 @@ where
     let (route, result) = match target(req.method(), req.uri().path()) {
         Target::Health => (Route("/healthz"), Ok(ops::healthz())),
         Target::Ready => (Route("/readyz"), Ok(ops::readyz(&app).await)),
-        Target::Capabilities => {
-            (Route("/api/v1/capabilities"), resources::capabilities(&app, req.headers()))
-        }
-        Target::Resource(call) => {
-            (Route(template(&call)), resources::handle(&app, call, req, &request_id).await)
-        }
+        Target::Capabilities => (
+            Route("/api/v1/capabilities"),
+            resources::capabilities(&app, req.headers()),
+        ),
+        Target::Resource(call) => (
+            Route(template(&call)),
+            resources::handle(&app, call, req, &request_id).await,
+        ),
         Target::WrongMethod => (Route("(wrong method)"), Err(ApiError::method_not_allowed())),
-        Target::Unknown => (Route("(unknown)"), Err(ApiError::no_route(req.uri().path()))),
+        Target::Unknown => (
+            Route("(unknown)"),
+            Err(ApiError::no_route(req.uri().path())),
+        ),
     };
     let mut response = result.unwrap_or_else(|error| error.render(&request_id));
     response.extensions_mut().insert(route);
@@ -158,7 +167,11 @@ mod tests {
         let t = |m: Method, p: &str| target(&m, p);
         assert_eq!(
             t(Method::GET, "/api/v1/invoices/inv_1/pdf"),
-            Target::Resource(Call { resource: Resource::Invoices, action: Action::Pdf, id: Some("inv_1".into()) })
+            Target::Resource(Call {
+                resource: Resource::Invoices,
+                action: Action::Pdf,
+                id: Some("inv_1".into())
+            })
         );
         assert_eq!(t(Method::GET, "/api/v1/clients/cli_1/pdf"), Target::Unknown);
         assert_eq!(t(Method::PUT, "/api/v1/clients/cli_1"), Target::WrongMethod);
@@ -167,6 +180,9 @@ mod tests {
         assert_eq!(t(Method::GET, "/"), Target::Unknown);
         assert_eq!(t(Method::POST, "/healthz"), Target::WrongMethod);
         assert_eq!(t(Method::GET, "/api/v1/invoices/x/y"), Target::Unknown);
-        assert_eq!(t(Method::GET, "/api/v1/invoices/x/send"), Target::WrongMethod);
+        assert_eq!(
+            t(Method::GET, "/api/v1/invoices/x/send"),
+            Target::WrongMethod
+        );
     }
 }

@@ -27,7 +27,11 @@ pub async fn readyz(app: &App) -> HttpResponse {
         all_ok &= outcome == "ok";
         backends.insert(backend.name.clone(), outcome);
     }
-    let status = if all_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if all_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "status": if all_ok { "ready" } else { "not_ready" },
         "storage": if storage_ok { "ok" } else { "unreachable" },

@@ -40,18 +40,32 @@ pub fn parse(resource: Resource, raw: Option<&str>) -> Result<ListQuery, ApiErro
                     .parse()
                     .ok()
                     .filter(|p| (1..=MAX_PAGE).contains(p))
-                    .ok_or_else(|| bad("page", &format!("must be a whole number from 1 to {MAX_PAGE}")))?;
+                    .ok_or_else(|| {
+                        bad(
+                            "page",
+                            &format!("must be a whole number from 1 to {MAX_PAGE}"),
+                        )
+                    })?;
             }
             "per_page" => {
                 query.per_page = value
                     .parse()
                     .ok()
                     .filter(|p| (1..=MAX_PER_PAGE).contains(p))
-                    .ok_or_else(|| bad("per_page", &format!("must be a whole number from 1 to {MAX_PER_PAGE}")))?;
+                    .ok_or_else(|| {
+                        bad(
+                            "per_page",
+                            &format!("must be a whole number from 1 to {MAX_PER_PAGE}"),
+                        )
+                    })?;
             }
             "updated_since" => {
-                let since = DateTime::parse_from_rfc3339(value)
-                    .map_err(|_| bad("updated_since", "must be an RFC 3339 time such as 2026-01-31T12:00:00Z"))?;
+                let since = DateTime::parse_from_rfc3339(value).map_err(|_| {
+                    bad(
+                        "updated_since",
+                        "must be an RFC 3339 time such as 2026-01-31T12:00:00Z",
+                    )
+                })?;
                 query.updated_since = Some(since.with_timezone(&Utc));
             }
             "include_archived" => {
@@ -69,13 +83,16 @@ pub fn parse(resource: Resource, raw: Option<&str>) -> Result<ListQuery, ApiErro
                     query.client_id = Some(value.to_string());
                 }
                 "status" => {
-                    query.status = Some(
-                        InvoiceStatus::parse(value)
-                            .ok_or_else(|| bad("status", "must be one of draft, sent, viewed, partial, paid, void"))?,
-                    );
+                    query.status = Some(InvoiceStatus::parse(value).ok_or_else(|| {
+                        bad(
+                            "status",
+                            "must be one of draft, sent, viewed, partial, paid, void",
+                        )
+                    })?);
                 }
                 "number" | "email" => {
-                    if value.is_empty() || value.len() > 255 || value.chars().any(char::is_control) {
+                    if value.is_empty() || value.len() > 255 || value.chars().any(char::is_control)
+                    {
                         return Err(bad(other, "must be 1 to 255 printable characters"));
                     }
                     if other == "number" {
@@ -139,7 +156,11 @@ mod tests {
 
     #[test]
     fn parses_filters_of_the_resource_only() {
-        let q = parse(Resource::Invoices, Some("page=2&per_page=10&status=sent&client_id=cli_1")).unwrap();
+        let q = parse(
+            Resource::Invoices,
+            Some("page=2&per_page=10&status=sent&client_id=cli_1"),
+        )
+        .unwrap();
         assert_eq!((q.page, q.per_page), (2, 10));
         assert_eq!(q.status, Some(InvoiceStatus::Sent));
         assert!(parse(Resource::Clients, Some("status=sent")).is_err());
@@ -152,7 +173,13 @@ mod tests {
     #[test]
     fn links_keep_the_other_parameters() {
         let q = parse(Resource::Invoices, Some("per_page=10&status=sent&page=2")).unwrap();
-        let link = link_header("/api/v1/invoices", Some("per_page=10&status=sent&page=2"), &q, 35).unwrap();
+        let link = link_header(
+            "/api/v1/invoices",
+            Some("per_page=10&status=sent&page=2"),
+            &q,
+            35,
+        )
+        .unwrap();
         assert_eq!(
             link,
             "</api/v1/invoices?page=3&per_page=10&status=sent>; rel=\"next\", \

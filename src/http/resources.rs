@@ -2,10 +2,10 @@
 //! render. The order of the checks is the order of the statuses a client can get:
 //! 401, 403, 404 (an id that cannot exist), 501, then 400/413/415/422 for the request itself.
 
+use super::Call;
 use super::body;
 use super::query;
 use super::respond::{self, HttpResponse};
-use super::Call;
 use crate::app::App;
 use crate::auth;
 use crate::backends::Binding;
@@ -32,7 +32,12 @@ pub fn capabilities(app: &App, headers: &HeaderMap) -> Result<HttpResponse, ApiE
         let calls: Map<String, Value> = Action::ALL
             .into_iter()
             .filter(|a| a.applies_to(resource))
-            .map(|a| (a.as_str().to_string(), Value::from(caps.supports(resource, a))))
+            .map(|a| {
+                (
+                    a.as_str().to_string(),
+                    Value::from(caps.supports(resource, a)),
+                )
+            })
             .collect();
         resources.insert(resource.as_str().to_string(), Value::Object(calls));
     }
@@ -46,7 +51,9 @@ pub fn capabilities(app: &App, headers: &HeaderMap) -> Result<HttpResponse, ApiE
 }
 
 fn binding<'a>(app: &'a App, org: &str) -> Result<&'a Binding, ApiError> {
-    app.backends.binding(org).ok_or_else(|| ApiError::unauthorized("unknown organization"))
+    app.backends
+        .binding(org)
+        .ok_or_else(|| ApiError::unauthorized("unknown organization"))
 }
 
 pub async fn handle<B>(
@@ -68,7 +75,10 @@ where
     if let Some(id) = &call.id
         && !is_valid_id(id)
     {
-        return Err(ApiError::not_found(format!("{} does not exist", call.resource.singular())));
+        return Err(ApiError::not_found(format!(
+            "{} does not exist",
+            call.resource.singular()
+        )));
     }
     binding.backend.check(call.resource, call.action)?;
     let ctx = CallContext {
@@ -88,7 +98,9 @@ where
         .to_str()
         .ok()
         .filter(|k| idempotency::valid_key(k))
-        .ok_or_else(|| ApiError::invalid_request("Idempotency-Key must be 1 to 255 printable ASCII characters"))?
+        .ok_or_else(|| {
+            ApiError::invalid_request("Idempotency-Key must be 1 to 255 printable ASCII characters")
+        })?
         .to_string();
     // The body is read here, once, both to fingerprint the request and to answer it.
     let (parts, body) = req.into_parts();
@@ -103,7 +115,11 @@ where
         .await
         .unwrap_or_else(|error| error.render(request_id));
     let (parts, body) = response.into_parts();
-    let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let bytes = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     let response = http::Response::from_parts(parts, respond::Body::new(bytes.clone()));
     app.idempotency.finish(ticket, &response, &bytes).await;
     Ok(response)
@@ -126,13 +142,24 @@ where
     let (parts, body) = req.into_parts();
     let limit = app.settings.max_body_bytes;
     let op = match call.action {
-        Action::List => Op::List { resource, query: query::parse(resource, parts.uri.query())? },
+        Action::List => Op::List {
+            resource,
+            query: query::parse(resource, parts.uri.query())?,
+        },
         Action::Get => Op::Get { resource, id },
         Action::Create | Action::Update => {
             let (value, _) = body::read_json(&parts.headers, body, limit).await?;
-            let mode = if call.action == Action::Create { Mode::Create } else { Mode::Update };
+            let mode = if call.action == Action::Create {
+                Mode::Create
+            } else {
+                Mode::Update
+            };
             let draft = parse_draft(resource, &value, mode).map_err(ApiError::validation)?;
-            if mode == Mode::Create { Op::Create(draft) } else { Op::Update { id, draft } }
+            if mode == Mode::Create {
+                Op::Create(draft)
+            } else {
+                Op::Update { id, draft }
+            }
         }
         Action::Delete => Op::Delete { resource, id },
         Action::Archive => Op::Archive { resource, id },
@@ -154,10 +181,16 @@ where
             let total_pages = query::total_pages(page.total, query.per_page);
             let body = ListBody {
                 data: &page.records,
-                meta: ListMeta { page: query.page, per_page: query.per_page, total: page.total, total_pages },
+                meta: ListMeta {
+                    page: query.page,
+                    per_page: query.per_page,
+                    total: page.total,
+                    total_pages,
+                },
             };
             let mut response = respond::json(StatusCode::OK, &body);
-            if let Some(link) = query::link_header(parts.uri.path(), parts.uri.query(), &query, page.total)
+            if let Some(link) =
+                query::link_header(parts.uri.path(), parts.uri.query(), &query, page.total)
                 && let Ok(value) = HeaderValue::from_str(&link)
             {
                 response.headers_mut().insert(header::LINK, value);
@@ -195,8 +228,9 @@ fn created(record: &Record) -> HttpResponse {
 
 fn pdf(bytes: Bytes) -> HttpResponse {
     let mut response = respond::bytes(StatusCode::OK, "application/pdf", bytes);
-    response
-        .headers_mut()
-        .insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("inline; filename=\"invoice.pdf\""));
+    response.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("inline; filename=\"invoice.pdf\""),
+    );
     response
 }

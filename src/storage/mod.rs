@@ -69,7 +69,10 @@ impl Storage {
             .cloned()
             .collect();
         migrations.sort_by_key(|m| m.version);
-        Migrator::with_migrations(migrations).run(&self.pool).await.map_err(StorageError::Migrate)
+        Migrator::with_migrations(migrations)
+            .run(&self.pool)
+            .await
+            .map_err(StorageError::Migrate)
     }
 
     /// Whether the database answers, within `limit`.
@@ -81,13 +84,18 @@ impl Storage {
 
 /// Creates the directory of a SQLite file and asks sqlx to create the file if it is missing.
 fn prepare_sqlite(url: &str) -> Result<String, StorageError> {
-    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
     let file = path.split('?').next().unwrap_or_default();
-    if !file.is_empty() && file != ":memory:" {
-        if let Some(dir) = std::path::Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StorageError::DataDir(dir.display().to_string(), e))?;
-        }
+    if !file.is_empty()
+        && file != ":memory:"
+        && let Some(dir) = std::path::Path::new(file)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StorageError::DataDir(dir.display().to_string(), e))?;
     }
     Ok(if url.contains("mode=") {
         url.to_string()

@@ -36,7 +36,10 @@ impl Store {
 /// A fresh organization name, so that tests sharing one PostgreSQL database never see each
 /// other's records.
 pub fn fresh_org(prefix: &str) -> String {
-    format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 pub struct Gateway {
@@ -79,14 +82,23 @@ impl Reply {
     pub fn fields(&self) -> Vec<String> {
         self.json["error"]["details"]
             .as_array()
-            .map(|d| d.iter().map(|e| e["field"].as_str().unwrap_or("").to_string()).collect())
+            .map(|d| {
+                d.iter()
+                    .map(|e| e["field"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
 
 impl std::fmt::Debug for Reply {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.status, String::from_utf8_lossy(&self.bytes))
+        write!(
+            f,
+            "{} {}",
+            self.status,
+            String::from_utf8_lossy(&self.bytes)
+        )
     }
 }
 
@@ -114,7 +126,10 @@ impl Gateway {
         );
         let config = dir.path().join("nestgate.toml");
         std::fs::write(&config, toml).expect("the config is written");
-        let client = reqwest::Client::builder().no_proxy().build().expect("an HTTP client");
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("an HTTP client");
         let mut gateway = Gateway {
             child: None,
             base: String::new(),
@@ -124,7 +139,10 @@ impl Gateway {
             dir,
             config,
             logs: Arc::new(Mutex::new(Vec::new())),
-            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         gateway.spawn();
         gateway
@@ -158,10 +176,15 @@ impl Gateway {
                 logs.lock().unwrap().push(line);
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("nestgate did not start; its output:\n{}", self.logs.lock().unwrap().join("\n"))
-        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!(
+                    "nestgate did not start; its output:\n{}",
+                    self.logs.lock().unwrap().join("\n")
+                )
+            });
         self.base = format!("http://{addr}");
         self.child = Some(child);
     }
@@ -178,7 +201,10 @@ impl Gateway {
     pub fn terminate(&mut self, limit: Duration) -> bool {
         let mut child = self.child.take().expect("running");
         let pid = child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Some(status) = child.try_wait().expect("waitable") {
@@ -187,6 +213,7 @@ impl Gateway {
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = child.kill();
+        let _ = child.wait();
         false
     }
 
@@ -197,9 +224,14 @@ impl Gateway {
     /// A request on behalf of `org`.
     pub async fn call_as(&self, org: &str, method: &str, path: &str, body: Option<Value>) -> Reply {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut request = self.client.request(method, self.url(path)).header("x-nestgate-org", org);
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .header("x-nestgate-org", org);
         if let Some(body) = body {
-            request = request.header("content-type", "application/json").body(body.to_string());
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
         }
         send(request).await
     }
@@ -227,7 +259,9 @@ impl Gateway {
     /// A raw request for this gateway's organization, to set headers and bodies by hand.
     pub fn raw(&self, method: &str, path: &str) -> reqwest::RequestBuilder {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        self.client.request(method, self.url(path)).header("x-nestgate-org", &self.org)
+        self.client
+            .request(method, self.url(path))
+            .header("x-nestgate-org", &self.org)
     }
 
     /// Creates a record and returns it, asserting `201`.
@@ -244,7 +278,12 @@ pub async fn send(request: reqwest::RequestBuilder) -> Reply {
     let headers = response.headers().clone();
     let bytes = response.bytes().await.expect("a body").to_vec();
     let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Reply { status, headers, bytes, json }
+    Reply {
+        status,
+        headers,
+        bytes,
+        json,
+    }
 }
 
 impl Drop for Gateway {

@@ -12,7 +12,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, issue: impl Into<String>) -> Self {
-        FieldError { field: field.into(), issue: issue.into() }
+        FieldError {
+            field: field.into(),
+            issue: issue.into(),
+        }
     }
 }
 
@@ -74,7 +77,10 @@ impl AdapterError {
     }
 
     pub fn not_found(resource: crate::Resource, id: &str) -> Self {
-        Self::new(ErrorKind::NotFound, format!("{} {} does not exist", resource.singular(), id))
+        Self::new(
+            ErrorKind::NotFound,
+            format!("{} {} does not exist", resource.singular(), id),
+        )
     }
 
     pub fn conflict(message: impl Into<String>) -> Self {
@@ -86,7 +92,10 @@ impl AdapterError {
             [one] => format!("{} {}", one.field, one.issue),
             _ => format!("{} fields are invalid", details.len()),
         };
-        AdapterError { details, ..Self::new(ErrorKind::Validation, message) }
+        AdapterError {
+            details,
+            ..Self::new(ErrorKind::Validation, message)
+        }
     }
 
     pub fn field(field: impl Into<String>, issue: impl Into<String>) -> Self {

@@ -85,10 +85,26 @@ struct Bounds {
     places: u32,
 }
 
-const MONEY: Bounds = Bounds { positive: false, max: 1_000_000_000_000, places: 6 };
-const POSITIVE_MONEY: Bounds = Bounds { positive: true, max: 1_000_000_000_000, places: 4 };
-const QUANTITY: Bounds = Bounds { positive: true, max: 1_000_000_000, places: 6 };
-const RATE: Bounds = Bounds { positive: false, max: 100, places: 4 };
+const MONEY: Bounds = Bounds {
+    positive: false,
+    max: 1_000_000_000_000,
+    places: 6,
+};
+const POSITIVE_MONEY: Bounds = Bounds {
+    positive: true,
+    max: 1_000_000_000_000,
+    places: 4,
+};
+const QUANTITY: Bounds = Bounds {
+    positive: true,
+    max: 1_000_000_000,
+    places: 6,
+};
+const RATE: Bounds = Bounds {
+    positive: false,
+    max: 100,
+    places: 4,
+};
 
 impl<'a> Reader<'a> {
     fn open(
@@ -109,7 +125,12 @@ impl<'a> Reader<'a> {
                 errors.push(FieldError::new(join(prefix, key), "is not a known field"));
             }
         }
-        Some(Reader { obj, prefix: prefix.to_string(), mode, errors })
+        Some(Reader {
+            obj,
+            prefix: prefix.to_string(),
+            mode,
+            errors,
+        })
     }
 
     fn path(&self, key: &str) -> String {
@@ -167,7 +188,11 @@ impl<'a> Reader<'a> {
     fn required_text(&mut self, key: &str, max: usize) -> Patch<String> {
         let patch = self.with(key, |v| {
             let s = text(v, max)?;
-            if s.trim().is_empty() { Err("must not be empty".into()) } else { Ok(s) }
+            if s.trim().is_empty() {
+                Err("must not be empty".into())
+            } else {
+                Ok(s)
+            }
         });
         self.require(key, patch)
     }
@@ -203,7 +228,9 @@ impl<'a> Reader<'a> {
 
     fn email(&mut self, key: &str) -> Patch<String> {
         self.with(key, |v| match v {
-            Value::String(s) if s.len() <= SHORT_TEXT && email_address::EmailAddress::is_valid(s) => {
+            Value::String(s)
+                if s.len() <= SHORT_TEXT && email_address::EmailAddress::is_valid(s) =>
+            {
                 Ok(s.clone())
             }
             _ => Err("must be a valid email address".into()),
@@ -219,7 +246,11 @@ impl<'a> Reader<'a> {
 }
 
 fn join(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() { key.to_string() } else { format!("{prefix}.{key}") }
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
 }
 
 /// Ids are opaque to clients, but every backend's ids are short and plain (`inv_…`, `12`, a UUID).
@@ -227,7 +258,9 @@ fn join(prefix: &str, key: &str) -> String {
 pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn text(value: &Value, max: usize) -> Result<String, String> {
@@ -237,7 +270,9 @@ fn text(value: &Value, max: usize) -> Result<String, String> {
     if s.chars().count() > max {
         return Err(format!("must be at most {max} characters"));
     }
-    if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
+    if s.chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+    {
         return Err("must not contain control characters".into());
     }
     Ok(s.clone())
@@ -263,7 +298,10 @@ fn decimal(value: &Value, bounds: Bounds) -> Result<Decimal, String> {
     }
     let d = d.normalize();
     if d.scale() > bounds.places {
-        return Err(format!("must have at most {} decimal places", bounds.places));
+        return Err(format!(
+            "must have at most {} decimal places",
+            bounds.places
+        ));
     }
     Ok(d)
 }
@@ -272,7 +310,10 @@ fn decimal(value: &Value, bounds: Bounds) -> Result<Decimal, String> {
 pub fn check_amount_places(field: &str, amount: Decimal, currency: &str) -> Result<(), FieldError> {
     let places = crate::money::minor_units(currency);
     if amount.normalize().scale() > places {
-        Err(FieldError::new(field, format!("must have at most {places} decimal places for {currency}")))
+        Err(FieldError::new(
+            field,
+            format!("must have at most {places} decimal places for {currency}"),
+        ))
     } else {
         Ok(())
     }
@@ -290,7 +331,11 @@ fn plain<T>(patch: Patch<T>) -> Option<T> {
 }
 
 fn finish<T>(value: T, errors: Vec<FieldError>) -> Result<T, Vec<FieldError>> {
-    if errors.is_empty() { Ok(value) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(value)
+    } else {
+        Err(errors)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -334,7 +379,9 @@ pub struct ClientPatch {
 impl ClientPatch {
     pub fn parse(body: &Value, mode: Mode) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let allowed = ["name", "email", "phone", "address", "tax_id", "currency", "notes"];
+        let allowed = [
+            "name", "email", "phone", "address", "tax_id", "currency", "notes",
+        ];
         let Some(mut r) = Reader::open(body, "", mode, &mut errors, &allowed, READ_ONLY) else {
             return Err(errors);
         };
@@ -418,7 +465,14 @@ pub struct ProductPatch {
 impl ProductPatch {
     pub fn parse(body: &Value, mode: Mode) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let allowed = ["key", "name", "description", "unit_price", "tax_rate", "currency"];
+        let allowed = [
+            "key",
+            "name",
+            "description",
+            "unit_price",
+            "tax_rate",
+            "currency",
+        ];
         let Some(mut r) = Reader::open(body, "", mode, &mut errors, &allowed, READ_ONLY) else {
             return Err(errors);
         };
@@ -526,30 +580,51 @@ impl InvoicePatch {
     pub fn parse(body: &Value, mode: Mode) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
         let allowed = [
-            "number", "client_id", "status", "currency", "issue_date", "due_date", "line_items",
+            "number",
+            "client_id",
+            "status",
+            "currency",
+            "issue_date",
+            "due_date",
+            "line_items",
             "notes",
         ];
         // Computed by the gateway; a client may send them back, and they are ignored.
         let ignored = [
-            "id", "created_at", "updated_at", "archived", "subtotal", "tax_total", "total",
-            "amount_paid", "balance",
+            "id",
+            "created_at",
+            "updated_at",
+            "archived",
+            "subtotal",
+            "tax_total",
+            "total",
+            "amount_paid",
+            "balance",
         ];
         let Some(mut r) = Reader::open(body, "", mode, &mut errors, &allowed, &ignored) else {
             return Err(errors);
         };
         let number = r.with("number", |v| {
             let s = text(v, 64)?;
-            if s.trim().is_empty() { Err("must not be empty".into()) } else { Ok(s) }
+            if s.trim().is_empty() {
+                Err("must not be empty".into())
+            } else {
+                Ok(s)
+            }
         });
         let mut patch = InvoicePatch {
             client_id: {
                 let id = r.id("client_id");
                 r.require("client_id", id)
             },
-            status: r.with("status", |v| match v.as_str().and_then(InvoiceStatus::parse) {
-                Some(s) if s.is_settable() => Ok(s),
-                Some(_) => Err("partial and paid follow from payments and cannot be set".into()),
-                None => Err("must be one of draft, sent, viewed, void".into()),
+            status: r.with("status", |v| {
+                match v.as_str().and_then(InvoiceStatus::parse) {
+                    Some(s) if s.is_settable() => Ok(s),
+                    Some(_) => {
+                        Err("partial and paid follow from payments and cannot be set".into())
+                    }
+                    None => Err("must be one of draft, sent, viewed, void".into()),
+                }
             }),
             currency: r.currency("currency"),
             issue_date: r.date("issue_date"),
@@ -570,7 +645,10 @@ impl InvoicePatch {
             None => Patch::Absent,
             Some(Value::Null) => Patch::Set(Vec::new()),
             Some(Value::Array(items)) if items.len() > MAX_LINE_ITEMS => {
-                r.fail("line_items", format!("must have at most {MAX_LINE_ITEMS} items"));
+                r.fail(
+                    "line_items",
+                    format!("must have at most {MAX_LINE_ITEMS} items"),
+                );
                 Patch::Absent
             }
             Some(Value::Array(items)) => {
@@ -578,7 +656,11 @@ impl InvoicePatch {
                 for (i, item) in items.iter().enumerate() {
                     let prefix = format!("line_items[{i}]");
                     let allowed = [
-                        "product_id", "product_key", "description", "quantity", "unit_price",
+                        "product_id",
+                        "product_key",
+                        "description",
+                        "quantity",
+                        "unit_price",
                         "tax_rate",
                     ];
                     if let Some(mut l) =
@@ -637,7 +719,14 @@ pub struct PaymentPatch {
 impl PaymentPatch {
     pub fn parse(body: &Value, mode: Mode) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let allowed = ["invoice_id", "amount", "currency", "date", "method", "reference"];
+        let allowed = [
+            "invoice_id",
+            "amount",
+            "currency",
+            "date",
+            "method",
+            "reference",
+        ];
         let ignored = ["id", "created_at", "updated_at", "archived", "client_id"];
         let Some(mut r) = Reader::open(body, "", mode, &mut errors, &allowed, &ignored) else {
             return Err(errors);
@@ -649,7 +738,10 @@ impl PaymentPatch {
             invoice_id: match (mode, invoice_id) {
                 (Mode::Update, Patch::Absent) => Patch::Absent,
                 (Mode::Update, _) => {
-                    r.fail("invoice_id", "cannot change; delete the payment and record a new one");
+                    r.fail(
+                        "invoice_id",
+                        "cannot change; delete the payment and record a new one",
+                    );
                     Patch::Absent
                 }
                 (Mode::Create, p) => r.require("invoice_id", p),
@@ -696,7 +788,15 @@ pub struct ExpensePatch {
 impl ExpensePatch {
     pub fn parse(body: &Value, mode: Mode) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let allowed = ["amount", "currency", "date", "vendor", "category", "client_id", "notes"];
+        let allowed = [
+            "amount",
+            "currency",
+            "date",
+            "vendor",
+            "category",
+            "client_id",
+            "notes",
+        ];
         let Some(mut r) = Reader::open(body, "", mode, &mut errors, &allowed, READ_ONLY) else {
             return Err(errors);
         };
@@ -746,7 +846,10 @@ mod tests {
     use serde_json::json;
 
     fn fields(errors: Vec<FieldError>) -> Vec<String> {
-        errors.into_iter().map(|e| format!("{}: {}", e.field, e.issue)).collect()
+        errors
+            .into_iter()
+            .map(|e| format!("{}: {}", e.field, e.issue))
+            .collect()
     }
 
     #[test]
@@ -758,17 +861,26 @@ mod tests {
         )
         .unwrap();
         let errors = fields(InvoicePatch::parse(&body, Mode::Create).unwrap_err());
-        assert!(errors.contains(&"emial: is not a known field".to_string()), "{errors:?}");
-        assert!(errors.iter().any(|e| e.starts_with("currency: ")), "{errors:?}");
+        assert!(
+            errors.contains(&"emial: is not a known field".to_string()),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.starts_with("currency: ")),
+            "{errors:?}"
+        );
         assert!(errors.contains(&"line_items[1].quantity: must be a decimal number".to_string()));
-        assert!(errors.iter().any(|e| e.starts_with("line_items[1].unit_price: must have at most")));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("line_items[1].unit_price: must have at most"))
+        );
         assert_eq!(errors.len(), 4, "{errors:?}");
     }
 
     #[test]
     fn numbers_and_strings_parse_exactly() {
-        let body: Value =
-            serde_json::from_str(r#"{"amount": 0.1, "currency": "USD"}"#).unwrap();
+        let body: Value = serde_json::from_str(r#"{"amount": 0.1, "currency": "USD"}"#).unwrap();
         let patch = ExpensePatch::parse(&body, Mode::Create).unwrap();
         assert_eq!(patch.amount, Patch::Set(crate::money::dec("0.1")));
         let body = json!({"amount": "1250.10"});
@@ -800,7 +912,9 @@ mod tests {
         let address = client.address.clone().unwrap();
         assert_eq!(address.city.as_deref(), Some("Oslo"));
         assert_eq!(address.line1.as_deref(), Some("Gate 1"));
-        ClientPatch::parse(&json!({"address": null}), Mode::Update).unwrap().apply(&mut client);
+        ClientPatch::parse(&json!({"address": null}), Mode::Update)
+            .unwrap()
+            .apply(&mut client);
         assert_eq!(client.address, None);
     }
 

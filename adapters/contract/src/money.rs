@@ -67,7 +67,10 @@ mod tests {
     fn parses_plain_and_scientific_text_exactly() {
         assert_eq!(parse_decimal("0.1").unwrap().to_string(), "0.1");
         assert_eq!(parse_decimal("1e3").unwrap(), dec("1000"));
-        assert_eq!(parse_decimal("12.345678901234567890").unwrap().to_string(), "12.345678901234567890");
+        assert_eq!(
+            parse_decimal("12.345678901234567890").unwrap().to_string(),
+            "12.345678901234567890"
+        );
         assert!(parse_decimal("abc").is_none());
         assert!(parse_decimal("").is_none());
         assert!(parse_decimal("NaN").is_none());

@@ -18,13 +18,19 @@ impl From<AdapterError> for Failure {
 
 impl From<sqlx::Error> for Failure {
     fn from(error: sqlx::Error) -> Self {
-        if is_contention(&error) { Failure::Retry } else { Failure::Fail(parse_error(error)) }
+        if is_contention(&error) {
+            Failure::Retry
+        } else {
+            Failure::Fail(parse_error(error))
+        }
     }
 }
 
 /// Whether the database refused because of a concurrent writer, so that trying again may succeed.
 pub(crate) fn is_contention(error: &sqlx::Error) -> bool {
-    let sqlx::Error::Database(db) = error else { return false };
+    let sqlx::Error::Database(db) = error else {
+        return false;
+    };
     let code = db.code().unwrap_or_default();
     // SQLite: 5 SQLITE_BUSY (and its extended codes such as 517 BUSY_SNAPSHOT), 6 SQLITE_LOCKED.
     // PostgreSQL: 40001 serialization_failure, 40P01 deadlock_detected.

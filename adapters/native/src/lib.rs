@@ -28,8 +28,7 @@ use bytes::Bytes;
 use error::{Failure, is_unique_violation, parse_error};
 use mapping::{new_id, now, parse, record, row};
 use nestgate_contract::input::{
-    ExpensePatch, InvoicePatch, LineItemInput, Patch, PaymentPatch,
-    check_amount_places,
+    ExpensePatch, InvoicePatch, LineItemInput, Patch, PaymentPatch, check_amount_places,
 };
 use nestgate_contract::money::round_amount;
 use nestgate_contract::records::{Client, Expense, Invoice, InvoiceStatus, Payment, Product};
@@ -74,21 +73,25 @@ impl Adapter for NativeAdapter {
             Op::List { resource, query } => self.list(org, resource, &query).await,
             Op::Get { resource, id } => Ok(Reply::Record(self.get(org, resource, &id).await?)),
             Op::Create(draft) => self.create(ctx, draft).await.map(Reply::Record),
-            Op::Update { id, draft } => {
-                retrying(|| self.update(ctx, &id, draft.clone())).await.map(Reply::Record)
-            }
-            Op::Delete { resource, id } => {
-                retrying(|| self.delete(org, resource, &id)).await.map(|()| Reply::Done)
-            }
+            Op::Update { id, draft } => retrying(|| self.update(ctx, &id, draft.clone()))
+                .await
+                .map(Reply::Record),
+            Op::Delete { resource, id } => retrying(|| self.delete(org, resource, &id))
+                .await
+                .map(|()| Reply::Done),
             Op::Archive { resource, id } => {
-                retrying(|| self.set_archived(org, resource, &id, true)).await.map(Reply::Record)
+                retrying(|| self.set_archived(org, resource, &id, true))
+                    .await
+                    .map(Reply::Record)
             }
             Op::Restore { resource, id } => {
-                retrying(|| self.set_archived(org, resource, &id, false)).await.map(Reply::Record)
+                retrying(|| self.set_archived(org, resource, &id, false))
+                    .await
+                    .map(Reply::Record)
             }
-            Op::MarkInvoiceSent { id } => {
-                retrying(|| self.mark_sent(org, &id)).await.map(Reply::Record)
-            }
+            Op::MarkInvoiceSent { id } => retrying(|| self.mark_sent(org, &id))
+                .await
+                .map(Reply::Record),
             Op::InvoicePdf { id } => self.pdf(org, &id).await.map(Reply::Pdf),
             Op::SendInvoice { .. } => Err(AdapterError::new(
                 ErrorKind::NotSupported,
@@ -98,7 +101,11 @@ impl Adapter for NativeAdapter {
     }
 
     async fn probe(&self) -> Result<(), AdapterError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(parse_error)
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(parse_error)
     }
 }
 
@@ -119,7 +126,9 @@ where
             }
         }
     }
-    Err(AdapterError::conflict("the record is being changed by other requests; try again"))
+    Err(AdapterError::conflict(
+        "the record is being changed by other requests; try again",
+    ))
 }
 
 fn missing_reference(field: &str) -> AdapterError {
@@ -128,7 +137,10 @@ fn missing_reference(field: &str) -> AdapterError {
 
 impl NativeAdapter {
     async fn get(&self, org: &str, resource: Resource, id: &str) -> Result<Record, AdapterError> {
-        match store::fetch(&self.pool, org, resource, id).await.map_err(parse_error)? {
+        match store::fetch(&self.pool, org, resource, id)
+            .await
+            .map_err(parse_error)?
+        {
             Some(stored) => record(resource, &stored.body),
             None => Err(AdapterError::not_found(resource, id)),
         }
@@ -152,14 +164,23 @@ impl NativeAdapter {
         resource: Resource,
         query: &ListQuery,
     ) -> Result<Reply, AdapterError> {
-        let (bodies, total) =
-            store::list(&self.pool, org, resource, query).await.map_err(parse_error)?;
-        let records = bodies.iter().map(|b| record(resource, b)).collect::<Result<_, _>>()?;
+        let (bodies, total) = store::list(&self.pool, org, resource, query)
+            .await
+            .map_err(parse_error)?;
+        let records = bodies
+            .iter()
+            .map(|b| record(resource, b))
+            .collect::<Result<_, _>>()?;
         Ok(Reply::Page(Page { records, total }))
     }
 
     /// Inserts a new record; a unique key already taken is `409`.
-    async fn insert(&self, org: &str, new: Record, taken: impl Fn() -> String) -> Result<Record, Failure> {
+    async fn insert(
+        &self,
+        org: &str,
+        new: Record,
+        taken: impl Fn() -> String,
+    ) -> Result<Record, Failure> {
         match store::insert(&self.pool, org, &row(&new)).await {
             Ok(()) => Ok(new),
             Err(e) if is_unique_violation(&e) => Err(AdapterError::conflict(taken()).into()),
@@ -168,7 +189,13 @@ impl NativeAdapter {
     }
 
     /// Writes a changed record over the version it was read at.
-    async fn save(&self, org: &str, changed: Record, version: i64, taken: impl Fn() -> String) -> Result<Record, Failure> {
+    async fn save(
+        &self,
+        org: &str,
+        changed: Record,
+        version: i64,
+        taken: impl Fn() -> String,
+    ) -> Result<Record, Failure> {
         match store::update(&self.pool, org, &row(&changed), version).await {
             Ok(true) => Ok(changed),
             Ok(false) => Err(Failure::Retry),
@@ -205,7 +232,10 @@ impl NativeAdapter {
     }
 
     async fn client_exists(&self, org: &str, id: &str) -> Result<Option<Client>, Failure> {
-        Ok(self.get_as::<Client>(org, Resource::Clients, id).await?.map(|(c, _)| c))
+        Ok(self
+            .get_as::<Client>(org, Resource::Clients, id)
+            .await?
+            .map(|(c, _)| c))
     }
 
     /// Resolves line items against the organization's products.
@@ -222,7 +252,10 @@ impl NativeAdapter {
                 match self.get_as::<Product>(org, Resource::Products, id).await? {
                     Some((p, _)) => Some(p),
                     None => {
-                        errors.push(FieldError::new(format!("{path}.product_id"), "does not exist"));
+                        errors.push(FieldError::new(
+                            format!("{path}.product_id"),
+                            "does not exist",
+                        ));
                         continue;
                     }
                 }
@@ -240,10 +273,18 @@ impl NativeAdapter {
                 Err(error) => errors.push(error),
             }
         }
-        if errors.is_empty() { Ok(resolved) } else { Err(AdapterError::validation(errors).into()) }
+        if errors.is_empty() {
+            Ok(resolved)
+        } else {
+            Err(AdapterError::validation(errors).into())
+        }
     }
 
-    async fn create_invoice(&self, ctx: &CallContext, mut patch: InvoicePatch) -> Result<Record, Failure> {
+    async fn create_invoice(
+        &self,
+        ctx: &CallContext,
+        mut patch: InvoicePatch,
+    ) -> Result<Record, Failure> {
         let org = ctx.org.as_str();
         let client_id = patch.client_id.as_set().cloned().unwrap_or_default();
         let Some(client) = self.client_exists(org, &client_id).await? else {
@@ -256,7 +297,10 @@ impl NativeAdapter {
         let assigned = patch.number.is_absent();
         let number = match patch.number.as_set() {
             Some(number) => number.clone(),
-            None => format!("INV-{:06}", store::next_counter(&self.pool, org, "invoice_number").await?),
+            None => format!(
+                "INV-{:06}",
+                store::next_counter(&self.pool, org, "invoice_number").await?
+            ),
         };
         let at = now();
         let mut invoice = Invoice {
@@ -264,7 +308,10 @@ impl NativeAdapter {
             number,
             client_id,
             status: InvoiceStatus::Draft,
-            currency: client.currency.clone().unwrap_or_else(|| ctx.default_currency.clone()),
+            currency: client
+                .currency
+                .clone()
+                .unwrap_or_else(|| ctx.default_currency.clone()),
             issue_date: None,
             due_date: None,
             line_items: lines,
@@ -281,9 +328,16 @@ impl NativeAdapter {
         patch.apply_fields(&mut invoice);
         invoice.recompute();
         let number = invoice.number.clone();
-        match self.insert(org, Record::Invoice(invoice), || format!("invoice number {number} is already taken")).await {
+        match self
+            .insert(org, Record::Invoice(invoice), || {
+                format!("invoice number {number} is already taken")
+            })
+            .await
+        {
             // An assigned number that a client had already chosen by hand: take the next one.
-            Err(Failure::Fail(e)) if assigned && e.kind == ErrorKind::Conflict => Err(Failure::Retry),
+            Err(Failure::Fail(e)) if assigned && e.kind == ErrorKind::Conflict => {
+                Err(Failure::Retry)
+            }
             other => other,
         }
     }
@@ -291,7 +345,8 @@ impl NativeAdapter {
     async fn create_payment(&self, org: &str, patch: PaymentPatch) -> Result<Record, Failure> {
         let invoice_id = patch.invoice_id.as_set().cloned().unwrap_or_default();
         let mut tx = self.pool.begin().await?;
-        let Some(stored) = store::fetch(&mut *tx, org, Resource::Invoices, &invoice_id).await? else {
+        let Some(stored) = store::fetch(&mut *tx, org, Resource::Invoices, &invoice_id).await?
+        else {
             return Err(missing_reference("invoice_id").into());
         };
         let mut invoice: Invoice = parse(&stored.body)?;
@@ -318,7 +373,14 @@ impl NativeAdapter {
         invoice.amount_paid += payment.amount;
         invoice.updated_at = at;
         invoice.recompute();
-        if !store::update(&mut *tx, org, &row(&Record::Invoice(invoice)), stored.version).await? {
+        if !store::update(
+            &mut *tx,
+            org,
+            &row(&Record::Invoice(invoice)),
+            stored.version,
+        )
+        .await?
+        {
             return Err(Failure::Retry);
         }
         store::insert(&mut *tx, org, &row(&Record::Payment(payment.clone()))).await?;
@@ -326,7 +388,11 @@ impl NativeAdapter {
         Ok(Record::Payment(payment))
     }
 
-    async fn new_expense(&self, ctx: &CallContext, patch: ExpensePatch) -> Result<Expense, AdapterError> {
+    async fn new_expense(
+        &self,
+        ctx: &CallContext,
+        patch: ExpensePatch,
+    ) -> Result<Expense, AdapterError> {
         let at = now();
         let mut expense = Expense {
             id: new_id(Resource::Expenses),
@@ -351,7 +417,10 @@ impl NativeAdapter {
             .map_err(|e| AdapterError::validation(vec![e]))?;
         expense.amount = round_amount(expense.amount, &expense.currency);
         if let Some(client_id) = &expense.client_id {
-            let found = self.client_exists(org, client_id).await.map_err(into_error)?;
+            let found = self
+                .client_exists(org, client_id)
+                .await
+                .map_err(into_error)?;
             if found.is_none() {
                 return Err(missing_reference("client_id"));
             }
@@ -387,10 +456,19 @@ impl NativeAdapter {
                 Record::Expense(expense)
             }
             Draft::Invoice(patch) => {
-                let invoice = self.change_invoice(org, parse(&stored.body)?, patch).await?;
-                Record::Invoice(Invoice { updated_at: at, ..invoice })
+                let invoice = self
+                    .change_invoice(org, parse(&stored.body)?, patch)
+                    .await?;
+                Record::Invoice(Invoice {
+                    updated_at: at,
+                    ..invoice
+                })
             }
-            Draft::Payment(patch) => return self.update_payment(org, parse(&stored.body)?, stored.version, patch).await,
+            Draft::Payment(patch) => {
+                return self
+                    .update_payment(org, parse(&stored.body)?, stored.version, patch)
+                    .await;
+            }
         };
         let taken = || match &changed {
             Record::Product(p) => format!("a product with key {} already exists", p.key),
@@ -398,16 +476,25 @@ impl NativeAdapter {
             _ => "the record conflicts with another".to_string(),
         };
         let message = taken();
-        self.save(org, changed, stored.version, || message.clone()).await
+        self.save(org, changed, stored.version, || message.clone())
+            .await
     }
 
-    async fn change_invoice(&self, org: &str, mut invoice: Invoice, mut patch: InvoicePatch) -> Result<Invoice, Failure> {
+    async fn change_invoice(
+        &self,
+        org: &str,
+        mut invoice: Invoice,
+        mut patch: InvoicePatch,
+    ) -> Result<Invoice, Failure> {
         let paid = invoice.amount_paid > Decimal::ZERO;
         if let Some(client_id) = patch.client_id.as_set()
             && *client_id != invoice.client_id
         {
             if paid {
-                return Err(AdapterError::conflict("the client of an invoice with payments cannot change").into());
+                return Err(AdapterError::conflict(
+                    "the client of an invoice with payments cannot change",
+                )
+                .into());
             }
             if self.client_exists(org, client_id).await?.is_none() {
                 return Err(missing_reference("client_id").into());
@@ -417,7 +504,10 @@ impl NativeAdapter {
             && *currency != invoice.currency
             && paid
         {
-            return Err(AdapterError::conflict("the currency of an invoice with payments cannot change").into());
+            return Err(AdapterError::conflict(
+                "the currency of an invoice with payments cannot change",
+            )
+            .into());
         }
         if let Patch::Set(lines) = std::mem::take(&mut patch.line_items) {
             invoice.line_items = self.resolve_lines(org, lines).await?;
@@ -427,18 +517,29 @@ impl NativeAdapter {
         if invoice.balance < Decimal::ZERO {
             return Err(AdapterError::field(
                 "line_items",
-                format!("would make the total lower than the {} already paid", invoice.amount_paid),
+                format!(
+                    "would make the total lower than the {} already paid",
+                    invoice.amount_paid
+                ),
             )
             .into());
         }
         Ok(invoice)
     }
 
-    async fn update_payment(&self, org: &str, mut payment: Payment, version: i64, patch: PaymentPatch) -> Result<Record, Failure> {
+    async fn update_payment(
+        &self,
+        org: &str,
+        mut payment: Payment,
+        version: i64,
+        patch: PaymentPatch,
+    ) -> Result<Record, Failure> {
         let old_amount = payment.amount;
         patch.apply(&mut payment);
         let mut tx = self.pool.begin().await?;
-        let Some(stored) = store::fetch(&mut *tx, org, Resource::Invoices, &payment.invoice_id).await? else {
+        let Some(stored) =
+            store::fetch(&mut *tx, org, Resource::Invoices, &payment.invoice_id).await?
+        else {
             return Err(AdapterError::internal("a payment's invoice is missing").into());
         };
         let mut invoice: Invoice = parse(&stored.body)?;
@@ -450,11 +551,25 @@ impl NativeAdapter {
             invoice.amount_paid += payment.amount - old_amount;
             invoice.updated_at = at;
             invoice.recompute();
-            if !store::update(&mut *tx, org, &row(&Record::Invoice(invoice)), stored.version).await? {
+            if !store::update(
+                &mut *tx,
+                org,
+                &row(&Record::Invoice(invoice)),
+                stored.version,
+            )
+            .await?
+            {
                 return Err(Failure::Retry);
             }
         }
-        if !store::update(&mut *tx, org, &row(&Record::Payment(payment.clone())), version).await? {
+        if !store::update(
+            &mut *tx,
+            org,
+            &row(&Record::Payment(payment.clone())),
+            version,
+        )
+        .await?
+        {
             return Err(Failure::Retry);
         }
         tx.commit().await?;
@@ -488,12 +603,16 @@ impl NativeAdapter {
             Resource::Payments => {
                 // Deleting a payment gives its amount back to the invoice's balance.
                 let payment: Payment = parse(&stored.body)?;
-                if let Some(inv) = store::fetch(&mut *tx, org, Resource::Invoices, &payment.invoice_id).await? {
+                if let Some(inv) =
+                    store::fetch(&mut *tx, org, Resource::Invoices, &payment.invoice_id).await?
+                {
                     let mut invoice: Invoice = parse(&inv.body)?;
                     invoice.amount_paid -= payment.amount;
                     invoice.updated_at = now();
                     invoice.recompute();
-                    if !store::update(&mut *tx, org, &row(&Record::Invoice(invoice)), inv.version).await? {
+                    if !store::update(&mut *tx, org, &row(&Record::Invoice(invoice)), inv.version)
+                        .await?
+                    {
                         return Err(Failure::Retry);
                     }
                 }
@@ -507,7 +626,13 @@ impl NativeAdapter {
         Ok(())
     }
 
-    async fn set_archived(&self, org: &str, resource: Resource, id: &str, archived: bool) -> Result<Record, Failure> {
+    async fn set_archived(
+        &self,
+        org: &str,
+        resource: Resource,
+        id: &str,
+        archived: bool,
+    ) -> Result<Record, Failure> {
         let Some(stored) = store::fetch(&self.pool, org, resource, id).await? else {
             return Err(AdapterError::not_found(resource, id).into());
         };
@@ -524,17 +649,21 @@ impl NativeAdapter {
     }
 
     async fn mark_sent(&self, org: &str, id: &str) -> Result<Record, Failure> {
-        let Some((mut invoice, version)) = self.get_as::<Invoice>(org, Resource::Invoices, id).await? else {
+        let Some((mut invoice, version)) =
+            self.get_as::<Invoice>(org, Resource::Invoices, id).await?
+        else {
             return Err(AdapterError::not_found(Resource::Invoices, id).into());
         };
         match invoice.status {
-            InvoiceStatus::Void => {
-                Err(AdapterError::conflict(format!("invoice {id} is void and cannot be sent")).into())
-            }
+            InvoiceStatus::Void => Err(AdapterError::conflict(format!(
+                "invoice {id} is void and cannot be sent"
+            ))
+            .into()),
             InvoiceStatus::Draft => {
                 invoice.status = InvoiceStatus::Sent;
                 invoice.updated_at = now();
-                self.save(org, Record::Invoice(invoice), version, String::new).await
+                self.save(org, Record::Invoice(invoice), version, String::new)
+                    .await
             }
             // Already sent (or further along): marking it again changes nothing.
             _ => Ok(Record::Invoice(invoice)),
@@ -542,17 +671,28 @@ impl NativeAdapter {
     }
 
     async fn pdf(&self, org: &str, id: &str) -> Result<Bytes, AdapterError> {
-        let Some((invoice, _)) = self.get_as::<Invoice>(org, Resource::Invoices, id).await.map_err(into_error)? else {
+        let Some((invoice, _)) = self
+            .get_as::<Invoice>(org, Resource::Invoices, id)
+            .await
+            .map_err(into_error)?
+        else {
             return Err(AdapterError::not_found(Resource::Invoices, id));
         };
-        let client = self.client_exists(org, &invoice.client_id).await.map_err(into_error)?;
+        let client = self
+            .client_exists(org, &invoice.client_id)
+            .await
+            .map_err(into_error)?;
         Ok(Bytes::from(pdf::render(&invoice, client.as_ref())))
     }
 }
 
 /// A payment must be in the invoice's currency, fit its minor unit, and not exceed what is owed.
 /// `already` is the payment's previous amount when it is being changed.
-fn check_payment(payment: &Payment, invoice: &Invoice, already: Decimal) -> Result<(), AdapterError> {
+fn check_payment(
+    payment: &Payment,
+    invoice: &Invoice,
+    already: Decimal,
+) -> Result<(), AdapterError> {
     if payment.currency != invoice.currency {
         return Err(AdapterError::field(
             "currency",
@@ -574,6 +714,8 @@ fn check_payment(payment: &Payment, invoice: &Invoice, already: Decimal) -> Resu
 fn into_error(failure: Failure) -> AdapterError {
     match failure {
         Failure::Fail(error) => error,
-        Failure::Retry => AdapterError::conflict("the record is being changed by other requests; try again"),
+        Failure::Retry => {
+            AdapterError::conflict("the record is being changed by other requests; try again")
+        }
     }
 }

@@ -40,7 +40,10 @@ pub(crate) fn row(record: &Record) -> Row {
             email: c.email.as_ref().map(|e| e.to_lowercase()),
             ..Projection::default()
         },
-        Record::Product(p) => Projection { unique_key: Some(p.key.clone()), ..Projection::default() },
+        Record::Product(p) => Projection {
+            unique_key: Some(p.key.clone()),
+            ..Projection::default()
+        },
         Record::Invoice(i) => Projection {
             unique_key: Some(i.number.clone()),
             client_id: Some(i.client_id.clone()),
@@ -52,7 +55,10 @@ pub(crate) fn row(record: &Record) -> Row {
             invoice_id: Some(p.invoice_id.clone()),
             ..Projection::default()
         },
-        Record::Expense(e) => Projection { client_id: e.client_id.clone(), ..Projection::default() },
+        Record::Expense(e) => Projection {
+            client_id: e.client_id.clone(),
+            ..Projection::default()
+        },
     };
     Row {
         id: record.id().to_string(),
@@ -72,7 +78,9 @@ pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
 /// Now, truncated to what the store and the JSON keep (milliseconds), so that a record read back
 /// equals the record written.
 pub(crate) fn now() -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(Utc::now().timestamp_millis()).single().expect("a valid instant")
+    Utc.timestamp_millis_opt(Utc::now().timestamp_millis())
+        .single()
+        .expect("a valid instant")
 }
 
 /// A new id: a resource prefix and a time-ordered UUID (`inv_0193…`).

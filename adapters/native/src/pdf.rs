@@ -27,7 +27,10 @@ struct Layout {
 
 impl Layout {
     fn new() -> Self {
-        let mut layout = Layout { pages: Vec::new(), y: 0.0 };
+        let mut layout = Layout {
+            pages: Vec::new(),
+            y: 0.0,
+        };
         layout.new_page();
         layout
     }
@@ -65,18 +68,35 @@ pub(crate) fn render(invoice: &Invoice, client: Option<&Client>) -> Vec<u8> {
     let mut layout = Layout::new();
     layout.text(MARGIN, 22.0, true, &format!("Invoice {}", invoice.number));
     layout.advance(LINE * 2.0);
-    let bill_to = client.map(|c| c.name.as_str()).unwrap_or(invoice.client_id.as_str());
+    let bill_to = client
+        .map(|c| c.name.as_str())
+        .unwrap_or(invoice.client_id.as_str());
     layout.row(&[(MARGIN, "Bill to:"), (MARGIN + 90.0, bill_to)], false);
     let dates = [("Issued:", invoice.issue_date), ("Due:", invoice.due_date)];
     for (label, date) in dates {
         if let Some(date) = date {
-            layout.row(&[(MARGIN, label), (MARGIN + 90.0, &date.to_string())], false);
+            layout.row(
+                &[(MARGIN, label), (MARGIN + 90.0, &date.to_string())],
+                false,
+            );
         }
     }
-    layout.row(&[(MARGIN, "Status:"), (MARGIN + 90.0, invoice.status.as_str())], false);
+    layout.row(
+        &[
+            (MARGIN, "Status:"),
+            (MARGIN + 90.0, invoice.status.as_str()),
+        ],
+        false,
+    );
     layout.advance(LINE);
 
-    let columns = [MARGIN, MARGIN + 250.0, MARGIN + 310.0, MARGIN + 390.0, MARGIN + 430.0];
+    let columns = [
+        MARGIN,
+        MARGIN + 250.0,
+        MARGIN + 310.0,
+        MARGIN + 390.0,
+        MARGIN + 430.0,
+    ];
     let header = ["Description", "Qty", "Unit price", "Tax %", "Amount"];
     let cells: Vec<(f32, &str)> = columns.iter().copied().zip(header).collect();
     layout.row(&cells, true);
@@ -96,8 +116,11 @@ pub(crate) fn render(invoice: &Invoice, client: Option<&Client>) -> Vec<u8> {
             item.tax_rate.to_string(),
             item.amount.to_string(),
         ];
-        let cells: Vec<(f32, &str)> =
-            columns.iter().copied().zip(values.iter().map(String::as_str)).collect();
+        let cells: Vec<(f32, &str)> = columns
+            .iter()
+            .copied()
+            .zip(values.iter().map(String::as_str))
+            .collect();
         layout.row(&cells, false);
     }
     layout.advance(LINE);
@@ -111,12 +134,18 @@ pub(crate) fn render(invoice: &Invoice, client: Option<&Client>) -> Vec<u8> {
     ];
     for (label, value) in totals {
         let amount = format!("{} {}", value, invoice.currency);
-        layout.row(&[(label_x, label), (columns[4], &amount)], label == "Balance due");
+        layout.row(
+            &[(label_x, label), (columns[4], &amount)],
+            label == "Balance due",
+        );
     }
     if let Some(notes) = &invoice.notes {
         layout.advance(LINE);
         for line in notes.lines().take(40) {
-            layout.row(&[(MARGIN, &line.chars().take(90).collect::<String>())], false);
+            layout.row(
+                &[(MARGIN, &line.chars().take(90).collect::<String>())],
+                false,
+            );
         }
     }
     write(layout.pages)
@@ -129,9 +158,13 @@ fn write(pages: Vec<Content>) -> Vec<u8> {
     let regular = Ref::new(3);
     let bold = Ref::new(4);
     let first = 5;
-    let page_ids: Vec<Ref> = (0..pages.len()).map(|i| Ref::new(first + 2 * i as i32)).collect();
+    let page_ids: Vec<Ref> = (0..pages.len())
+        .map(|i| Ref::new(first + 2 * i as i32))
+        .collect();
     pdf.catalog(catalog).pages(tree);
-    pdf.pages(tree).kids(page_ids.iter().copied()).count(pages.len() as i32);
+    pdf.pages(tree)
+        .kids(page_ids.iter().copied())
+        .count(pages.len() as i32);
     for (i, content) in pages.into_iter().enumerate() {
         let page_id = page_ids[i];
         let content_id = Ref::new(page_id.get() + 1);
@@ -139,12 +172,19 @@ fn write(pages: Vec<Content>) -> Vec<u8> {
         page.media_box(Rect::new(0.0, 0.0, WIDTH, HEIGHT));
         page.parent(tree);
         page.contents(content_id);
-        page.resources().fonts().pair(Name(b"F1"), regular).pair(Name(b"F2"), bold);
+        page.resources()
+            .fonts()
+            .pair(Name(b"F1"), regular)
+            .pair(Name(b"F2"), bold);
         page.finish();
         pdf.stream(content_id, &content.finish());
     }
     let latin = Name(b"WinAnsiEncoding");
-    pdf.type1_font(regular).base_font(Name(b"Helvetica")).encoding_predefined(latin);
-    pdf.type1_font(bold).base_font(Name(b"Helvetica-Bold")).encoding_predefined(latin);
+    pdf.type1_font(regular)
+        .base_font(Name(b"Helvetica"))
+        .encoding_predefined(latin);
+    pdf.type1_font(bold)
+        .base_font(Name(b"Helvetica-Bold"))
+        .encoding_predefined(latin);
     pdf.finish()
 }

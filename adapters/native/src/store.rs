@@ -162,7 +162,10 @@ pub(crate) async fn list(
     query: &ListQuery,
 ) -> Result<(Vec<String>, u64), sqlx::Error> {
     let mut filter = String::from("FROM records WHERE org = $1 AND resource = $2");
-    let mut args = vec![Arg::Text(org.to_string()), Arg::Text(resource.as_str().to_string())];
+    let mut args = vec![
+        Arg::Text(org.to_string()),
+        Arg::Text(resource.as_str().to_string()),
+    ];
     let mut add = |column: &str, arg: Arg, filter: &mut String| {
         args.push(arg);
         let op = if column == "updated_at" { ">=" } else { "=" };
@@ -172,13 +175,21 @@ pub(crate) async fn list(
         filter.push_str(" AND archived = 0");
     }
     if let Some(since) = query.updated_since {
-        add("updated_at", Arg::Int(since.timestamp_millis()), &mut filter);
+        add(
+            "updated_at",
+            Arg::Int(since.timestamp_millis()),
+            &mut filter,
+        );
     }
     if let Some(client_id) = &query.client_id {
         add("client_id", Arg::Text(client_id.clone()), &mut filter);
     }
     if let Some(status) = query.status {
-        add("status", Arg::Text(status.as_str().to_string()), &mut filter);
+        add(
+            "status",
+            Arg::Text(status.as_str().to_string()),
+            &mut filter,
+        );
     }
     if let Some(number) = &query.number {
         add("unique_key", Arg::Text(number.clone()), &mut filter);
@@ -210,6 +221,10 @@ pub(crate) async fn list(
         };
     }
     let offset = i64::try_from(query.offset()).unwrap_or(i64::MAX);
-    let bodies = page.bind(i64::from(query.per_page)).bind(offset).fetch_all(pool).await?;
+    let bodies = page
+        .bind(i64::from(query.per_page))
+        .bind(offset)
+        .fetch_all(pool)
+        .await?;
     Ok((bodies, u64::try_from(total).unwrap_or(0)))
 }
