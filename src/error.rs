@@ -187,6 +187,10 @@ impl ApiError {
         {
             headers.insert(header::WWW_AUTHENTICATE, value);
         }
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // Whatever the client sends next on this connection would be the rest of the body.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if self.status == StatusCode::METHOD_NOT_ALLOWED {
             // Every route answers some of these; the body says which call was wrong.
             headers.insert(

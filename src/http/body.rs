@@ -2,10 +2,11 @@
 //! with its own status (415, 413, 400).
 
 use crate::error::ApiError;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, header};
 use http_body::Body;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
+use std::time::Duration;
 use serde_json::Value;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -33,22 +34,46 @@ where
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
+    let mut body = std::pin::pin!(body);
+    let mut collected = BytesMut::new();
+    let mut too_large = declared.is_some_and(|len| len > limit as u64);
+    if !too_large {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| ApiError::invalid_request("the request body could not be read"))?;
+            if let Ok(data) = frame.into_data() {
+                if collected.len() + data.len() > limit {
+                    too_large = true;
+                    break;
+                }
+                collected.extend_from_slice(&data);
+            }
+        }
+    }
+    if too_large {
+        drain(body, limit).await;
         return Err(ApiError::payload_too_large(limit));
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error)
-            if error
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(ApiError::payload_too_large(limit))
+    Ok(collected.freeze())
+}
+
+/// Reads and discards what the client is still sending, within a budget of bytes and time, so
+/// that it finishes writing and can read the 413 (hyper closes without lingering, and a client
+/// still writing would see a reset instead of the answer). Past the budget the connection closes.
+async fn drain<B>(mut body: std::pin::Pin<&mut B>, limit: usize)
+where
+    B: Body<Data = Bytes>,
+{
+    let budget = limit.saturating_mul(4).clamp(1 << 20, 16 << 20);
+    let discard = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > budget {
+                break;
+            }
         }
-        Err(_) => Err(ApiError::invalid_request(
-            "the request body could not be read",
-        )),
-    }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), discard).await;
 }
 
 /// Reads a JSON body for a create or an update.
