@@ -3,8 +3,10 @@
 //!
 //! The key is claimed with an insert before the call runs, so two concurrent requests with one key
 //! cannot both run: the second sees the claim and gets `409` ("still in progress"). An answer of
-//! 5xx releases the claim (nothing was certainly done, the client may retry with the same key).
-//! A claim left behind by a crash is taken over once it is older than the request timeout.
+//! 5xx or a 429 releases the claim (the call did not certainly happen; the client may retry with
+//! the same key); any other answer, 4xx included, is the answer to that key. A claim left behind
+//! by a crash is taken over once it is older than twice the request timeout. Keys older than 24
+//! hours are deleted by a background sweep.
 
 use crate::error::ApiError;
 use crate::http::respond::{self, HttpResponse};
@@ -16,6 +18,7 @@ use std::time::Duration;
 
 const KEEP: Duration = Duration::from_secs(24 * 60 * 60);
 
+#[derive(Clone)]
 pub struct Idempotency {
     pool: AnyPool,
     /// After this, an unanswered claim is considered abandoned (the gateway cannot still be
@@ -38,6 +41,8 @@ pub enum Claim {
 pub struct Ticket {
     org: String,
     key: String,
+    /// Identifies this claim: a late `finish` must not touch a claim that replaced it.
+    created_at: i64,
 }
 
 /// A key must be 1 to 255 printable ASCII characters.
@@ -76,6 +81,7 @@ impl Idempotency {
     pub async fn claim(&self, org: &str, key: &str, fingerprint: &str) -> Result<Claim, ApiError> {
         // Two rounds at most: the second after clearing an expired or abandoned claim.
         for _ in 0..2 {
+            let created_at = now_millis();
             let inserted = sqlx::query(
                 "INSERT INTO idempotency_keys (org, key, fingerprint, status, created_at) \
                  VALUES ($1, $2, $3, 0, $4) ON CONFLICT (org, key) DO NOTHING",
@@ -83,7 +89,7 @@ impl Idempotency {
             .bind(org)
             .bind(key)
             .bind(fingerprint)
-            .bind(now_millis())
+            .bind(created_at)
             .execute(&self.pool)
             .await
             .map_err(storage_error)?;
@@ -91,6 +97,7 @@ impl Idempotency {
                 return Ok(Claim::Run(Ticket {
                     org: org.to_string(),
                     key: key.to_string(),
+                    created_at,
                 }));
             }
             let row: Option<StoredKey> = sqlx::query_as(
@@ -134,15 +141,19 @@ impl Idempotency {
         Err(conflict("this Idempotency-Key is contended; try again"))
     }
 
-    /// Stores the answer to a claimed key, or releases the key when the answer was a 5xx.
+    /// Stores the answer to a claimed key, or releases the key when the answer says the call did
+    /// not certainly happen (5xx, 429).
     pub async fn finish(&self, ticket: Ticket, response: &HttpResponse, body: &Bytes) {
         let status = response.status();
-        let result = if status.is_server_error() {
-            sqlx::query("DELETE FROM idempotency_keys WHERE org = $1 AND key = $2 AND status = 0")
-                .bind(&ticket.org)
-                .bind(&ticket.key)
-                .execute(&self.pool)
-                .await
+        let result = if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            sqlx::query(
+                "DELETE FROM idempotency_keys WHERE org = $1 AND key = $2 AND created_at = $3 AND status = 0",
+            )
+            .bind(&ticket.org)
+            .bind(&ticket.key)
+            .bind(ticket.created_at)
+            .execute(&self.pool)
+            .await
         } else {
             let location = response
                 .headers()
@@ -151,13 +162,14 @@ impl Idempotency {
                 .map(str::to_string);
             sqlx::query(
                 "UPDATE idempotency_keys SET status = $3, location = $4, body = $5 \
-                 WHERE org = $1 AND key = $2",
+                 WHERE org = $1 AND key = $2 AND created_at = $6",
             )
             .bind(&ticket.org)
             .bind(&ticket.key)
             .bind(i64::from(status.as_u16()))
             .bind(location)
             .bind(String::from_utf8_lossy(body).into_owned())
+            .bind(ticket.created_at)
             .execute(&self.pool)
             .await
         };
@@ -165,6 +177,37 @@ impl Idempotency {
             // The call itself succeeded; only the replay record is missing. Say so loudly.
             tracing::error!(%error, "could not record the answer to an Idempotency-Key");
         }
+    }
+}
+
+impl Idempotency {
+    /// Deletes keys past their 24 hours, every `every`, for the life of the process: without it
+    /// every new key would stay in the database forever.
+    pub fn spawn_expiry(&self, every: Duration) {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            loop {
+                ticker.tick().await;
+                let cutoff = now_millis() - KEEP.as_millis() as i64;
+                let swept = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+                    .bind(cutoff)
+                    .execute(&pool)
+                    .await;
+                match swept {
+                    Ok(done) if done.rows_affected() > 0 => {
+                        tracing::info!(
+                            deleted = done.rows_affected(),
+                            "expired idempotency keys deleted"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "could not delete expired idempotency keys")
+                    }
+                }
+            }
+        });
     }
 }
 

@@ -903,15 +903,51 @@ async fn idempotency_keys(gw: &Gateway) {
     assert_eq!(support::send(theirs).await.status, 201);
     let bad = support::send(key_request(&"k".repeat(300), "x")).await;
     assert_eq!(bad.status, 400);
-    // A failed request does not burn the key.
-    let failed = support::send(
+    // A 4xx is the answer to its key: the same key and body get the same 422 again, and the
+    // key cannot be reused for a corrected body.
+    let invalid = || {
         gw.raw("POST", "/api/v1/clients")
             .header("content-type", "application/json")
             .header("idempotency-key", "key-2")
-            .body("{}"),
-    )
-    .await;
+            .body("{}")
+    };
+    let failed = support::send(invalid()).await;
     assert_eq!(failed.status, 422);
+    let replayed = support::send(invalid()).await;
+    assert_eq!(
+        (replayed.status, replayed.header("idempotent-replayed")),
+        (422, Some("true"))
+    );
+    assert_eq!(
+        support::send(key_request("key-2", "Fixed")).await.status,
+        409
+    );
+
+    // Concurrent requests with one key: one runs; the others wait their turn (409) or replay.
+    let racing = (0..8).map(|_| support::send(key_request("key-3", "Racer")));
+    let replies = futures_util::future::join_all(racing).await;
+    let created: Vec<&Value> = replies
+        .iter()
+        .filter(|r| r.status == 201)
+        .map(|r| &r.json["id"])
+        .collect();
+    assert!(!created.is_empty());
+    assert!(
+        created.iter().all(|id| *id == created[0]),
+        "every 201 names the same record"
+    );
+    assert!(
+        replies.iter().all(|r| r.status == 201 || r.status == 409),
+        "{replies:?}"
+    );
+    let listed = gw.get("/api/v1/clients?per_page=100").await;
+    let racers = listed.json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "Racer")
+        .count();
+    assert_eq!(racers, 1);
 }
 
 async fn organizations_are_isolated(gw: &Gateway) {

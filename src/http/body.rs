@@ -6,8 +6,8 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, header};
 use http_body::Body;
 use http_body_util::BodyExt;
-use std::time::Duration;
 use serde_json::Value;
+use std::time::Duration;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -39,7 +39,8 @@ where
     let mut too_large = declared.is_some_and(|len| len > limit as u64);
     if !too_large {
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|_| ApiError::invalid_request("the request body could not be read"))?;
+            let frame = frame
+                .map_err(|_| ApiError::invalid_request("the request body could not be read"))?;
             if let Ok(data) = frame.into_data() {
                 if collected.len() + data.len() > limit {
                     too_large = true;

@@ -17,6 +17,7 @@ use http_body_util::BodyExt;
 use nestgate_contract::input::{Mode, is_valid_id, parse_draft};
 use nestgate_contract::{Action, CallContext, Op, Record, Reply, Resource};
 use serde_json::{Map, Value, json};
+use std::sync::Arc;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -25,7 +26,7 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// `GET /api/v1/capabilities`: what the caller's backend can do, from its declaration.
 pub fn capabilities(app: &App, headers: &HeaderMap) -> Result<HttpResponse, ApiError> {
     let principal = auth::authenticate(headers, app)?;
-    let binding = binding(app, &principal.org)?;
+    let binding = binding_of(app, &principal.org)?;
     let caps = binding.backend.capabilities();
     let mut resources = Map::new();
     for resource in Resource::ALL {
@@ -50,14 +51,14 @@ pub fn capabilities(app: &App, headers: &HeaderMap) -> Result<HttpResponse, ApiE
     Ok(respond::json(StatusCode::OK, &body))
 }
 
-fn binding<'a>(app: &'a App, org: &str) -> Result<&'a Binding, ApiError> {
+fn binding_of<'a>(app: &'a App, org: &str) -> Result<&'a Binding, ApiError> {
     app.backends
         .binding(org)
         .ok_or_else(|| ApiError::unauthorized("unknown organization"))
 }
 
 pub async fn handle<B>(
-    app: &App,
+    app: &Arc<App>,
     call: Call,
     req: Request<B>,
     request_id: &str,
@@ -71,7 +72,7 @@ where
     if !principal.allows(&scope) {
         return Err(ApiError::insufficient_scope(scope));
     }
-    let binding = binding(app, &principal.org)?;
+    let binding = binding_of(app, &principal.org)?;
     if let Some(id) = &call.id
         && !is_valid_id(id)
     {

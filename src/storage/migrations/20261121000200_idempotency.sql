@@ -9,3 +9,4 @@ CREATE TABLE idempotency_keys (
     created_at  BIGINT NOT NULL,       -- Unix milliseconds
     PRIMARY KEY (org, key)
 );
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
