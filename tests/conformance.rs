@@ -540,6 +540,45 @@ async fn payments_move_balance_and_status(gw: &Gateway) {
         .await;
     assert_eq!(lower.status, 422, "{lower:?}");
 
+    // A record read back may be sent back: unchanged invoice_id and status are accepted.
+    let echo = gw
+        .patch(
+            &format!("/api/v1/payments/{}", first["id"].as_str().unwrap()),
+            first.clone(),
+        )
+        .await;
+    assert_eq!(echo.status, 200, "{echo:?}");
+    let read = gw.get(&path).await.json;
+    assert_eq!(gw.patch(&path, read.clone()).await.status, 200);
+    let moved = gw
+        .patch(
+            &format!("/api/v1/payments/{}", first["id"].as_str().unwrap()),
+            json!({"invoice_id": "inv_other"}),
+        )
+        .await;
+    assert_eq!(
+        (moved.status, moved.fields()),
+        (422, vec!["invoice_id".to_string()])
+    );
+    let unpaid = gw.patch(&path, json!({"status": "draft"})).await;
+    assert_eq!(unpaid.status, 200, "{unpaid:?}");
+    assert_eq!(
+        unpaid.json["status"], "paid",
+        "payments decide partial and paid"
+    );
+    let nulls = gw.patch(&path, json!({"currency": null})).await;
+    assert_eq!(
+        (nulls.status, nulls.fields()),
+        (422, vec!["currency".to_string()])
+    );
+    let early = gw.patch(&path, json!({"issue_date": "2026-12-01"})).await;
+    assert_eq!(early.status, 200);
+    let before = gw.patch(&path, json!({"due_date": "2026-11-30"})).await;
+    assert_eq!(
+        (before.status, before.fields()),
+        (422, vec!["due_date".to_string()])
+    );
+
     // Changing a payment's amount moves the balance by the difference.
     let second_id = second["id"].as_str().unwrap();
     let changed = gw

@@ -162,6 +162,15 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A field that always has a value (it has a default) may be absent, never null.
+    fn not_null<T>(&mut self, key: &str, patch: Patch<T>) -> Patch<T> {
+        if let Patch::Clear = patch {
+            self.fail(key, "cannot be null");
+            return Patch::Absent;
+        }
+        patch
+    }
+
     fn has_error(&self, key: &str) -> bool {
         let path = self.path(key);
         self.errors.iter().any(|e| e.field == path)
@@ -617,16 +626,24 @@ impl InvoicePatch {
                 let id = r.id("client_id");
                 r.require("client_id", id)
             },
-            status: r.with("status", |v| {
-                match v.as_str().and_then(InvoiceStatus::parse) {
-                    Some(s) if s.is_settable() => Ok(s),
-                    Some(_) => {
-                        Err("partial and paid follow from payments and cannot be set".into())
+            status: {
+                // On update a client may send back the status it read (even partial or paid);
+                // the backend refuses a change that only payments can make.
+                let status = r.with("status", |v| {
+                    match v.as_str().and_then(InvoiceStatus::parse) {
+                        Some(s) if s.is_settable() || mode == Mode::Update => Ok(s),
+                        Some(_) => {
+                            Err("partial and paid follow from payments and cannot be set".into())
+                        }
+                        None => Err("must be one of draft, sent, viewed, void".into()),
                     }
-                    None => Err("must be one of draft, sent, viewed, void".into()),
-                }
-            }),
-            currency: r.currency("currency"),
+                });
+                r.not_null("status", status)
+            },
+            currency: {
+                let currency = r.currency("currency");
+                r.not_null("currency", currency)
+            },
             issue_date: r.date("issue_date"),
             due_date: r.date("due_date"),
             notes: r.text("notes", LONG_TEXT),
@@ -735,19 +752,13 @@ impl PaymentPatch {
         let amount = r.decimal("amount", POSITIVE_MONEY);
         let date = r.date("date");
         let patch = PaymentPatch {
-            invoice_id: match (mode, invoice_id) {
-                (Mode::Update, Patch::Absent) => Patch::Absent,
-                (Mode::Update, _) => {
-                    r.fail(
-                        "invoice_id",
-                        "cannot change; delete the payment and record a new one",
-                    );
-                    Patch::Absent
-                }
-                (Mode::Create, p) => r.require("invoice_id", p),
-            },
+            // On update it may be sent back as read; the backend refuses a different one.
+            invoice_id: r.require("invoice_id", invoice_id),
             amount: r.require("amount", amount),
-            currency: r.currency("currency"),
+            currency: {
+                let currency = r.currency("currency");
+                r.not_null("currency", currency)
+            },
             date: match date {
                 Patch::Clear => {
                     r.fail("date", "cannot be null");
@@ -803,7 +814,10 @@ impl ExpensePatch {
         let amount = r.decimal("amount", POSITIVE_MONEY);
         let patch = ExpensePatch {
             amount: r.require("amount", amount),
-            currency: r.currency("currency"),
+            currency: {
+                let currency = r.currency("currency");
+                r.not_null("currency", currency)
+            },
             date: r.date("date"),
             vendor: r.text("vendor", SHORT_TEXT),
             category: r.text("category", SHORT_TEXT),

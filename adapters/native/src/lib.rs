@@ -174,34 +174,37 @@ impl NativeAdapter {
         Ok(Reply::Page(Page { records, total }))
     }
 
-    /// Inserts a new record; a unique key already taken is `409`.
-    async fn insert(
+    /// Writes a record (a new one when `version` is `None`) in one transaction. When the record
+    /// names a client, the client is touched first in the same transaction (see
+    /// [`store::touch`]): a client deleted meanwhile makes this write `422`, never dangling.
+    /// A unique key already taken is `409`; a version that moved on is a lost race.
+    async fn write(
         &self,
         org: &str,
-        new: Record,
+        record: Record,
+        version: Option<i64>,
+        client: Option<&str>,
         taken: impl Fn() -> String,
     ) -> Result<Record, Failure> {
-        match store::insert(&self.pool, org, &row(&new)).await {
-            Ok(()) => Ok(new),
-            Err(e) if is_unique_violation(&e) => Err(AdapterError::conflict(taken()).into()),
-            Err(e) => Err(e.into()),
+        let mut tx = self.pool.begin().await?;
+        if let Some(client_id) = client
+            && !store::touch(&mut *tx, org, Resource::Clients, client_id).await?
+        {
+            return Err(missing_reference("client_id").into());
         }
-    }
-
-    /// Writes a changed record over the version it was read at.
-    async fn save(
-        &self,
-        org: &str,
-        changed: Record,
-        version: i64,
-        taken: impl Fn() -> String,
-    ) -> Result<Record, Failure> {
-        match store::update(&self.pool, org, &row(&changed), version).await {
-            Ok(true) => Ok(changed),
-            Ok(false) => Err(Failure::Retry),
-            Err(e) if is_unique_violation(&e) => Err(AdapterError::conflict(taken()).into()),
-            Err(e) => Err(e.into()),
+        let row = row(&record);
+        let written = match version {
+            None => store::insert(&mut *tx, org, &row).await.map(|()| true),
+            Some(version) => store::update(&mut *tx, org, &row, version).await,
+        };
+        match written {
+            Ok(true) => {}
+            Ok(false) => return Err(Failure::Retry),
+            Err(e) if is_unique_violation(&e) => return Err(AdapterError::conflict(taken()).into()),
+            Err(e) => return Err(e.into()),
         }
+        tx.commit().await?;
+        Ok(record)
     }
 
     async fn create(&self, ctx: &CallContext, draft: Draft) -> Result<Record, AdapterError> {
@@ -210,23 +213,33 @@ impl NativeAdapter {
         match draft {
             Draft::Client(patch) => {
                 let client = patch.build(new_id(Resource::Clients), at);
-                retrying(|| self.insert(org, Record::Client(client.clone()), String::new)).await
+                retrying(|| {
+                    self.write(org, Record::Client(client.clone()), None, None, String::new)
+                })
+                .await
             }
             Draft::Product(patch) => {
                 let product = patch.build(new_id(Resource::Products), at);
                 let key = product.key.clone();
-                retrying(|| {
-                    self.insert(org, Record::Product(product.clone()), || {
-                        format!("a product with key {key} already exists")
-                    })
-                })
-                .await
+                let taken = || format!("a product with key {key} already exists");
+                retrying(|| self.write(org, Record::Product(product.clone()), None, None, taken))
+                    .await
             }
             Draft::Invoice(patch) => retrying(|| self.create_invoice(ctx, patch.clone())).await,
             Draft::Payment(patch) => retrying(|| self.create_payment(org, patch.clone())).await,
             Draft::Expense(patch) => {
                 let expense = self.new_expense(ctx, patch).await?;
-                retrying(|| self.insert(org, Record::Expense(expense.clone()), String::new)).await
+                let client = expense.client_id.as_deref();
+                retrying(|| {
+                    self.write(
+                        org,
+                        Record::Expense(expense.clone()),
+                        None,
+                        client,
+                        String::new,
+                    )
+                })
+                .await
             }
         }
     }
@@ -328,10 +341,10 @@ impl NativeAdapter {
         patch.apply_fields(&mut invoice);
         invoice.recompute();
         let number = invoice.number.clone();
+        let client_id = invoice.client_id.clone();
+        let taken = || format!("invoice number {number} is already taken");
         match self
-            .insert(org, Record::Invoice(invoice), || {
-                format!("invoice number {number} is already taken")
-            })
+            .write(org, Record::Invoice(invoice), None, Some(&client_id), taken)
             .await
         {
             // An assigned number that a client had already chosen by hand: take the next one.
@@ -476,8 +489,19 @@ impl NativeAdapter {
             _ => "the record conflicts with another".to_string(),
         };
         let message = taken();
-        self.save(org, changed, stored.version, || message.clone())
-            .await
+        let client = match &changed {
+            Record::Invoice(invoice) => Some(invoice.client_id.clone()),
+            Record::Expense(expense) => expense.client_id.clone(),
+            _ => None,
+        };
+        self.write(
+            org,
+            changed,
+            Some(stored.version),
+            client.as_deref(),
+            || message.clone(),
+        )
+        .await
     }
 
     async fn change_invoice(
@@ -509,10 +533,22 @@ impl NativeAdapter {
             )
             .into());
         }
+        if let Some(status) = patch.status.as_set()
+            && !status.is_settable()
+            && *status != invoice.status
+        {
+            let issue = "partial and paid follow from payments and cannot be set";
+            return Err(AdapterError::field("status", issue).into());
+        }
         if let Patch::Set(lines) = std::mem::take(&mut patch.line_items) {
             invoice.line_items = self.resolve_lines(org, lines).await?;
         }
         patch.apply_fields(&mut invoice);
+        if let (Some(issue), Some(due)) = (invoice.issue_date, invoice.due_date)
+            && due < issue
+        {
+            return Err(AdapterError::field("due_date", "must not be before issue_date").into());
+        }
         invoice.recompute();
         if invoice.balance < Decimal::ZERO {
             return Err(AdapterError::field(
@@ -534,6 +570,12 @@ impl NativeAdapter {
         version: i64,
         patch: PaymentPatch,
     ) -> Result<Record, Failure> {
+        if let Some(invoice_id) = patch.invoice_id.as_set()
+            && *invoice_id != payment.invoice_id
+        {
+            let issue = "cannot change; delete the payment and record a new one";
+            return Err(AdapterError::field("invoice_id", issue).into());
+        }
         let old_amount = payment.amount;
         patch.apply(&mut payment);
         let mut tx = self.pool.begin().await?;
@@ -543,6 +585,10 @@ impl NativeAdapter {
             return Err(AdapterError::internal("a payment's invoice is missing").into());
         };
         let mut invoice: Invoice = parse(&stored.body)?;
+        if invoice.status == InvoiceStatus::Void {
+            let message = format!("invoice {} is void", invoice.id);
+            return Err(AdapterError::conflict(message).into());
+        }
         check_payment(&payment, &invoice, old_amount)?;
         let at = now();
         payment.amount = round_amount(payment.amount, &payment.currency);
@@ -645,7 +691,8 @@ impl NativeAdapter {
             Record::Payment(r) => (r.archived, r.updated_at) = (archived, at),
             Record::Expense(r) => (r.archived, r.updated_at) = (archived, at),
         }
-        self.save(org, changed, stored.version, String::new).await
+        self.write(org, changed, Some(stored.version), None, String::new)
+            .await
     }
 
     async fn mark_sent(&self, org: &str, id: &str) -> Result<Record, Failure> {
@@ -662,8 +709,14 @@ impl NativeAdapter {
             InvoiceStatus::Draft => {
                 invoice.status = InvoiceStatus::Sent;
                 invoice.updated_at = now();
-                self.save(org, Record::Invoice(invoice), version, String::new)
-                    .await
+                self.write(
+                    org,
+                    Record::Invoice(invoice),
+                    Some(version),
+                    None,
+                    String::new,
+                )
+                .await
             }
             // Already sent (or further along): marking it again changes nothing.
             _ => Ok(Record::Invoice(invoice)),

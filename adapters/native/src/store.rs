@@ -104,6 +104,26 @@ pub(crate) async fn update<'c, E: Executor<'c, Database = Any>>(
     Ok(done.rows_affected() == 1)
 }
 
+/// Bumps a record's version without changing it. A write that references a client touches it in
+/// the same transaction, so that a concurrent delete of that client fails its own version check
+/// (and runs again, seeing the new reference) instead of leaving the reference dangling.
+pub(crate) async fn touch<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    org: &str,
+    resource: Resource,
+    id: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE records SET version = version + 1 WHERE org = $1 AND id = $2 AND resource = $3",
+    )
+    .bind(org)
+    .bind(id)
+    .bind(resource.as_str())
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Deletes the record if it is still at `version`.
 pub(crate) async fn delete<'c, E: Executor<'c, Database = Any>>(
     ex: E,
