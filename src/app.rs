@@ -14,8 +14,11 @@ pub struct App {
 
 impl App {
     pub async fn build(settings: Settings) -> Result<App, StorageError> {
-        let storage =
-            Storage::connect(&settings.storage_url, settings.storage_max_connections).await?;
+        let storage = Storage::connect(
+            settings.storage_url.expose(),
+            settings.storage_max_connections,
+        )
+        .await?;
         let backends = Backends::build(&settings, &storage);
         let idempotency = Idempotency::new(storage.pool.clone(), settings.request_timeout);
         Ok(App {

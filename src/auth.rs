@@ -53,5 +53,5 @@ pub fn authenticate(headers: &HeaderMap, app: &App) -> Result<Principal, ApiErro
             scopes: all_scopes(),
         });
     }
-    Err(ApiError::unauthorized("missing or invalid bearer token"))
+    Err(ApiError::credentials_missing())
 }

@@ -27,16 +27,17 @@ impl Backend {
     /// `501 not_supported_by_backend` for a call this backend has declared it lacks.
     pub fn check(&self, resource: Resource, action: Action) -> Result<(), ApiError> {
         if !self.capabilities().supports(resource, action) {
-            let error = nestgate_contract::AdapterError::new(
-                ErrorKind::NotSupported,
-                format!(
-                    "the {} backend `{}` does not support {} on {}",
-                    self.kind,
-                    self.name,
-                    action.as_str(),
-                    resource.as_str()
-                ),
+            let mut message = format!(
+                "the {} backend `{}` does not support {} on {}",
+                self.kind,
+                self.name,
+                action.as_str(),
+                resource.as_str()
             );
+            if let Some(reason) = self.capabilities().reason(resource, action) {
+                message = format!("{message}: {reason}");
+            }
+            let error = nestgate_contract::AdapterError::new(ErrorKind::NotSupported, message);
             return Err(ApiError::from_adapter(error, &self.name));
         }
         Ok(())

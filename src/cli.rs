@@ -59,6 +59,11 @@ pub fn run() -> ExitCode {
 async fn serve(settings: config::Settings, source: Source) -> ExitCode {
     crate::telemetry::init(settings.log_json, &settings.log_level);
     let listen = settings.listen;
+    if settings.dev_org_header {
+        tracing::warn!(
+            "server.dev_org_header is on: X-Nestgate-Org grants every scope without a token (development only)"
+        );
+    }
     let app = match crate::app::App::build(settings).await {
         Ok(app) => Arc::new(app),
         Err(error) => {

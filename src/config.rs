@@ -255,7 +255,7 @@ pub struct Settings {
     pub max_concurrent_requests: usize,
     pub shutdown_grace: Duration,
     pub dev_org_header: bool,
-    pub storage_url: String,
+    pub storage_url: StorageUrl,
     pub storage_max_connections: u32,
     pub log_json: bool,
     pub log_level: String,
@@ -280,6 +280,23 @@ impl BackendSettings {
 pub struct OrgSettings {
     pub backend: String,
     pub currency: String,
+}
+
+/// The storage URL. It may carry a database password, so its `Debug` shows only the scheme.
+#[derive(Clone)]
+pub struct StorageUrl(String);
+
+impl StorageUrl {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for StorageUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = self.0.split(':').next().unwrap_or_default();
+        write!(f, "StorageUrl({scheme}:**redacted**)")
+    }
 }
 
 /// Organization and backend names appear in URLs, logs and metric labels: keep them plain.
@@ -316,16 +333,26 @@ impl FileConfig {
                 format!("must be between 1 and {MAX_BODY}"),
             ));
         }
-        if self.server.max_concurrent_requests == 0 {
+        if !(1..=100_000).contains(&self.server.max_concurrent_requests) {
             problems.push(problem(
                 "server.max_concurrent_requests",
-                "must be at least 1",
+                "must be between 1 and 100000",
             ));
         }
-        if self.server.request_timeout.0.is_zero() {
+        const HOUR: Duration = Duration::from_secs(3600);
+        for (path, value) in [
+            ("server.request_timeout", self.server.request_timeout.0),
+            ("server.shutdown_grace", self.server.shutdown_grace.0),
+        ] {
+            if value.is_zero() || value > HOUR {
+                problems.push(problem(path, "must be longer than zero and at most 1h"));
+            }
+        }
+        if self.server.dev_org_header && !listen.ip().is_loopback() {
+            // The header grants every scope to anyone who sends it: never on a reachable address.
             problems.push(problem(
-                "server.request_timeout",
-                "must be longer than zero",
+                "server.dev_org_header",
+                "is for development only and allowed only when server.listen is a loopback address",
             ));
         }
         let url = &self.storage.url;
@@ -414,7 +441,7 @@ impl FileConfig {
             max_concurrent_requests: self.server.max_concurrent_requests,
             shutdown_grace: self.server.shutdown_grace.0,
             dev_org_header: self.server.dev_org_header,
-            storage_url: self.storage.url,
+            storage_url: StorageUrl(self.storage.url),
             storage_max_connections: self.storage.max_connections,
             log_json,
             log_level: self.log.level,
@@ -467,6 +494,15 @@ mod tests {
                 "orgs.acme.currency"
             ]
         );
+    }
+
+    #[test]
+    fn the_dev_header_is_refused_off_loopback_and_urls_are_redacted() {
+        let err =
+            from_text("[server]\nlisten = \"0.0.0.0:8080\"\ndev_org_header = true\n").unwrap_err();
+        assert_eq!(err.0[0].path, "server.dev_org_header");
+        let settings = from_text("[storage]\nurl = \"postgres://u:hunter2@db/x\"\n").unwrap();
+        assert!(!format!("{settings:?}").contains("hunter2"));
     }
 
     #[test]

@@ -18,8 +18,8 @@ pub struct ApiError {
     pub backend: Option<String>,
     pub upstream_status: Option<u16>,
     pub retry_after: Option<Duration>,
-    /// For `insufficient_scope`: the scope the call needs (RFC 6750 §3).
-    pub required_scope: Option<String>,
+    /// The `WWW-Authenticate` challenge of a 401 or a scope 403 (RFC 6750 §3).
+    pub challenge: Option<String>,
 }
 
 impl ApiError {
@@ -32,13 +32,15 @@ impl ApiError {
             backend: None,
             upstream_status: None,
             retry_after: None,
-            required_scope: None,
+            challenge: None,
         }
     }
 
     pub fn insufficient_scope(scope: String) -> Self {
         ApiError {
-            required_scope: Some(scope.clone()),
+            challenge: Some(format!(
+                "Bearer error=\"insufficient_scope\", scope=\"{scope}\""
+            )),
             ..Self::new(
                 StatusCode::FORBIDDEN,
                 "insufficient_scope",
@@ -51,8 +53,24 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     }
 
+    /// Credentials were sent and are not good.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        ApiError {
+            challenge: Some("Bearer error=\"invalid_token\"".into()),
+            ..Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        }
+    }
+
+    /// No credentials at all: the challenge names no error (RFC 6750 §3.1).
+    pub fn credentials_missing() -> Self {
+        ApiError {
+            challenge: Some("Bearer realm=\"nestgate\"".into()),
+            ..Self::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this call needs a bearer token",
+            )
+        }
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -148,7 +166,7 @@ impl ApiError {
             backend: names_backend.then(|| backend.to_string()),
             upstream_status: error.upstream_status,
             retry_after: error.retry_after,
-            required_scope: None,
+            challenge: None,
         }
     }
 
@@ -174,18 +192,12 @@ impl ApiError {
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
-        if self.status == StatusCode::UNAUTHORIZED {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
-            );
-        }
-        if let Some(scope) = &self.required_scope
-            && let Ok(value) = HeaderValue::from_str(&format!(
-                "Bearer error=\"insufficient_scope\", scope=\"{scope}\""
-            ))
+        if let Some(challenge) = self
+            .challenge
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
         {
-            headers.insert(header::WWW_AUTHENTICATE, value);
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
         }
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
             // Whatever the client sends next on this connection would be the rest of the body.

@@ -2,11 +2,13 @@
 //! the backend (`501 not_supported_by_backend`) and publishes it at `GET /api/v1/capabilities`.
 
 use crate::op::{Action, Resource};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Capabilities {
     supported: BTreeSet<(Resource, Action)>,
+    /// Why a call is missing, where the backend can say (shown in the `501`).
+    reasons: BTreeMap<(Resource, Action), &'static str>,
 }
 
 impl Capabilities {
@@ -32,6 +34,21 @@ impl Capabilities {
     pub fn without(mut self, resource: Resource, action: Action) -> Self {
         self.supported.remove(&(resource, action));
         self
+    }
+
+    /// Removes a call and says why it is missing.
+    pub fn without_because(
+        mut self,
+        resource: Resource,
+        action: Action,
+        reason: &'static str,
+    ) -> Self {
+        self.reasons.insert((resource, action), reason);
+        self.without(resource, action)
+    }
+
+    pub fn reason(&self, resource: Resource, action: Action) -> Option<&'static str> {
+        self.reasons.get(&(resource, action)).copied()
     }
 
     pub fn supports(&self, resource: Resource, action: Action) -> bool {

@@ -55,7 +55,11 @@ impl NativeAdapter {
     pub fn new(pool: AnyPool, config: NativeConfig) -> Self {
         let mut capabilities = Capabilities::everything();
         if !config.mail_transport {
-            capabilities = capabilities.without(Resource::Invoices, Action::Send);
+            capabilities = capabilities.without_because(
+                Resource::Invoices,
+                Action::Send,
+                "it has no mail transport configured, so it cannot email invoices",
+            );
         }
         NativeAdapter { pool, capabilities }
     }
