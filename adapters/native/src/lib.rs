@@ -366,7 +366,7 @@ impl NativeAdapter {
         else {
             return Err(missing_reference("invoice_id").into());
         };
-        let mut invoice: Invoice = parse(&stored.body)?;
+        let invoice: Invoice = parse(&stored.body)?;
         if invoice.status == InvoiceStatus::Void {
             return Err(AdapterError::conflict(format!("invoice {invoice_id} is void")).into());
         }
@@ -387,19 +387,7 @@ impl NativeAdapter {
         patch.apply(&mut payment);
         check_payment(&payment, &invoice, Decimal::ZERO)?;
         payment.amount = round_amount(payment.amount, &payment.currency);
-        invoice.amount_paid += payment.amount;
-        invoice.updated_at = at;
-        invoice.recompute();
-        if !store::update(
-            &mut *tx,
-            org,
-            &row(&Record::Invoice(invoice)),
-            stored.version,
-        )
-        .await?
-        {
-            return Err(Failure::Retry);
-        }
+        rebalance(&mut tx, org, invoice, stored.version, payment.amount).await?;
         store::insert(&mut *tx, org, &row(&Record::Payment(payment.clone()))).await?;
         tx.commit().await?;
         Ok(Record::Payment(payment))
@@ -588,7 +576,7 @@ impl NativeAdapter {
         else {
             return Err(AdapterError::internal("a payment's invoice is missing").into());
         };
-        let mut invoice: Invoice = parse(&stored.body)?;
+        let invoice: Invoice = parse(&stored.body)?;
         if invoice.status == InvoiceStatus::Void {
             let message = format!("invoice {} is void", invoice.id);
             return Err(AdapterError::conflict(message).into());
@@ -598,19 +586,8 @@ impl NativeAdapter {
         payment.amount = round_amount(payment.amount, &payment.currency);
         payment.updated_at = at;
         if payment.amount != old_amount {
-            invoice.amount_paid += payment.amount - old_amount;
-            invoice.updated_at = at;
-            invoice.recompute();
-            if !store::update(
-                &mut *tx,
-                org,
-                &row(&Record::Invoice(invoice)),
-                stored.version,
-            )
-            .await?
-            {
-                return Err(Failure::Retry);
-            }
+            let delta = payment.amount - old_amount;
+            rebalance(&mut tx, org, invoice, stored.version, delta).await?;
         }
         if !store::update(
             &mut *tx,
@@ -653,18 +630,18 @@ impl NativeAdapter {
             Resource::Payments => {
                 // Deleting a payment gives its amount back to the invoice's balance.
                 let payment: Payment = parse(&stored.body)?;
+                let invoice_id = &payment.invoice_id;
                 if let Some(inv) =
-                    store::fetch(&mut *tx, org, Resource::Invoices, &payment.invoice_id).await?
+                    store::fetch(&mut *tx, org, Resource::Invoices, invoice_id).await?
                 {
-                    let mut invoice: Invoice = parse(&inv.body)?;
-                    invoice.amount_paid -= payment.amount;
-                    invoice.updated_at = now();
-                    invoice.recompute();
-                    if !store::update(&mut *tx, org, &row(&Record::Invoice(invoice)), inv.version)
-                        .await?
-                    {
-                        return Err(Failure::Retry);
-                    }
+                    rebalance(
+                        &mut tx,
+                        org,
+                        parse(&inv.body)?,
+                        inv.version,
+                        -payment.amount,
+                    )
+                    .await?;
                 }
             }
             Resource::Products | Resource::Expenses => {}
@@ -740,6 +717,25 @@ impl NativeAdapter {
             .await
             .map_err(into_error)?;
         Ok(Bytes::from(pdf::render(&invoice, client.as_ref())))
+    }
+}
+
+/// Moves an invoice's amount paid by `delta` (so its balance and status follow) and writes it
+/// over the version it was read at, inside the payment's transaction.
+async fn rebalance(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    org: &str,
+    mut invoice: Invoice,
+    version: i64,
+    delta: Decimal,
+) -> Result<(), Failure> {
+    invoice.amount_paid += delta;
+    invoice.updated_at = now();
+    invoice.recompute();
+    if store::update(&mut **tx, org, &row(&Record::Invoice(invoice)), version).await? {
+        Ok(())
+    } else {
+        Err(Failure::Retry)
     }
 }
 
