@@ -80,6 +80,8 @@ async fn serve(settings: config::Settings, source: Source) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    app.idempotency
+        .spawn_expiry(std::time::Duration::from_secs(15 * 60));
     let addr = listener
         .local_addr()
         .map(|a| a.to_string())

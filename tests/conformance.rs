@@ -615,8 +615,8 @@ async fn payments_move_balance_and_status(gw: &Gateway) {
         (back["balance"].as_str(), back["amount_paid"].as_str()),
         (Some("100.00"), Some("0.00"))
     );
-    assert_ne!(back["status"], "partial");
-    assert_ne!(back["status"], "paid");
+    // A paid invoice was evidently sent: without payments it is back to "sent".
+    assert_eq!(back["status"], "sent");
     assert_eq!(gw.delete(&path).await.status, 204);
 
     // A void invoice takes no payments.
@@ -1074,8 +1074,8 @@ async fn hostile_ids_are_not_found(gw: &Gateway) {
         "a%00b",
         "%22%3B%20DROP%20TABLE%20records",
         long.as_str(),
-        "..",
         "%2e%2e%2fetc",
+        "a%2Fb",
     ] {
         for path in [
             format!("/api/v1/invoices/{id}"),

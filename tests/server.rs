@@ -78,11 +78,11 @@ async fn without_credentials_resource_calls_are_unauthorized() {
     .await;
     let reply = send(gw.raw("GET", "/api/v1/invoices")).await;
     assert_eq!((reply.status, reply.code()), (401, "unauthorized"));
+    // No credentials at all: a challenge without an error code (RFC 6750 §3.1).
+    let challenge = reply.header("www-authenticate").unwrap();
     assert!(
-        reply
-            .header("www-authenticate")
-            .unwrap()
-            .starts_with("Bearer")
+        challenge.starts_with("Bearer") && !challenge.contains("error="),
+        "{challenge}"
     );
     let unknown = Gateway::start(Store::Sqlite).await;
     let reply = send(
@@ -93,6 +93,8 @@ async fn without_credentials_resource_calls_are_unauthorized() {
     )
     .await;
     assert_eq!(reply.status, 401);
+    let challenge = reply.header("www-authenticate").unwrap();
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
     // Operations endpoints need no token.
     assert_eq!(send(gw.client.get(gw.url("/healthz"))).await.status, 200);
     let ready = send(gw.client.get(gw.url("/readyz"))).await;

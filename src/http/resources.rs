@@ -89,11 +89,10 @@ where
         upstream_token: None,
     };
 
-    if req.method() != Method::POST {
-        return answer(app, binding, &ctx, call, req).await;
-    }
-    let Some(key) = req.headers().get(IDEMPOTENCY_KEY) else {
-        return answer(app, binding, &ctx, call, req).await;
+    // Only a POST with a key goes through the idempotency store.
+    let key = match req.headers().get(IDEMPOTENCY_KEY) {
+        Some(key) if req.method() == Method::POST => key.clone(),
+        _ => return answer(app, binding, &ctx, call, req).await,
     };
     let key = key
         .to_str()
@@ -111,19 +110,31 @@ where
         Claim::Replay(response) => return Ok(response),
         Claim::Run(ticket) => ticket,
     };
+    // The call and the recording of its answer run in a task of their own: a request timeout or
+    // a client hanging up drops this future, and must not fall between the backend's commit and
+    // the recorded answer (a retry with the key would then do the call twice).
     let req = Request::from_parts(parts, http_body_util::Full::new(raw));
-    let response = answer(app, binding, &ctx, call, req)
-        .await
-        .unwrap_or_else(|error| error.render(request_id));
-    let (parts, body) = response.into_parts();
-    let bytes = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
-    let response = http::Response::from_parts(parts, respond::Body::new(bytes.clone()));
-    app.idempotency.finish(ticket, &response, &bytes).await;
-    Ok(response)
+    let app = Arc::clone(app);
+    let request_id = request_id.to_string();
+    let task = tokio::spawn(async move {
+        let binding = binding_of(&app, &ctx.org)?;
+        let response = answer(&app, binding, &ctx, call, req)
+            .await
+            .unwrap_or_else(|error| error.render(&request_id));
+        let (parts, body) = response.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        let response = http::Response::from_parts(parts, respond::Body::new(bytes.clone()));
+        app.idempotency.finish(ticket, &response, &bytes).await;
+        Ok(response)
+    });
+    task.await.unwrap_or_else(|error| {
+        tracing::error!(%error, "an idempotent call's task failed");
+        Err(ApiError::internal())
+    })
 }
 
 /// Builds the [`Op`], calls the backend, renders the reply.

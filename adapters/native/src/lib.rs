@@ -130,9 +130,20 @@ where
             }
         }
     }
-    Err(AdapterError::conflict(
-        "the record is being changed by other requests; try again",
-    ))
+    Err(busy())
+}
+
+/// Too many concurrent writers to one record: temporary (`503` with `Retry-After`), so a retry,
+/// with the same Idempotency-Key too, may succeed.
+fn busy() -> AdapterError {
+    AdapterError {
+        retry_after: Some(std::time::Duration::from_secs(1)),
+        ..AdapterError::new(
+            ErrorKind::UpstreamUnavailable,
+            "the record is being changed by other requests; try again",
+        )
+        .temporary()
+    }
 }
 
 fn missing_reference(field: &str) -> AdapterError {
@@ -248,7 +259,7 @@ impl NativeAdapter {
         }
     }
 
-    async fn client_exists(&self, org: &str, id: &str) -> Result<Option<Client>, Failure> {
+    async fn find_client(&self, org: &str, id: &str) -> Result<Option<Client>, Failure> {
         Ok(self
             .get_as::<Client>(org, Resource::Clients, id)
             .await?
@@ -304,7 +315,7 @@ impl NativeAdapter {
     ) -> Result<Record, Failure> {
         let org = ctx.org.as_str();
         let client_id = patch.client_id.as_set().cloned().unwrap_or_default();
-        let Some(client) = self.client_exists(org, &client_id).await? else {
+        let Some(client) = self.find_client(org, &client_id).await? else {
             return Err(missing_reference("client_id").into());
         };
         let lines = match std::mem::take(&mut patch.line_items) {
@@ -422,10 +433,7 @@ impl NativeAdapter {
             .map_err(|e| AdapterError::validation(vec![e]))?;
         expense.amount = round_amount(expense.amount, &expense.currency);
         if let Some(client_id) = &expense.client_id {
-            let found = self
-                .client_exists(org, client_id)
-                .await
-                .map_err(into_error)?;
+            let found = self.find_client(org, client_id).await.map_err(into_error)?;
             if found.is_none() {
                 return Err(missing_reference("client_id"));
             }
@@ -512,7 +520,7 @@ impl NativeAdapter {
                 )
                 .into());
             }
-            if self.client_exists(org, client_id).await?.is_none() {
+            if self.find_client(org, client_id).await?.is_none() {
                 return Err(missing_reference("client_id").into());
             }
         }
@@ -713,7 +721,7 @@ impl NativeAdapter {
             return Err(AdapterError::not_found(Resource::Invoices, id));
         };
         let client = self
-            .client_exists(org, &invoice.client_id)
+            .find_client(org, &invoice.client_id)
             .await
             .map_err(into_error)?;
         Ok(Bytes::from(pdf::render(&invoice, client.as_ref())))
@@ -767,8 +775,6 @@ fn check_payment(
 fn into_error(failure: Failure) -> AdapterError {
     match failure {
         Failure::Fail(error) => error,
-        Failure::Retry => {
-            AdapterError::conflict("the record is being changed by other requests; try again")
-        }
+        Failure::Retry => busy(),
     }
 }
