@@ -1,15 +1,18 @@
 //! Everything a request handler needs, built once at start-up from validated settings.
 
+use crate::auth::Auth;
 use crate::backends::Backends;
 use crate::config::Settings;
 use crate::idempotency::Idempotency;
 use crate::storage::{Storage, StorageError};
+use std::sync::Arc;
 
 pub struct App {
     pub settings: Settings,
     pub storage: Storage,
     pub backends: Backends,
     pub idempotency: Idempotency,
+    pub auth: Arc<Auth>,
 }
 
 impl App {
@@ -21,7 +24,13 @@ impl App {
         .await?;
         let backends = Backends::build(&settings, &storage);
         let idempotency = Idempotency::new(storage.pool.clone(), settings.request_timeout);
+        let auth = Arc::new(
+            Auth::build(&settings.auth, storage.pool.clone())
+                .await
+                .map_err(StorageError::Connect)?,
+        );
         Ok(App {
+            auth,
             settings,
             storage,
             backends,

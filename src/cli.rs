@@ -1,4 +1,5 @@
-//! The command line: `nestgate [serve] [--config FILE]`, `nestgate check-config [--config FILE]`.
+//! The command line: `nestgate [serve]`, `nestgate check-config`, `nestgate keys create|list|revoke`,
+//! each with `[--config FILE]`.
 
 use crate::config::{self, Source};
 use clap::{Parser, Subcommand};
@@ -26,6 +27,41 @@ enum Command {
     Serve,
     /// Validate the configuration without starting; every problem is named by its TOML path.
     CheckConfig,
+    /// Create, list and revoke API keys, in the configured storage.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key; its secret is printed once and never stored.
+    Create {
+        /// The organization (an `[orgs.NAME]` of the configuration).
+        #[arg(long)]
+        org: String,
+        /// Space-separated scopes, e.g. "read:invoices write:invoices".
+        #[arg(long)]
+        scopes: String,
+        /// A label for operators.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Print one JSON object (client_id, client_secret, org, scopes, …).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List keys (never their secrets).
+    List {
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key: no new tokens, and its live access tokens are refused (in running
+    /// instances within `auth.revocation_poll`).
+    Revoke {
+        /// The key's client_id (ak_live_…).
+        client_id: String,
+    },
 }
 
 pub fn run() -> ExitCode {
@@ -43,27 +79,120 @@ pub fn run() -> ExitCode {
             println!("{source}: configuration is valid");
             ExitCode::SUCCESS
         }
-        Command::Serve => {
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    eprintln!("nestgate: cannot start the runtime: {error}");
-                    return ExitCode::FAILURE;
+        Command::Serve => match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime.block_on(serve(settings, source)),
+            Err(error) => {
+                eprintln!("nestgate: cannot start the runtime: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Keys(command) => match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime.block_on(keys(settings, command)),
+            Err(error) => {
+                eprintln!("nestgate: cannot start the runtime: {error}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// `nestgate keys …`: the same operations as `/admin/v1/keys`, straight on the storage.
+async fn keys(settings: config::Settings, command: KeysCommand) -> ExitCode {
+    let storage = match crate::storage::Storage::connect(
+        settings.storage_url.expose(),
+        settings.storage_max_connections,
+    )
+    .await
+    {
+        Ok(storage) => storage,
+        Err(error) => {
+            eprintln!("nestgate: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let auth = match crate::auth::Auth::build(&settings.auth, storage.pool.clone()).await {
+        Ok(auth) => auth,
+        Err(error) => {
+            eprintln!("nestgate: cannot read token state: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = match command {
+        KeysCommand::Create {
+            org,
+            scopes,
+            name,
+            json,
+        } => {
+            let names: Vec<&str> = scopes.split_ascii_whitespace().collect();
+            let scopes = match crate::auth::check_new_key(&settings, &org, &names, &name) {
+                Ok(scopes) => scopes,
+                Err(problems) => {
+                    for p in problems {
+                        eprintln!(
+                            "nestgate: --{}: {}",
+                            p.field.split('[').next().unwrap_or_default(),
+                            p.issue
+                        );
+                    }
+                    return ExitCode::from(2);
                 }
             };
-            runtime.block_on(serve(settings, source))
+            auth.keys
+                .create(&org, &name, scopes)
+                .await
+                .map(|(key, secret)| {
+                    if json {
+                        let mut created = key.to_json();
+                        created["client_secret"] = serde_json::json!(secret.expose());
+                        println!("{created}");
+                    } else {
+                        println!("client_id:     {}", key.client_id);
+                        println!("client_secret: {}", secret.expose());
+                        println!("org:           {}", key.org);
+                        println!("scopes:        {}", key.scopes);
+                        println!("The secret is shown only this once; store it securely.");
+                    }
+                    ExitCode::SUCCESS
+                })
         }
-    }
+        KeysCommand::List { org, json } => auth.keys.list(org.as_deref()).await.map(|keys| {
+            if json {
+                let all: Vec<serde_json::Value> = keys.iter().map(|k| k.to_json()).collect();
+                println!("{}", serde_json::Value::Array(all));
+            } else {
+                for key in keys {
+                    let state = if key.is_live() { "live" } else { "revoked" };
+                    println!(
+                        "{}  {}  {}  {}  {}",
+                        key.client_id, key.org, state, key.scopes, key.name
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }),
+        KeysCommand::Revoke { client_id } => {
+            auth.revoke_key(&client_id).await.map(|key| match key {
+                Some(_) => {
+                    println!("{client_id} is revoked");
+                    ExitCode::SUCCESS
+                }
+                None => {
+                    eprintln!("nestgate: no API key has the client_id {client_id}");
+                    ExitCode::FAILURE
+                }
+            })
+        }
+    };
+    outcome.unwrap_or_else(|error| {
+        eprintln!("nestgate: storage failed: {error}");
+        ExitCode::FAILURE
+    })
 }
 
 async fn serve(settings: config::Settings, source: Source) -> ExitCode {
     crate::telemetry::init(settings.log_json, &settings.log_level);
     let listen = settings.listen;
-    if settings.dev_org_header {
-        tracing::warn!(
-            "server.dev_org_header is on: X-Nestgate-Org grants every scope without a token (development only)"
-        );
-    }
     let app = match crate::app::App::build(settings).await {
         Ok(app) => Arc::new(app),
         Err(error) => {
@@ -82,6 +211,13 @@ async fn serve(settings: config::Settings, source: Source) -> ExitCode {
     };
     app.idempotency
         .spawn_expiry(std::time::Duration::from_secs(15 * 60));
+    app.auth.spawn_background();
+    if !app.auth.admin_enabled() {
+        tracing::info!(
+            env = app.settings.auth.admin_token_env,
+            "no operator token: the admin API is off (keys can be managed with `nestgate keys`)"
+        );
+    }
     let addr = listener
         .local_addr()
         .map(|a| a.to_string())

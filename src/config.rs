@@ -13,6 +13,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use nestgate_contract::Secret;
+
 /// The default configuration, compiled in so that the binary runs with no file at all.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../config/nestgate.toml");
 
@@ -91,6 +93,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub log: LogSection,
     #[serde(default)]
+    pub auth: AuthSection,
+    #[serde(default)]
     pub backends: BTreeMap<String, BackendSection>,
     #[serde(default)]
     pub orgs: BTreeMap<String, OrgSection>,
@@ -108,9 +112,6 @@ pub struct ServerSection {
     pub max_concurrent_requests: usize,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     pub shutdown_grace: HumanDuration,
-    /// Development only: take the organization from the `X-Nestgate-Org` header, with every
-    /// scope, and no token. Off by default; it disappears when token authentication lands.
-    pub dev_org_header: bool,
 }
 
 impl Default for ServerSection {
@@ -121,7 +122,6 @@ impl Default for ServerSection {
             request_timeout: HumanDuration(Duration::from_secs(30)),
             max_concurrent_requests: 1024,
             shutdown_grace: HumanDuration(Duration::from_secs(30)),
-            dev_org_header: false,
         }
     }
 }
@@ -156,6 +156,46 @@ impl Default for LogSection {
             level: "info".into(),
         }
     }
+}
+
+/// `[auth]`: token issuance and verification (API.md, "Authentication").
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// The `iss` of every access token, checked on every request.
+    pub issuer: String,
+    pub access_token_ttl: HumanDuration,
+    pub refresh_token_ttl: HumanDuration,
+    /// HS256 keys: the first signs, all verify (rotation without logging anyone out). Empty:
+    /// one is generated once and kept in storage.
+    pub signing_keys: Vec<SigningKeySection>,
+    /// The environment variable holding the operator token of `/admin/v1`; unset, the admin
+    /// API refuses every call.
+    pub admin_token_env: String,
+    /// How often each instance reads revocations made by the others.
+    pub revocation_poll: HumanDuration,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            issuer: "nestgate".into(),
+            access_token_ttl: HumanDuration(Duration::from_secs(3600)),
+            refresh_token_ttl: HumanDuration(Duration::from_secs(30 * 24 * 3600)),
+            signing_keys: Vec::new(),
+            admin_token_env: "NESTGATE_ADMIN_TOKEN".into(),
+            revocation_poll: HumanDuration(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// One signing key: its `kid`, and the environment variable holding its secret (never the
+/// secret itself: secrets are not literal in the TOML).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeySection {
+    pub kid: String,
+    pub secret_env: String,
 }
 
 /// `[backends.NAME]`, one per kind. Only the native store exists so far; the upstream kinds
@@ -254,14 +294,33 @@ pub struct Settings {
     pub request_timeout: Duration,
     pub max_concurrent_requests: usize,
     pub shutdown_grace: Duration,
-    pub dev_org_header: bool,
     pub storage_url: StorageUrl,
     pub storage_max_connections: u32,
     pub log_json: bool,
     pub log_level: String,
+    pub auth: AuthSettings,
     pub backends: BTreeMap<String, BackendSettings>,
     pub orgs: BTreeMap<String, OrgSettings>,
 }
+
+/// `[auth]`, validated, with the secrets read from the environment.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub issuer: String,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    /// `(kid, secret)`, the signing one first.
+    pub signing_keys: Vec<(String, Secret)>,
+    pub admin_token: Option<Secret>,
+    /// For messages: where the admin token is read from.
+    pub admin_token_env: String,
+    pub revocation_poll: Duration,
+}
+
+/// HMAC keys shorter than this are refused (RFC 7518 §3.2: at least the hash size).
+pub const MIN_SIGNING_KEY_BYTES: usize = 32;
+/// An operator token shorter than this is too easy to guess.
+pub const MIN_ADMIN_TOKEN_BYTES: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendSettings {
@@ -348,13 +407,6 @@ impl FileConfig {
                 problems.push(problem(path, "must be longer than zero and at most 1h"));
             }
         }
-        if self.server.dev_org_header && !listen.ip().is_loopback() {
-            // The header grants every scope to anyone who sends it: never on a reachable address.
-            problems.push(problem(
-                "server.dev_org_header",
-                "is for development only and allowed only when server.listen is a loopback address",
-            ));
-        }
         let url = &self.storage.url;
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
@@ -385,6 +437,7 @@ impl FileConfig {
                 format!("`{}` is not a log level or filter", self.log.level),
             ));
         }
+        let auth = validate_auth(self.auth, &mut problems);
         let mut backends = BTreeMap::new();
         for (name, section) in self.backends {
             if !is_plain_name(&name) {
@@ -440,14 +493,109 @@ impl FileConfig {
             request_timeout: self.server.request_timeout.0,
             max_concurrent_requests: self.server.max_concurrent_requests,
             shutdown_grace: self.server.shutdown_grace.0,
-            dev_org_header: self.server.dev_org_header,
             storage_url: StorageUrl(self.storage.url),
             storage_max_connections: self.storage.max_connections,
             log_json,
             log_level: self.log.level,
+            auth,
             backends,
             orgs,
         })
+    }
+}
+
+fn validate_auth(auth: AuthSection, problems: &mut Vec<Problem>) -> AuthSettings {
+    if auth.issuer.is_empty() || auth.issuer.len() > 256 {
+        problems.push(problem("auth.issuer", "must be 1 to 256 characters"));
+    }
+    let minute = Duration::from_secs(60);
+    for (path, value, max) in [
+        ("auth.access_token_ttl", auth.access_token_ttl.0, 24 * 3600),
+        (
+            "auth.refresh_token_ttl",
+            auth.refresh_token_ttl.0,
+            365 * 24 * 3600,
+        ),
+    ] {
+        if value < minute || value > Duration::from_secs(max) {
+            problems.push(problem(
+                path,
+                format!(
+                    "must be between 1m and {}",
+                    humantime::format_duration(Duration::from_secs(max))
+                ),
+            ));
+        }
+    }
+    let poll = auth.revocation_poll.0;
+    if poll < Duration::from_millis(100) || poll > Duration::from_secs(5) {
+        // Five seconds is the promise to operators: a revocation anywhere is enforced everywhere by then.
+        problems.push(problem(
+            "auth.revocation_poll",
+            "must be between 100ms and 5s",
+        ));
+    }
+    let mut signing_keys = Vec::new();
+    for (i, key) in auth.signing_keys.into_iter().enumerate() {
+        let path = format!("auth.signing_keys[{i}]");
+        if key.kid.is_empty()
+            || key.kid.len() > 64
+            || !key
+                .kid
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            problems.push(problem(
+                format!("{path}.kid"),
+                "must be 1 to 64 of a-z A-Z 0-9 - _ .",
+            ));
+        }
+        if signing_keys.iter().any(|(kid, _)| *kid == key.kid) {
+            problems.push(problem(
+                format!("{path}.kid"),
+                format!("`{}` is used twice", key.kid),
+            ));
+        }
+        match std::env::var(&key.secret_env) {
+            Ok(secret) if secret.len() >= MIN_SIGNING_KEY_BYTES => {
+                signing_keys.push((key.kid, Secret::new(secret)));
+            }
+            Ok(_) => problems.push(problem(
+                format!("{path}.secret_env"),
+                format!(
+                    "{} must hold at least {MIN_SIGNING_KEY_BYTES} bytes",
+                    key.secret_env
+                ),
+            )),
+            Err(_) => problems.push(problem(
+                format!("{path}.secret_env"),
+                format!("the environment variable {} is not set", key.secret_env),
+            )),
+        }
+    }
+    let admin_token = match std::env::var(&auth.admin_token_env) {
+        Ok(token) if token.len() >= MIN_ADMIN_TOKEN_BYTES => Some(Secret::new(token)),
+        Ok(token) if token.is_empty() => None,
+        Ok(_) => {
+            problems.push(problem(
+                "auth.admin_token_env",
+                format!(
+                    "{} must hold at least {MIN_ADMIN_TOKEN_BYTES} characters",
+                    auth.admin_token_env
+                ),
+            ));
+            None
+        }
+        Err(_) => None,
+    };
+    AuthSettings {
+        issuer: auth.issuer,
+        access_token_ttl: auth.access_token_ttl.0,
+        refresh_token_ttl: auth.refresh_token_ttl.0,
+        signing_keys,
+        admin_token,
+        admin_token_env: auth.admin_token_env,
+        revocation_poll: poll,
     }
 }
 
@@ -497,10 +645,18 @@ mod tests {
     }
 
     #[test]
-    fn the_dev_header_is_refused_off_loopback_and_urls_are_redacted() {
-        let err =
-            from_text("[server]\nlisten = \"0.0.0.0:8080\"\ndev_org_header = true\n").unwrap_err();
-        assert_eq!(err.0[0].path, "server.dev_org_header");
+    fn signing_keys_come_from_the_environment_and_secrets_are_redacted() {
+        let err = from_text(
+            "[auth]\nsigning_keys = [{ kid = \"k1\", secret_env = \"NESTGATE_TEST_UNSET_KEY\" }]\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.0[0].path, "auth.signing_keys[0].secret_env");
+        assert!(
+            err.0[0].message.contains("NESTGATE_TEST_UNSET_KEY"),
+            "{err}"
+        );
+        let err = from_text("[auth]\naccess_token_ttl = \"10s\"\n").unwrap_err();
+        assert_eq!(err.0[0].path, "auth.access_token_ttl");
         let settings = from_text("[storage]\nurl = \"postgres://u:hunter2@db/x\"\n").unwrap();
         assert!(!format!("{settings:?}").contains("hunter2"));
     }

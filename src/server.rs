@@ -43,6 +43,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
     // the trace sees the final status, after rescue has rendered errors; rescue sits above every
     // layer that can fail or answer with a bare status (load shedding, the timeout, panics).
     let handler_app = app.clone();
+    let auth = app.auth.clone();
     let stack = ServiceBuilder::new()
         .map_request(edge::assign_request_id)
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -68,6 +69,9 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
             StatusCode::GATEWAY_TIMEOUT,
             settings.request_timeout,
         ))
+        // Auth: verifies the bearer token of resource calls (memory only) and leaves the result
+        // in the request's extensions; handlers decide what it means for their route.
+        .map_request(move |req| auth.attach(req))
         .service_fn(move |req| {
             let app = handler_app.clone();
             async move { Ok::<_, Infallible>(crate::http::handle(app, req).await) }

@@ -23,3 +23,14 @@ pub fn init(json: bool, level: &str) {
     // A second init (tests in one process) keeps the first subscriber.
     let _ = result;
 }
+
+/// Metric names, in one place (DESIGN.md: telemetry is a contract). Labels are bounded: a grant
+/// type or a revocation kind, never a client_id, an org or a token.
+pub mod names {
+    /// Access tokens issued, by `grant` (`client_credentials`, `refresh_token`).
+    pub const TOKENS_ISSUED: &str = "nestgate_auth_tokens_issued_total";
+    /// Spent refresh tokens presented again (each revokes every session of its key).
+    pub const REFRESH_REUSE: &str = "nestgate_auth_refresh_reuse_total";
+    /// Revocations made by this instance, by `kind` (`key`, `session`, `token`).
+    pub const REVOCATIONS: &str = "nestgate_auth_revocations_total";
+}

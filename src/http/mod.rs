@@ -4,13 +4,17 @@
 //! - [`body`]: reading JSON request bodies (415, 413, 400).
 //! - [`query`]: list parameters and the `Link` header.
 //! - [`resources`]: `/api/v1/{clients,invoices,payments,products,expenses}` and capabilities.
+//! - [`token`]: `/api/v1/auth/{token,refresh,revoke}` (OAuth 2.0).
+//! - [`admin`]: `/admin/v1/keys` (the operator's API).
 //! - [`ops`]: `/healthz`, `/readyz`.
 
+pub mod admin;
 pub mod body;
 pub mod ops;
 pub mod query;
 pub mod resources;
 pub mod respond;
+pub mod token;
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -40,6 +44,10 @@ enum Target {
     Health,
     Ready,
     Capabilities,
+    Token,
+    Refresh,
+    Revoke,
+    Admin(admin::Call),
     Resource(Call),
     /// The path exists, the method does not.
     WrongMethod,
@@ -81,7 +89,19 @@ fn target(method: &Method, path: &str) -> Target {
         (&Method::GET, ["healthz"]) => Target::Health,
         (&Method::GET, ["readyz"]) => Target::Ready,
         (&Method::GET, ["api", "v1", "capabilities"]) => Target::Capabilities,
-        (_, ["healthz" | "readyz"]) | (_, ["api", "v1", "capabilities"]) => Target::WrongMethod,
+        (&Method::POST, ["api", "v1", "auth", "token"]) => Target::Token,
+        (&Method::POST, ["api", "v1", "auth", "refresh"]) => Target::Refresh,
+        (&Method::POST, ["api", "v1", "auth", "revoke"]) => Target::Revoke,
+        (&Method::POST, ["admin", "v1", "keys"]) => Target::Admin(admin::Call::CreateKey),
+        (&Method::GET, ["admin", "v1", "keys"]) => Target::Admin(admin::Call::ListKeys),
+        (&Method::DELETE, ["admin", "v1", "keys", id]) if !id.is_empty() => {
+            Target::Admin(admin::Call::RevokeKey(id.to_string()))
+        }
+        (_, ["healthz" | "readyz"])
+        | (_, ["api", "v1", "capabilities"])
+        | (_, ["api", "v1", "auth", "token" | "refresh" | "revoke"])
+        | (_, ["admin", "v1", "keys"])
+        | (_, ["admin", "v1", "keys", _]) => Target::WrongMethod,
         (_, ["api", "v1", rest @ ..]) => match resource_call(method, rest) {
             Some(call) => Target::Resource(call),
             // A resource path that some method answers is 405 for the others; anything else 404.
@@ -141,8 +161,21 @@ where
         Target::Ready => (Route("/readyz"), Ok(ops::readyz(&app).await)),
         Target::Capabilities => (
             Route("/api/v1/capabilities"),
-            resources::capabilities(&app, req.headers()),
+            resources::capabilities(&app, req),
         ),
+        Target::Token => (
+            Route("/api/v1/auth/token"),
+            Ok(token::token(&app, req).await),
+        ),
+        Target::Refresh => (
+            Route("/api/v1/auth/refresh"),
+            Ok(token::refresh(&app, req).await),
+        ),
+        Target::Revoke => (
+            Route("/api/v1/auth/revoke"),
+            Ok(token::revoke(&app, req).await),
+        ),
+        Target::Admin(call) => (Route(call.template()), admin::handle(&app, call, req).await),
         Target::Resource(call) => (
             Route(template(&call)),
             resources::handle(&app, call, req, &request_id).await,
@@ -184,5 +217,13 @@ mod tests {
             t(Method::GET, "/api/v1/invoices/x/send"),
             Target::WrongMethod
         );
+        assert_eq!(t(Method::POST, "/api/v1/auth/token"), Target::Token);
+        assert_eq!(t(Method::GET, "/api/v1/auth/token"), Target::WrongMethod);
+        assert_eq!(t(Method::GET, "/api/v1/auth/nothing"), Target::Unknown);
+        assert_eq!(
+            t(Method::DELETE, "/admin/v1/keys/ak_live_x"),
+            Target::Admin(admin::Call::RevokeKey("ak_live_x".into()))
+        );
+        assert_eq!(t(Method::DELETE, "/admin/v1/keys"), Target::WrongMethod);
     }
 }

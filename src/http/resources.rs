@@ -7,12 +7,13 @@ use super::body;
 use super::query;
 use super::respond::{self, HttpResponse};
 use crate::app::App;
-use crate::auth;
+use crate::auth::Caller;
+use crate::auth::scope::Scopes;
 use crate::backends::Binding;
 use crate::error::ApiError;
 use crate::idempotency::{self, Claim};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use nestgate_contract::input::{Mode, is_valid_id, parse_draft};
 use nestgate_contract::{Action, CallContext, Op, Record, Reply, Resource};
@@ -24,8 +25,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// `GET /api/v1/capabilities`: what the caller's backend can do, from its declaration.
-pub fn capabilities(app: &App, headers: &HeaderMap) -> Result<HttpResponse, ApiError> {
-    let principal = auth::authenticate(headers, app)?;
+pub fn capabilities<B>(app: &App, mut req: Request<B>) -> Result<HttpResponse, ApiError> {
+    let principal = Caller::of(&mut req)?;
     let binding = binding_of(app, &principal.org)?;
     let caps = binding.backend.capabilities();
     let mut resources = Map::new();
@@ -67,10 +68,11 @@ where
     B: http_body::Body<Data = Bytes> + Send,
     B::Error: Into<BoxError>,
 {
-    let principal = auth::authenticate(req.headers(), app)?;
-    let scope = auth::required_scope(call.resource, call.action);
-    if !principal.allows(&scope) {
-        return Err(ApiError::insufficient_scope(scope));
+    let mut req = req;
+    let principal = Caller::of(&mut req)?;
+    let scope = Scopes::required(call.resource, call.action);
+    if !principal.scopes.contains(scope) {
+        return Err(ApiError::insufficient_scope(scope.to_string()));
     }
     let binding = binding_of(app, &principal.org)?;
     if let Some(id) = &call.id

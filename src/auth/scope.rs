@@ -1,0 +1,117 @@
+//! Scopes (API.md, "API keys"): `read:X` and `write:X` for each of the five resources, and
+//! `write:X` does not imply `read:X`. A set is a bitmask, so the check on every request is one AND.
+
+use nestgate_contract::{Action, Resource};
+use std::fmt;
+
+/// A set of scopes.
+#[derive(Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Scopes(u16);
+
+/// Every scope's name, in the order API.md lists them; bit `i` of a [`Scopes`] is `NAMES[i]`.
+const NAMES: [&str; 10] = [
+    "read:invoices",
+    "write:invoices",
+    "read:clients",
+    "write:clients",
+    "read:payments",
+    "write:payments",
+    "read:products",
+    "write:products",
+    "read:expenses",
+    "write:expenses",
+];
+
+impl Scopes {
+    pub const NONE: Scopes = Scopes(0);
+    pub const ALL: Scopes = Scopes((1 << NAMES.len()) - 1);
+
+    /// A space-separated list (`"read:invoices write:clients"`); `Err` names the first unknown
+    /// scope. Repeats are harmless; an empty list is the empty set.
+    pub fn parse(text: &str) -> Result<Scopes, String> {
+        Self::from_names(text.split_ascii_whitespace())
+    }
+
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Scopes, String> {
+        names.into_iter().try_fold(Scopes::NONE, |set, name| {
+            NAMES
+                .iter()
+                .position(|n| *n == name)
+                .map(|i| Scopes(set.0 | 1 << i))
+                .ok_or_else(|| name.to_string())
+        })
+    }
+
+    /// The one scope a call needs: `read:invoices` for reads (the PDF included), else
+    /// `write:invoices`.
+    pub fn required(resource: Resource, action: Action) -> Scopes {
+        let verb = if action.is_read() { "read" } else { "write" };
+        let name = format!("{verb}:{}", resource.as_str());
+        Scopes::parse(&name).expect("every resource has both scopes")
+    }
+
+    pub fn contains(self, other: Scopes) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub fn union(self, other: Scopes) -> Scopes {
+        Scopes(self.0 | other.0)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        NAMES
+            .into_iter()
+            .enumerate()
+            .filter(move |(i, _)| self.0 & (1 << i) != 0)
+            .map(|(_, name)| name)
+    }
+}
+
+/// Space-separated, as OAuth writes scopes.
+impl fmt::Display for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, name) in self.names().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            f.write_str(name)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Scopes({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_print() {
+        let s = Scopes::parse("write:clients  read:invoices read:invoices").unwrap();
+        assert_eq!(s.to_string(), "read:invoices write:clients");
+        assert_eq!(Scopes::parse("read:invoice").unwrap_err(), "read:invoice");
+        assert_eq!(Scopes::parse("").unwrap(), Scopes::NONE);
+        assert_eq!(
+            Scopes::parse(&Scopes::ALL.to_string()).unwrap(),
+            Scopes::ALL
+        );
+    }
+
+    #[test]
+    fn write_does_not_imply_read() {
+        let write = Scopes::parse("write:invoices").unwrap();
+        assert!(!write.contains(Scopes::required(Resource::Invoices, Action::Get)));
+        assert!(write.contains(Scopes::required(Resource::Invoices, Action::Create)));
+        assert!(Scopes::ALL.contains(write));
+        assert!(!write.contains(Scopes::ALL));
+    }
+}
