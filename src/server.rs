@@ -31,7 +31,7 @@ pub fn sensitive_headers() -> [http::HeaderName; 4] {
 }
 
 /// The most a client may send as request headers (hyper answers 431 past it).
-const MAX_HEADER_BYTES: usize = 64 * 1024;
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// A client must finish sending its headers within this (slow-loris protection).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -945,7 +945,7 @@ async fn idempotency_keys(gw: &Gateway) {
     let theirs = gw
         .client
         .post(gw.url("/api/v1/clients"))
-        .header("x-nestgate-org", &gw.other_org)
+        .bearer_auth(gw.token(&gw.other_org))
         .header("content-type", "application/json")
         .header("idempotency-key", "key-1")
         .body(json!({"name": "Twice"}).to_string());

@@ -69,14 +69,8 @@ async fn request_ids_are_kept_when_sane_and_replaced_otherwise() {
 
 #[tokio::test]
 async fn without_credentials_resource_calls_are_unauthorized() {
-    // The development header is off unless configured: nothing is served without credentials.
-    let gw = Gateway::start_with(
-        Store::Sqlite,
-        "",
-        &[("NESTGATE__SERVER__DEV_ORG_HEADER", "false")],
-    )
-    .await;
-    let reply = send(gw.raw("GET", "/api/v1/invoices")).await;
+    let gw = Gateway::start(Store::Sqlite).await;
+    let reply = send(gw.client.get(gw.url("/api/v1/invoices"))).await;
     assert_eq!((reply.status, reply.code()), (401, "unauthorized"));
     // No credentials at all: a challenge without an error code (RFC 6750 §3.1).
     let challenge = reply.header("www-authenticate").unwrap();
@@ -84,12 +78,10 @@ async fn without_credentials_resource_calls_are_unauthorized() {
         challenge.starts_with("Bearer") && !challenge.contains("error="),
         "{challenge}"
     );
-    let unknown = Gateway::start(Store::Sqlite).await;
     let reply = send(
-        unknown
-            .client
-            .get(unknown.url("/api/v1/invoices"))
-            .header("x-nestgate-org", "nobody"),
+        gw.client
+            .get(gw.url("/api/v1/invoices"))
+            .bearer_auth("not-a-token"),
     )
     .await;
     assert_eq!(reply.status, 401);
@@ -130,9 +122,24 @@ async fn oversized_headers_are_refused() {
         .header("x-big", huge)
         .send()
         .await;
-    // hyper answers 431 (or closes the connection) rather than buffering without bound.
+    // 431 (or a closed connection) rather than buffering without bound. The harness has already
+    // talked to the gateway, so this goes over a kept-alive connection, which hyper's own limit
+    // does not cover: the gateway's check answers it.
     if let Ok(response) = response {
         assert_eq!(response.status().as_u16(), 431);
+    }
+    let fresh = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let first = fresh
+        .get(gw.url("/healthz"))
+        .header("x-big", "v".repeat(100 * 1024))
+        .send()
+        .await;
+    if let Ok(response) = first {
+        assert_eq!(response.status().as_u16(), 431, "on a new connection too");
     }
     assert_eq!(
         send(gw.client.get(gw.url("/healthz"))).await.status,

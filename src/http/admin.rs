@@ -14,6 +14,9 @@ use serde_json::{Value, json};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A key request is a few hundred bytes, whatever `server.max_body_bytes` allows resources.
+const BODY_LIMIT: usize = 16 * 1024;
+
 /// An admin call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
@@ -44,8 +47,7 @@ where
     match call {
         Call::CreateKey => {
             let (parts, body) = req.into_parts();
-            let (value, _) =
-                body::read_json(&parts.headers, body, app.settings.max_body_bytes).await?;
+            let (value, _) = body::read_json(&parts.headers, body, BODY_LIMIT).await?;
             let (org, name, scopes) = new_key_request(app, &value)?;
             let (key, secret) = app
                 .auth

@@ -149,6 +149,14 @@ pub fn request_id<B>(req: &Request<B>) -> String {
         .to_string()
 }
 
+/// The size of the request headers as sent, near enough: names, values and separators.
+fn header_bytes(headers: &http::HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum()
+}
+
 /// Answers one request. Never fails: every error is rendered here, in API.md's shape.
 pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> HttpResponse
 where
@@ -156,6 +164,20 @@ where
     B::Error: Into<BoxError>,
 {
     let request_id = request_id(&req);
+    if header_bytes(req.headers()) > crate::server::MAX_HEADER_BYTES {
+        // hyper bounds the head of a connection's first request, but a later request on a
+        // kept-alive connection can get past its buffer limit; refuse it here all the same.
+        let mut response = ApiError::new(
+            http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "invalid_request",
+            "the request headers are too large",
+        )
+        .render(&request_id);
+        response
+            .extensions_mut()
+            .insert(Route("(headers too large)"));
+        return response;
+    }
     let (route, result) = match target(req.method(), req.uri().path()) {
         Target::Health => (Route("/healthz"), Ok(ops::healthz())),
         Target::Ready => (Route("/readyz"), Ok(ops::readyz(&app).await)),

@@ -13,6 +13,13 @@ use std::time::{Duration, Instant};
 /// Where the PostgreSQL scenarios get their database; unset, they are skipped.
 pub const PG_ENV: &str = "NESTGATE_TEST_DATABASE_URL";
 
+/// The operator token every test gateway is started with (`NESTGATE_ADMIN_TOKEN`).
+pub const ADMIN_TOKEN: &str = "test-operator-token-0123456789";
+
+/// Every scope of API.md.
+pub const ALL_SCOPES: &str = "read:invoices write:invoices read:clients write:clients \
+    read:payments write:payments read:products write:products read:expenses write:expenses";
+
 /// The storage a gateway under test runs on.
 #[derive(Debug, Clone)]
 pub enum Store {
@@ -55,6 +62,15 @@ pub struct Gateway {
     /// Every line the gateway printed.
     pub logs: Arc<Mutex<Vec<String>>>,
     extra_env: Vec<(String, String)>,
+    /// An access token with every scope for `org` and for `other_org`, from real API keys.
+    tokens: std::collections::HashMap<String, String>,
+}
+
+/// An API key as the admin API answers its creation.
+#[derive(Debug, Clone)]
+pub struct Key {
+    pub client_id: String,
+    pub client_secret: String,
 }
 
 pub struct Reply {
@@ -117,7 +133,7 @@ impl Gateway {
         let org = fresh_org("a");
         let other_org = fresh_org("b");
         let toml = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndev_org_header = true\n\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n\
              [storage]\nurl = \"{url}\"\nmax_connections = 5\n\n\
              [log]\nformat = \"json\"\nlevel = \"info\"\n\n\
              [backends.local]\nkind = \"native\"\n\n\
@@ -139,17 +155,110 @@ impl Gateway {
             dir,
             config,
             logs: Arc::new(Mutex::new(Vec::new())),
-            extra_env: env
-                .iter()
+            extra_env: std::iter::once(("NESTGATE_ADMIN_TOKEN", ADMIN_TOKEN))
+                .chain(env.iter().copied())
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            tokens: Default::default(),
+        };
+        gateway.spawn();
+        // With the admin API switched off (an empty operator token) there are no keys to make.
+        let admin_off = env
+            .iter()
+            .any(|(k, v)| *k == "NESTGATE_ADMIN_TOKEN" && v.is_empty());
+        let orgs = if admin_off {
+            vec![]
+        } else {
+            vec![gateway.org.clone(), gateway.other_org.clone()]
+        };
+        for org in orgs {
+            let key = gateway.create_key(&org, ALL_SCOPES).await;
+            let reply = gateway.client_credentials(&key, None).await;
+            assert_eq!(reply.status, 200, "a token for {org}: {reply:?}");
+            let token = reply.json["access_token"].as_str().unwrap().to_string();
+            gateway.tokens.insert(org, token);
+        }
+        gateway
+    }
+
+    /// `POST /admin/v1/keys` with the operator token; asserts `201`.
+    pub async fn create_key(&self, org: &str, scopes: &str) -> Key {
+        let reply = send(
+            self.client
+                .post(self.url("/admin/v1/keys"))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&serde_json::json!({"org": org, "scopes": scopes, "name": "test"})),
+        )
+        .await;
+        assert_eq!(reply.status, 201, "create a key: {reply:?}");
+        Key {
+            client_id: reply.json["client_id"].as_str().unwrap().to_string(),
+            client_secret: reply.json["client_secret"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// `POST /api/v1/auth/token` with the seed's JSON body.
+    pub async fn client_credentials(&self, key: &Key, scope: Option<&str>) -> Reply {
+        let mut body = serde_json::json!({
+            "client_id": key.client_id,
+            "client_secret": key.client_secret,
+            "grant_type": "client_credentials",
+        });
+        if let Some(scope) = scope {
+            body["scope"] = scope.into();
+        }
+        send(self.client.post(self.url("/api/v1/auth/token")).json(&body)).await
+    }
+
+    /// `POST /api/v1/auth/refresh` with a JSON body.
+    pub async fn refresh(&self, refresh_token: &str) -> Reply {
+        send(
+            self.client
+                .post(self.url("/api/v1/auth/refresh"))
+                .json(&serde_json::json!({ "refresh_token": refresh_token })),
+        )
+        .await
+    }
+
+    /// `GET path` with `token` as the bearer.
+    pub async fn get_with(&self, token: &str, path: &str) -> Reply {
+        send(self.client.get(self.url(path)).bearer_auth(token)).await
+    }
+
+    /// Everything the gateway has printed so far, as one text.
+    pub fn log_text(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// A second gateway process on the same configuration and storage (and so the same
+    /// organizations and API keys), as a second instance behind a load balancer would be.
+    pub async fn another_instance(&self) -> Gateway {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let config = dir.path().join("nestgate.toml");
+        std::fs::copy(&self.config, &config).expect("the config is copied");
+        let mut gateway = Gateway {
+            child: None,
+            base: String::new(),
+            client: self.client.clone(),
+            org: self.org.clone(),
+            other_org: self.other_org.clone(),
+            dir,
+            config,
+            logs: Arc::new(Mutex::new(Vec::new())),
+            extra_env: self.extra_env.clone(),
+            tokens: self.tokens.clone(),
         };
         gateway.spawn();
         gateway
     }
 
+    /// The access token the harness holds for `org` (every scope).
+    pub fn token(&self, org: &str) -> &str {
+        self.tokens.get(org).map(String::as_str).unwrap_or_default()
+    }
+
     /// Starts the binary and waits for its "listening" line.
-    fn spawn(&mut self) {
+    pub fn spawn(&mut self) {
         let mut command = Command::new(env!("CARGO_BIN_EXE_nestgate"));
         command
             .arg("serve")
@@ -224,10 +333,10 @@ impl Gateway {
     /// A request on behalf of `org`.
     pub async fn call_as(&self, org: &str, method: &str, path: &str, body: Option<Value>) -> Reply {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut request = self
-            .client
-            .request(method, self.url(path))
-            .header("x-nestgate-org", org);
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = self.tokens.get(org) {
+            request = request.bearer_auth(token);
+        }
         if let Some(body) = body {
             request = request
                 .header("content-type", "application/json")
@@ -261,7 +370,7 @@ impl Gateway {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         self.client
             .request(method, self.url(path))
-            .header("x-nestgate-org", &self.org)
+            .bearer_auth(self.token(&self.org))
     }
 
     /// Creates a record and returns it, asserting `201`.
