@@ -420,7 +420,8 @@ async fn forged_and_broken_tokens_are_refused() {
                 Algorithm::HS256,
                 Some("k1"),
                 SIGNING_KEY,
-                &claims(now - 60, "nestgate"),
+                // Past the verifier's 1 s leeway, well within jsonwebtoken's default of 60 s.
+                &claims(now - 5, "nestgate"),
             ),
         ),
         (
@@ -433,6 +434,16 @@ async fn forged_and_broken_tokens_are_refused() {
             ),
         ),
         ("garbage", "not.a.token".to_string()),
+        ("no exp", {
+            let mut c = good.clone();
+            c.as_object_mut().unwrap().remove("exp");
+            sign(Algorithm::HS256, Some("k1"), SIGNING_KEY, &c)
+        }),
+        ("an audience nobody asked for", {
+            let mut c = good.clone();
+            c["aud"] = json!("someone-else");
+            sign(Algorithm::HS256, Some("k1"), SIGNING_KEY, &c)
+        }),
         (
             "truncated signature",
             control[..control.len() - 4].to_string(),
@@ -458,6 +469,50 @@ async fn forged_and_broken_tokens_are_refused() {
     )
     .await;
     assert_eq!(basic.status, 401, "only bearer tokens reach resources");
+}
+
+#[tokio::test]
+async fn a_refused_refresh_does_not_spend_the_token() {
+    let gw = Gateway::start(Store::Sqlite).await;
+    let key = gw.create_key(&gw.org, "read:invoices read:clients").await;
+    let other = gw.create_key(&gw.org, "read:invoices").await;
+    let pair = gw.client_credentials(&key, Some("read:invoices")).await;
+    let token = refresh_token_of(&pair);
+    let url = gw.url("/api/v1/auth/token");
+    // Wider than the session (which was narrowed to read:invoices): refused, token unspent.
+    let wider = send(gw.client.post(&url).form(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", &token),
+        ("scope", "read:clients"),
+    ]))
+    .await;
+    assert_eq!(oauth(&wider), (400, "invalid_scope"));
+    // Presented with another key's credentials: refused, token unspent.
+    let stolen = send(
+        gw.client
+            .post(&url)
+            .basic_auth(&other.client_id, Some(&other.client_secret))
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", &token)]),
+    )
+    .await;
+    assert_eq!(oauth(&stolen), (400, "invalid_grant"));
+    // The rightful retry is a plain refresh, not reuse: the session lives on.
+    let retry = send(
+        gw.client
+            .post(&url)
+            .basic_auth(&key.client_id, Some(&key.client_secret))
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", &token)]),
+    )
+    .await;
+    assert_eq!(retry.status, 200, "{retry:?}");
+    assert_eq!(retry.json["scope"], "read:invoices");
+    assert_eq!(
+        gw.get_with(&access_token_of(&pair), "/api/v1/invoices")
+            .await
+            .status,
+        200,
+        "no reuse was detected"
+    );
 }
 
 #[tokio::test]
@@ -511,9 +566,11 @@ async fn reuse_of_a_refresh_token_revokes_every_session_of_the_key() {
         gw.log_text().contains("refresh token reuse"),
         "the event is logged"
     );
-    for unknown in ["rt_live_nothing", "garbage", ""] {
+    for unknown in ["rt_live_nothing", "garbage"] {
         assert_eq!(oauth(&gw.refresh(unknown).await), (400, "invalid_grant"));
     }
+    // An empty value counts as no value (RFC 6749 §3.1).
+    assert_eq!(oauth(&gw.refresh("").await), (400, "invalid_request"));
     assert_no_secrets_logged(&gw, &[&refresh_token_of(&first), &key.client_secret]);
 }
 

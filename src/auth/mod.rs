@@ -23,7 +23,7 @@ use base64::Engine;
 use http::{HeaderMap, Request, header};
 use keys::{ApiKey, KeyStore};
 use nestgate_contract::FieldError;
-use revocations::{Kind, POLL_OVERLAP, Revocations};
+use revocations::{Kind, Revocation, Revocations};
 use scope::Scopes;
 use secret::Secret;
 use sessions::{Grant, Rotation, Sessions};
@@ -163,6 +163,8 @@ pub struct Auth {
     pool: AnyPool,
     admin_token: Option<Secret>,
     poll_every: Duration,
+    /// The revocation number loaded at start-up: polling goes on from there.
+    loaded_seq: i64,
 }
 
 impl Auth {
@@ -172,10 +174,14 @@ impl Auth {
         let signing_keys = if settings.signing_keys.is_empty() {
             vec![generated_signing_key(&pool).await?]
         } else {
-            settings.signing_keys.clone()
+            // A generated key made before keys were configured still verifies (never signs), so
+            // moving to configured keys logs nobody out.
+            let mut keys = settings.signing_keys.clone();
+            keys.extend(existing_generated_key(&pool).await?);
+            keys
         };
         let revocations = Revocations::new(settings.access_token_ttl);
-        revocations.load(&pool).await?;
+        let loaded_seq = revocations.load(&pool).await?;
         Ok(Auth {
             keys: KeyStore::new(pool.clone()),
             tokens: AccessTokens::new(&signing_keys, &settings.issuer, settings.access_token_ttl),
@@ -184,6 +190,7 @@ impl Auth {
             pool,
             admin_token: settings.admin_token.clone(),
             poll_every: settings.revocation_poll,
+            loaded_seq,
         })
     }
 
@@ -209,6 +216,11 @@ impl Auth {
             client_id: claims.sub,
             scopes,
         })
+    }
+
+    /// What is revoked (for benchmarks and diagnostics).
+    pub fn revocations(&self) -> &Revocations {
+        &self.revocations
     }
 
     /// The edge stack's auth step: attaches a [`Caller`] to resource requests.
@@ -261,29 +273,38 @@ impl Auth {
     /// reuse: every session of its key is revoked before the answer leaves. `client`, when the
     /// caller authenticated as one, must be the token's own.
     pub async fn refresh(
-        &self,
+        self: &Arc<Self>,
         token: &str,
         scope: Option<&str>,
         client: Option<&ApiKey>,
     ) -> Result<TokenPair, GrantError> {
-        const REFUSED: &str = "the refresh token is not valid";
         if !token.starts_with(secret::REFRESH_TOKEN_PREFIX) {
-            return Err(GrantError::InvalidGrant(REFUSED));
+            return Err(GrantError::InvalidGrant("the refresh token is not valid"));
         }
-        match self.sessions.rotate(token).await? {
+        let requested = match scope.filter(|s| !s.trim().is_empty()) {
+            Some(text) => Some(
+                Scopes::parse(text)
+                    .map_err(|name| GrantError::InvalidScope(format!("`{name}` is not a scope")))?,
+            ),
+            None => None,
+        };
+        let client_id = client.map(|c| c.client_id.as_str());
+        match self.sessions.rotate(token, client_id, requested).await? {
             Rotation::Rotated(grant) => {
-                if client.is_some_and(|c| c.client_id != grant.client_id) {
-                    // Spent by the wrong client: the token is burnt either way; refuse.
-                    return Err(GrantError::InvalidGrant(REFUSED));
-                }
-                let scopes = narrow(grant.scopes, scope)?;
+                let scopes = requested.unwrap_or(grant.scopes);
                 metrics::counter!(crate::telemetry::names::TOKENS_ISSUED, "grant" => "refresh_token")
                     .increment(1);
                 Ok(self.pair(grant, scopes))
             }
             Rotation::Reused { client_id, org } => {
-                let sessions = self.revoke_sessions_of(&client_id).await?;
                 metrics::counter!(crate::telemetry::names::REFRESH_REUSE).increment(1);
+                // In a task of its own: a timeout or a client hanging up must not cancel the
+                // revocation half-way.
+                let auth = Arc::clone(self);
+                let key = client_id.clone();
+                let sessions = tokio::spawn(async move { auth.revoke_sessions_of(&key).await })
+                    .await
+                    .map_err(|_| GrantError::Unavailable)??;
                 tracing::warn!(
                     client_id,
                     org,
@@ -295,6 +316,9 @@ impl Auth {
                 ))
             }
             Rotation::Refused(why) => Err(GrantError::InvalidGrant(why)),
+            Rotation::WiderScope => Err(GrantError::InvalidScope(
+                "the scope asked for is wider than the session grants".into(),
+            )),
         }
     }
 
@@ -310,55 +334,75 @@ impl Auth {
         }
     }
 
-    /// Revokes every session of a key: its refresh tokens and every access token issued so far.
-    /// Returns how many sessions could still hold live access tokens.
+    /// Revokes every session of a key: its refresh tokens, and (by a cutoff on `iat`) every
+    /// access token issued to it so far. One row however many sessions there are. Returns how
+    /// many sessions were live; with none, nothing is recorded (a repeat adds nothing).
     async fn revoke_sessions_of(&self, client_id: &str) -> Result<usize, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let live = self
-            .sessions
-            .revoke_all_of_key(&mut tx, client_id, self.tokens.ttl())
+        let seq = self.revocations.reserve(&mut tx).await?;
+        let (revoked, newest) = self.sessions.revoke_all_of_key(&mut tx, client_id).await?;
+        let Some(newest) = newest else {
+            tx.rollback().await?;
+            return Ok(0);
+        };
+        let revocation = Revocation {
+            kind: Kind::Sessions,
+            subject: client_id.to_string(),
+            // The sessions just revoked, and older ones. A session the key starts afterwards
+            // is not touched, unless an instance's clock is behind, which refuses it: the
+            // safe side.
+            cutoff: Some(newest),
+        };
+        self.revocations
+            .record(&mut tx, seq, &revocation, None)
             .await?;
-        for session in &live {
-            self.revocations
-                .record(&mut tx, Kind::Session, session, None)
-                .await?;
-        }
         tx.commit().await?;
-        for session in &live {
-            self.revocations.apply(Kind::Session, session);
-        }
-        Ok(live.len())
+        self.revocations.apply(&revocation);
+        Ok(revoked)
     }
 
     /// RFC 7009: revokes a refresh token (and its session) or an access token. Anything else,
-    /// and tokens already revoked or expired, are quietly accepted.
+    /// and tokens already revoked or expired, are quietly accepted and change nothing.
     pub async fn revoke_token(&self, token: &str) -> Result<(), sqlx::Error> {
-        if token.starts_with(secret::REFRESH_TOKEN_PREFIX) {
-            let mut tx = self.pool.begin().await?;
-            let session = self
-                .sessions
-                .revoke_by_refresh_token(&mut tx, token)
-                .await?;
-            if let Some(session) = &session {
-                self.revocations
-                    .record(&mut tx, Kind::Session, session, None)
-                    .await?;
+        let (revocation, until) = if token.starts_with(secret::REFRESH_TOKEN_PREFIX) {
+            let Some(session) = self.sessions.live_session_of(token).await? else {
+                return Ok(());
+            };
+            let revocation = Revocation {
+                kind: Kind::Session,
+                subject: session,
+                cutoff: None,
+            };
+            (revocation, None)
+        } else {
+            let Ok(claims) = self.tokens.verify(token) else {
+                return Ok(());
+            };
+            if self.revocations.has_token(&claims.jti) {
+                return Ok(());
             }
-            tx.commit().await?;
-            if let Some(session) = session {
-                self.revocations.apply(Kind::Session, &session);
-                metrics::counter!(crate::telemetry::names::REVOCATIONS, "kind" => "session")
-                    .increment(1);
-            }
-        } else if let Ok(claims) = self.tokens.verify(token) {
-            let mut tx = self.pool.begin().await?;
-            self.revocations
-                .record(&mut tx, Kind::Token, &claims.jti, Some(claims.exp * 1000))
-                .await?;
-            tx.commit().await?;
-            self.revocations.apply(Kind::Token, &claims.jti);
-            metrics::counter!(crate::telemetry::names::REVOCATIONS, "kind" => "token").increment(1);
+            let revocation = Revocation {
+                kind: Kind::Token,
+                subject: claims.jti,
+                cutoff: None,
+            };
+            (revocation, Some((claims.exp + 5) * 1000))
+        };
+        let mut tx = self.pool.begin().await?;
+        let seq = self.revocations.reserve(&mut tx).await?;
+        if revocation.kind == Kind::Session
+            && !self.sessions.revoke(&mut tx, &revocation.subject).await?
+        {
+            tx.rollback().await?;
+            return Ok(());
         }
+        self.revocations
+            .record(&mut tx, seq, &revocation, until)
+            .await?;
+        tx.commit().await?;
+        self.revocations.apply(&revocation);
+        metrics::counter!(crate::telemetry::names::REVOCATIONS, "kind" => revocation.kind.as_label())
+            .increment(1);
         Ok(())
     }
 
@@ -366,6 +410,7 @@ impl Auth {
     /// `auth.revocation_poll` in every other instance. `Ok(None)` if there is no such key.
     pub async fn revoke_key(&self, client_id: &str) -> Result<Option<ApiKey>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        let seq = self.revocations.reserve(&mut tx).await?;
         let revoked = sqlx::query(
             "UPDATE api_keys SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL",
         )
@@ -373,21 +418,24 @@ impl Auth {
         .bind(client_id)
         .execute(&mut *tx)
         .await?;
-        if revoked.rows_affected() == 1 {
-            self.sessions
-                .revoke_all_of_key(&mut tx, client_id, self.tokens.ttl())
-                .await?;
-            self.revocations
-                .record(&mut tx, Kind::Key, client_id, None)
-                .await?;
+        if revoked.rows_affected() == 0 {
+            tx.rollback().await?;
+            return self.keys.fetch(client_id).await;
         }
+        self.sessions.revoke_all_of_key(&mut tx, client_id).await?;
+        let revocation = Revocation {
+            kind: Kind::Key,
+            subject: client_id.to_string(),
+            cutoff: None,
+        };
+        self.revocations
+            .record(&mut tx, seq, &revocation, None)
+            .await?;
         tx.commit().await?;
-        if revoked.rows_affected() == 1 {
-            self.revocations.apply(Kind::Key, client_id);
-            self.keys.forget(client_id).await;
-            metrics::counter!(crate::telemetry::names::REVOCATIONS, "kind" => "key").increment(1);
-            tracing::info!(client_id, "API key revoked");
-        }
+        self.revocations.apply(&revocation);
+        self.keys.forget(client_id).await;
+        metrics::counter!(crate::telemetry::names::REVOCATIONS, "kind" => "key").increment(1);
+        tracing::info!(client_id, "API key revoked");
         self.keys.fetch(client_id).await
     }
 
@@ -396,20 +444,17 @@ impl Auth {
     pub fn spawn_background(self: &Arc<Self>) {
         let auth = Arc::clone(self);
         tokio::spawn(async move {
-            let mut newest = now_ms();
+            let mut newest = auth.loaded_seq;
             let mut ticker = tokio::time::interval(auth.poll_every);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut last_sweep = std::time::Instant::now();
             loop {
                 ticker.tick().await;
-                let since = newest - POLL_OVERLAP.as_millis() as i64;
-                match auth.revocations.poll(&auth.pool, since).await {
+                match auth.revocations.poll(&auth.pool, newest).await {
                     Ok((seen, seen_newest)) => {
                         newest = newest.max(seen_newest);
-                        for (kind, subject) in seen {
-                            if kind == Kind::Key {
-                                auth.keys.forget(&subject).await;
-                            }
+                        for revocation in seen.iter().filter(|r| r.kind == Kind::Key) {
+                            auth.keys.forget(&revocation.subject).await;
                         }
                     }
                     Err(error) => tracing::warn!(%error, "cannot read revocations"),
@@ -441,6 +486,20 @@ fn bearer(value: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+/// The generated signing key, if one was ever made.
+async fn existing_generated_key(pool: &AnyPool) -> Result<Option<(String, Secret)>, sqlx::Error> {
+    let row = sqlx::query("SELECT kid, secret FROM generated_signing_key WHERE id = 1")
+        .fetch_optional(pool)
+        .await?;
+    row.map(|row| {
+        Ok((
+            row.try_get("kid")?,
+            Secret::new(row.try_get::<String, _>("secret")?),
+        ))
+    })
+    .transpose()
+}
+
 /// The signing key kept in storage, made by the first instance that needs it. The insert is a
 /// no-op when another instance got there first; everyone then reads the one row.
 async fn generated_signing_key(pool: &AnyPool) -> Result<(String, Secret), sqlx::Error> {
@@ -457,13 +516,9 @@ async fn generated_signing_key(pool: &AnyPool) -> Result<(String, Secret), sqlx:
     .bind(now_ms())
     .execute(pool)
     .await?;
-    let row = sqlx::query("SELECT kid, secret FROM generated_signing_key WHERE id = 1")
-        .fetch_one(pool)
-        .await?;
-    Ok((
-        row.try_get("kid")?,
-        Secret::new(row.try_get::<String, _>("secret")?),
-    ))
+    existing_generated_key(pool)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)
 }
 
 #[cfg(test)]

@@ -32,8 +32,21 @@ pub enum Rotation {
     Rotated(Grant),
     /// It had been spent already: the key's sessions must all go.
     Reused { client_id: String, org: String },
-    /// Unknown, expired, revoked, or its key revoked.
+    /// Unknown, expired, revoked, its key revoked, or presented by another client.
     Refused(&'static str),
+    /// Asked for scopes the session does not have. The token is not spent.
+    WiderScope,
+}
+
+/// A session id: its start (Unix ms), a dot, and 128 random bits. The start lets a revocation
+/// of "every session of a key so far" be one cutoff, checked without storage.
+fn new_session_id(started_ms: i64) -> String {
+    format!("{started_ms}.{}", secret::new_id())
+}
+
+/// When the session of this id started (Unix ms), if the id has that shape.
+pub fn session_started(session_id: &str) -> Option<i64> {
+    session_id.split_once('.')?.0.parse().ok()
 }
 
 pub struct Sessions {
@@ -55,7 +68,7 @@ impl Sessions {
         scopes: Scopes,
     ) -> Result<Option<Grant>, sqlx::Error> {
         let now = now_ms();
-        let session_id = secret::new_id();
+        let session_id = new_session_id(now);
         let mut tx = self.pool.begin().await?;
         let started = sqlx::query(
             "INSERT INTO auth_sessions (id, client_id, org, scopes, created_at, last_issued_at, revoked_at) \
@@ -103,8 +116,16 @@ impl Sessions {
         Ok(token)
     }
 
-    /// Spends `token` and issues the next one in its session, or says why not.
-    pub async fn rotate(&self, token: &str) -> Result<Rotation, sqlx::Error> {
+    /// Spends `token` and issues the next one in its session, or says why not. `client`, when
+    /// the caller authenticated as one, must be the session's key, and `requested` must be within
+    /// the session's scopes; both are checked before the spend commits, so a refused request
+    /// leaves the token unspent (a retry is not reuse).
+    pub async fn rotate(
+        &self,
+        token: &str,
+        client: Option<&str>,
+        requested: Option<Scopes>,
+    ) -> Result<Rotation, sqlx::Error> {
         let hash = secret::digest(token);
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
@@ -128,19 +149,37 @@ impl Sessions {
             .fetch_one(&mut *tx)
             .await?;
             let session_id: String = row.try_get("id")?;
-            sqlx::query("UPDATE auth_sessions SET last_issued_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(&session_id)
-                .execute(&mut *tx)
-                .await?;
+            let client_id: String = row.try_get("client_id")?;
+            let scopes: String = row.try_get("scopes")?;
+            let scopes = Scopes::parse(&scopes).unwrap_or_default();
+            if client.is_some_and(|c| c != client_id) {
+                tx.rollback().await?;
+                return Ok(Rotation::Refused("the refresh token is not valid"));
+            }
+            if requested.is_some_and(|r| !scopes.contains(r)) {
+                tx.rollback().await?;
+                return Ok(Rotation::WiderScope);
+            }
+            // Conditional, and waiting on a concurrent revocation's lock: a session revoked
+            // since the spend above was checked gets no new token.
+            let touched = sqlx::query(
+                "UPDATE auth_sessions SET last_issued_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(&session_id)
+            .execute(&mut *tx)
+            .await?;
+            if touched.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Ok(Rotation::Refused("the refresh token has been revoked"));
+            }
             let refresh_token = self.insert_refresh_token(&mut tx, &session_id, now).await?;
             tx.commit().await?;
-            let scopes: String = row.try_get("scopes")?;
             return Ok(Rotation::Rotated(Grant {
                 session_id,
-                client_id: row.try_get("client_id")?,
+                client_id,
                 org: row.try_get("org")?,
-                scopes: Scopes::parse(&scopes).unwrap_or_default(),
+                scopes,
                 refresh_token,
             }));
         }
@@ -170,52 +209,54 @@ impl Sessions {
         })
     }
 
-    /// Revokes every session of `client_id` in `tx`; returns the ids of those that may still
-    /// have live access tokens (issued within `horizon`), which need revocation entries.
+    /// Revokes every live session of `client_id` in `tx`; how many there were, and when the
+    /// newest of them started (Unix ms), which is the cutoff that refuses their access tokens.
     pub async fn revoke_all_of_key(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         client_id: &str,
-        horizon: Duration,
-    ) -> Result<Vec<String>, sqlx::Error> {
-        let now = now_ms();
-        sqlx::query(
-            "UPDATE auth_sessions SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(client_id)
-        .execute(&mut **tx)
-        .await?;
+    ) -> Result<(usize, Option<i64>), sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT id FROM auth_sessions WHERE client_id = $1 AND last_issued_at > $2",
-        )
-        .bind(client_id)
-        .bind(now - horizon.as_millis() as i64)
-        .fetch_all(&mut **tx)
-        .await?;
-        rows.iter().map(|r| r.try_get("id")).collect()
-    }
-
-    /// Revokes the session of a refresh token in `tx`; its id, if the token is known.
-    pub async fn revoke_by_refresh_token(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        token: &str,
-    ) -> Result<Option<String>, sqlx::Error> {
-        let hash = secret::digest(token);
-        sqlx::query(
-            "UPDATE auth_sessions SET revoked_at = $1 WHERE revoked_at IS NULL \
-             AND id IN (SELECT session_id FROM refresh_tokens WHERE token_hash = $2)",
+            "UPDATE auth_sessions SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL \
+             RETURNING created_at",
         )
         .bind(now_ms())
-        .bind(&hash)
+        .bind(client_id)
+        .fetch_all(&mut **tx)
+        .await?;
+        let newest = rows
+            .iter()
+            .filter_map(|r| r.try_get::<i64, _>("created_at").ok())
+            .max();
+        Ok((rows.len(), newest))
+    }
+
+    /// The live session a refresh token belongs to, if any.
+    pub async fn live_session_of(&self, token: &str) -> Result<Option<String>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT s.id FROM refresh_tokens r JOIN auth_sessions s ON s.id = r.session_id \
+             WHERE r.token_hash = $1 AND s.revoked_at IS NULL",
+        )
+        .bind(secret::digest(token))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| r.try_get("id")).transpose()
+    }
+
+    /// Revokes one session in `tx`; whether it was live.
+    pub async fn revoke(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        session_id: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let revoked = sqlx::query(
+            "UPDATE auth_sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(session_id)
         .execute(&mut **tx)
         .await?;
-        let row = sqlx::query("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
-            .bind(&hash)
-            .fetch_optional(&mut **tx)
-            .await?;
-        row.map(|r| r.try_get("session_id")).transpose()
+        Ok(revoked.rows_affected() == 1)
     }
 
     /// Deletes refresh tokens past their expiry and sessions with nothing left to refresh.

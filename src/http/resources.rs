@@ -107,7 +107,13 @@ where
     // The body is read here, once, both to fingerprint the request and to answer it.
     let (parts, body) = req.into_parts();
     let raw = body::read_bytes(&parts.headers, body, app.settings.max_body_bytes).await?;
-    let fingerprint = idempotency::fingerprint("POST", parts.uri.path(), &raw);
+    // The key is the organization's, but a replay must not hand one API key's answer to another
+    // (which may lack the read scope): the client is part of "the same request".
+    let fingerprint = idempotency::fingerprint(
+        "POST",
+        &format!("{} {}", principal.client_id, parts.uri.path()),
+        &raw,
+    );
     let ticket = match app.idempotency.claim(&ctx.org, &key, &fingerprint).await? {
         Claim::Replay(response) => return Ok(response),
         Claim::Run(ticket) => ticket,

@@ -209,6 +209,8 @@ where
             };
             for (name, value) in object {
                 match value {
+                    // RFC 6749 §3.1: a parameter without a value counts as omitted.
+                    Value::String(text) if text.is_empty() => {}
                     Value::String(text) => {
                         params.insert(name, text);
                     }
@@ -219,6 +221,9 @@ where
         }
         Some("application/x-www-form-urlencoded") => {
             for (name, value) in form_urlencoded::parse(&raw) {
+                if value.is_empty() {
+                    continue;
+                }
                 if params
                     .insert(name.to_string(), value.into_owned())
                     .is_some()

@@ -36,18 +36,28 @@ CREATE TABLE refresh_tokens (
 CREATE INDEX refresh_tokens_session ON refresh_tokens (session_id);
 CREATE INDEX refresh_tokens_expires ON refresh_tokens (expires_at);
 
--- Revocations of live access tokens, read by every instance: kind is 'key' (a client_id),
--- 'session' (a session id) or 'token' (a jti). A row matters only until every access token
--- it can refuse has expired (expires_at).
+-- Revocations of live access tokens, read by every instance. kind is 'key' (every token of a
+-- client_id), 'sessions' (every token of a client_id issued at or before `cutoff`, Unix seconds:
+-- reuse detection), 'session' (a session id) or 'token' (a jti). A row matters only until every
+-- access token it can refuse has expired (expires_at). `seq` orders rows by commit: it is taken
+-- from revocation_seq, whose one row each revoking transaction updates first and so holds
+-- locked until it commits; a poller that has read up to N has missed nothing below N.
 CREATE TABLE revocations (
-    id         TEXT   PRIMARY KEY,
+    id         TEXT   PRIMARY KEY,     -- kind:subject, so repeating a revocation adds nothing
+    seq        BIGINT NOT NULL,
     kind       TEXT   NOT NULL,
     subject    TEXT   NOT NULL,
+    cutoff     BIGINT,
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL
 );
-CREATE INDEX revocations_created ON revocations (created_at);
+CREATE INDEX revocations_seq ON revocations (seq);
 CREATE INDEX revocations_expires ON revocations (expires_at);
+CREATE TABLE revocation_seq (
+    id BIGINT PRIMARY KEY,             -- always 1
+    n  BIGINT NOT NULL
+);
+INSERT INTO revocation_seq (id, n) VALUES (1, 0);
 
 -- The signing key generated when the configuration names none: one row, made once, shared by
 -- every instance on this storage.
