@@ -14,6 +14,7 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http::HeaderMap;
 use nestgate::auth::Auth;
+use nestgate::auth::revocations::{Kind, Revocation};
 use nestgate::auth::scope::Scopes;
 use nestgate::auth::tokens::{AccessTokens, Claims};
 use nestgate::config::{AuthSettings, Secret};
@@ -50,9 +51,18 @@ fn benches(c: &mut Criterion) {
         Duration::from_secs(3600),
     );
     let (token, _) = tokens.issue("ak_live_bench", "acme", Scopes::ALL, "session");
+    // A realistic revocation set: sessions, keys with reuse cutoffs, single tokens.
     for i in 0..10_000 {
-        auth.revocations()
-            .apply(nestgate::auth::revocations::Kind::Session, &format!("s{i}"));
+        let (kind, cutoff) = [
+            (Kind::Session, None),
+            (Kind::Sessions, Some(1)),
+            (Kind::Token, None),
+        ][i % 3];
+        auth.revocations().apply(&Revocation {
+            kind,
+            subject: format!("s{i}"),
+            cutoff,
+        });
     }
 
     let mut group = c.benchmark_group("access_token");
