@@ -5,12 +5,14 @@
 //!
 //! ## Layout
 //! A request flows top to bottom through these modules:
-//! - [`cli`]: the `nestgate` command (`serve`, `check-config`).
+//! - [`cli`]: the `nestgate` command (`serve`, `check-config`, `keys`).
 //! - [`config`]: TOML + environment, validated into [`config::Settings`] before anything starts.
 //! - [`server`]: the listener, the edge stack of tower layers (read it top to bottom), shutdown.
 //! - [`edge`]: the edge stack's own layers: request id, rescue (errors in API.md's shape).
-//! - [`http`]: the router and handlers: resources, capabilities, health and readiness.
-//! - [`auth`]: who is calling (a [`auth::Principal`]) and the scope a call needs.
+//! - [`http`]: the router and handlers: resources, capabilities, the OAuth endpoints, the admin
+//!   API, health and readiness.
+//! - [`auth`]: API keys, access and refresh tokens, revocation, and who is calling (a
+//!   [`auth::Principal`], put in the request's extensions by the edge stack's auth step).
 //! - [`idempotency`]: `Idempotency-Key` on POST.
 //! - [`backends`]: organizations bound to backends; the backend stack (capability check, call).
 //! - [`error`]: the one mapping from an error to API.md's status and body.

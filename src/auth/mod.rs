@@ -140,19 +140,26 @@ pub fn check_new_key(
     }
 }
 
+/// The scopes a `scope` parameter asks for; `None` when it asks for nothing in particular.
+pub fn requested_scopes(scope: Option<&str>) -> Result<Option<Scopes>, GrantError> {
+    scope
+        .filter(|s| !s.trim().is_empty())
+        .map(|text| {
+            Scopes::parse(text)
+                .map_err(|name| GrantError::InvalidScope(format!("`{name}` is not a scope")))
+        })
+        .transpose()
+}
+
 /// Scopes asked for (`scope`), narrowing `granted`; absent means all of `granted`.
 pub fn narrow(granted: Scopes, requested: Option<&str>) -> Result<Scopes, GrantError> {
-    let Some(requested) = requested.filter(|r| !r.trim().is_empty()) else {
-        return Ok(granted);
-    };
-    let wanted = Scopes::parse(requested)
-        .map_err(|name| GrantError::InvalidScope(format!("`{name}` is not a scope")))?;
-    if !granted.contains(wanted) {
-        return Err(GrantError::InvalidScope(
+    match requested_scopes(requested)? {
+        None => Ok(granted),
+        Some(wanted) if granted.contains(wanted) => Ok(wanted),
+        Some(_) => Err(GrantError::InvalidScope(
             "the scope asked for is wider than the key grants".into(),
-        ));
+        )),
     }
-    Ok(wanted)
 }
 
 pub struct Auth {
@@ -281,13 +288,7 @@ impl Auth {
         if !token.starts_with(secret::REFRESH_TOKEN_PREFIX) {
             return Err(GrantError::InvalidGrant("the refresh token is not valid"));
         }
-        let requested = match scope.filter(|s| !s.trim().is_empty()) {
-            Some(text) => Some(
-                Scopes::parse(text)
-                    .map_err(|name| GrantError::InvalidScope(format!("`{name}` is not a scope")))?,
-            ),
-            None => None,
-        };
+        let requested = requested_scopes(scope)?;
         let client_id = client.map(|c| c.client_id.as_str());
         match self.sessions.rotate(token, client_id, requested).await? {
             Rotation::Rotated(grant) => {
