@@ -343,7 +343,7 @@ async fn unknown_wrong_and_revoked_clients_get_one_answer() {
         client_id: key.client_id.clone(),
         client_secret: format!("{}x", key.client_secret),
     };
-    let answers: Vec<Reply> = futures_join(&gw, &[unknown, wrong, revoked]).await;
+    let answers: Vec<Reply> = client_credentials_each(&gw, &[unknown, wrong, revoked]).await;
     for answer in &answers {
         assert_eq!(oauth(answer), (401, "invalid_client"), "{answer:?}");
         assert_eq!(answer.json, answers[0].json, "the same body for all three");
@@ -354,7 +354,7 @@ async fn unknown_wrong_and_revoked_clients_get_one_answer() {
     }
 }
 
-async fn futures_join(gw: &Gateway, keys: &[Key]) -> Vec<Reply> {
+async fn client_credentials_each(gw: &Gateway, keys: &[Key]) -> Vec<Reply> {
     let mut replies = Vec::new();
     for key in keys {
         replies.push(gw.client_credentials(key, None).await);

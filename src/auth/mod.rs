@@ -402,7 +402,7 @@ impl Auth {
             .await?;
         tx.commit().await?;
         self.revocations.apply(&revocation);
-        metrics::counter!(crate::telemetry::names::REVOCATIONS, "kind" => revocation.kind.as_label())
+        metrics::counter!(crate::telemetry::names::REVOCATIONS, "kind" => revocation.kind.as_str())
             .increment(1);
         Ok(())
     }

@@ -33,18 +33,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn as_str(self) -> &'static str {
+    /// The stored name, also the metric label.
+    pub fn as_str(self) -> &'static str {
         match self {
             Kind::Key => "key",
             Kind::Sessions => "sessions",
             Kind::Session => "session",
             Kind::Token => "token",
         }
-    }
-
-    /// The metric label.
-    pub fn as_label(self) -> &'static str {
-        self.as_str()
     }
 
     fn parse(text: &str) -> Option<Kind> {

@@ -23,6 +23,7 @@ use http::{Method, Request};
 use nestgate_contract::{Action, Resource};
 use respond::HttpResponse;
 use std::sync::Arc;
+use token::Endpoint;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -44,9 +45,7 @@ enum Target {
     Health,
     Ready,
     Capabilities,
-    Token,
-    Refresh,
-    Revoke,
+    OAuth(token::Endpoint),
     Admin(admin::Call),
     Resource(Call),
     /// The path exists, the method does not.
@@ -89,9 +88,9 @@ fn target(method: &Method, path: &str) -> Target {
         (&Method::GET, ["healthz"]) => Target::Health,
         (&Method::GET, ["readyz"]) => Target::Ready,
         (&Method::GET, ["api", "v1", "capabilities"]) => Target::Capabilities,
-        (&Method::POST, ["api", "v1", "auth", "token"]) => Target::Token,
-        (&Method::POST, ["api", "v1", "auth", "refresh"]) => Target::Refresh,
-        (&Method::POST, ["api", "v1", "auth", "revoke"]) => Target::Revoke,
+        (&Method::POST, ["api", "v1", "auth", "token"]) => Target::OAuth(Endpoint::Token),
+        (&Method::POST, ["api", "v1", "auth", "refresh"]) => Target::OAuth(Endpoint::Refresh),
+        (&Method::POST, ["api", "v1", "auth", "revoke"]) => Target::OAuth(Endpoint::Revoke),
         (&Method::POST, ["admin", "v1", "keys"]) => Target::Admin(admin::Call::CreateKey),
         (&Method::GET, ["admin", "v1", "keys"]) => Target::Admin(admin::Call::ListKeys),
         (&Method::DELETE, ["admin", "v1", "keys", id]) if !id.is_empty() => {
@@ -185,17 +184,9 @@ where
             Route("/api/v1/capabilities"),
             resources::capabilities(&app, req),
         ),
-        Target::Token => (
-            Route("/api/v1/auth/token"),
-            Ok(token::token(&app, req).await),
-        ),
-        Target::Refresh => (
-            Route("/api/v1/auth/refresh"),
-            Ok(token::refresh(&app, req).await),
-        ),
-        Target::Revoke => (
-            Route("/api/v1/auth/revoke"),
-            Ok(token::revoke(&app, req).await),
+        Target::OAuth(endpoint) => (
+            Route(endpoint.template()),
+            Ok(token::handle(&app, endpoint, req).await),
         ),
         Target::Admin(call) => (Route(call.template()), admin::handle(&app, call, req).await),
         Target::Resource(call) => (
@@ -239,7 +230,10 @@ mod tests {
             t(Method::GET, "/api/v1/invoices/x/send"),
             Target::WrongMethod
         );
-        assert_eq!(t(Method::POST, "/api/v1/auth/token"), Target::Token);
+        assert_eq!(
+            t(Method::POST, "/api/v1/auth/token"),
+            Target::OAuth(Endpoint::Token)
+        );
         assert_eq!(t(Method::GET, "/api/v1/auth/token"), Target::WrongMethod);
         assert_eq!(t(Method::GET, "/api/v1/auth/nothing"), Target::Unknown);
         assert_eq!(

@@ -21,8 +21,32 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Token requests are a few hundred bytes; anything much larger is not one.
 const BODY_LIMIT: usize = 16 * 1024;
 
-/// `POST /api/v1/auth/token`: `client_credentials`, or `refresh_token` (same as `/auth/refresh`).
-pub async fn token<B>(app: &App, req: Request<B>) -> HttpResponse
+/// Which of the three OAuth endpoints a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /api/v1/auth/token`: `client_credentials`, or `refresh_token` (as `/auth/refresh`).
+    Token,
+    /// `POST /api/v1/auth/refresh`: `{"refresh_token": "rt_live_…"}`.
+    Refresh,
+    /// `POST /api/v1/auth/revoke` (RFC 7009): `{"token": "…"}`. Always `200` for a well-formed
+    /// request, whether or not the token was known: possession of a token is enough to revoke it.
+    Revoke,
+}
+
+impl Endpoint {
+    pub fn template(self) -> &'static str {
+        match self {
+            Endpoint::Token => "/api/v1/auth/token",
+            Endpoint::Refresh => "/api/v1/auth/refresh",
+            Endpoint::Revoke => "/api/v1/auth/revoke",
+        }
+    }
+}
+
+/// Answers one OAuth request. Every endpoint reads its parameters and client credentials the
+/// same way; credentials are optional except for `client_credentials`, but wrong ones are
+/// always refused.
+pub async fn handle<B>(app: &App, endpoint: Endpoint, req: Request<B>) -> HttpResponse
 where
     B: http_body::Body<Data = Bytes> + Send,
     B::Error: Into<BoxError>,
@@ -33,62 +57,44 @@ where
     };
     let result = async {
         let client = client(app, &headers, &params).await?;
-        match param(&params, "grant_type") {
-            None => Err(GrantError::InvalidRequest("grant_type is required".into())),
-            Some("client_credentials") => {
+        match (endpoint, param(&params, "grant_type")) {
+            (Endpoint::Revoke, _) => {
+                let token = param(&params, "token")
+                    .ok_or_else(|| GrantError::InvalidRequest("token is required".into()))?;
+                app.auth.revoke_token(token).await?;
+                Ok(None)
+            }
+            (Endpoint::Refresh, _) | (Endpoint::Token, Some("refresh_token")) => {
+                refresh_grant(app, &params, client.as_deref())
+                    .await
+                    .map(Some)
+            }
+            (Endpoint::Token, Some("client_credentials")) => {
                 let key = client.ok_or(GrantError::InvalidClient)?;
                 app.auth
                     .client_credentials(&key, param(&params, "scope"))
                     .await
+                    .map(Some)
             }
-            Some("refresh_token") => refresh_grant(app, &params, client.as_deref()).await,
-            Some(_) => Err(GrantError::UnsupportedGrantType),
+            (Endpoint::Token, None) => {
+                Err(GrantError::InvalidRequest("grant_type is required".into()))
+            }
+            (Endpoint::Token, Some(_)) => Err(GrantError::UnsupportedGrantType),
         }
     }
     .await;
-    answer(result)
-}
-
-/// `POST /api/v1/auth/refresh`: `{"refresh_token": "rt_live_…"}`, JSON or form.
-pub async fn refresh<B>(app: &App, req: Request<B>) -> HttpResponse
-where
-    B: http_body::Body<Data = Bytes> + Send,
-    B::Error: Into<BoxError>,
-{
-    let (headers, params) = match read(req).await {
-        Ok(read) => read,
-        Err(response) => return response,
-    };
-    let result = async {
-        let client = client(app, &headers, &params).await?;
-        refresh_grant(app, &params, client.as_deref()).await
-    }
-    .await;
-    answer(result)
-}
-
-/// `POST /api/v1/auth/revoke` (RFC 7009): `{"token": "…"}`. Always `200` for a well-formed
-/// request, whether or not the token was known: possession of a token is enough to revoke it.
-pub async fn revoke<B>(app: &App, req: Request<B>) -> HttpResponse
-where
-    B: http_body::Body<Data = Bytes> + Send,
-    B::Error: Into<BoxError>,
-{
-    let (headers, params) = match read(req).await {
-        Ok(read) => read,
-        Err(response) => return response,
-    };
-    let result = async {
-        // Credentials are optional here, but wrong ones are still refused.
-        client(app, &headers, &params).await?;
-        let token = param(&params, "token")
-            .ok_or_else(|| GrantError::InvalidRequest("token is required".into()))?;
-        app.auth.revoke_token(token).await?;
-        Ok(())
-    }
-    .await;
     match result {
-        Ok(()) => no_store(respond::json(StatusCode::OK, &json!({}))),
+        Ok(Some(pair)) => no_store(respond::json(
+            StatusCode::OK,
+            &json!({
+                "access_token": pair.access_token,
+                "token_type": "Bearer",
+                "expires_in": pair.expires_in,
+                "refresh_token": pair.refresh_token.expose(),
+                "scope": pair.scope.to_string(),
+            }),
+        )),
+        Ok(None) => no_store(respond::json(StatusCode::OK, &json!({}))),
         Err(error) => refusal(error),
     }
 }
@@ -241,22 +247,6 @@ where
         }
     }
     Ok((headers, params))
-}
-
-fn answer(result: Result<TokenPair, GrantError>) -> HttpResponse {
-    match result {
-        Ok(pair) => no_store(respond::json(
-            StatusCode::OK,
-            &json!({
-                "access_token": pair.access_token,
-                "token_type": "Bearer",
-                "expires_in": pair.expires_in,
-                "refresh_token": pair.refresh_token.expose(),
-                "scope": pair.scope.to_string(),
-            }),
-        )),
-        Err(error) => refusal(error),
-    }
 }
 
 /// RFC 6749 §5.2.
