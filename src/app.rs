@@ -7,6 +7,15 @@ use crate::idempotency::Idempotency;
 use crate::storage::{Storage, StorageError};
 use std::sync::Arc;
 
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("cannot build {0}")]
+    Backend(String),
+}
+
 pub struct App {
     pub settings: Settings,
     pub storage: Storage,
@@ -16,13 +25,13 @@ pub struct App {
 }
 
 impl App {
-    pub async fn build(settings: Settings) -> Result<App, StorageError> {
+    pub async fn build(settings: Settings) -> Result<App, StartError> {
         let storage = Storage::connect(
             settings.storage_url.expose(),
             settings.storage_max_connections,
         )
         .await?;
-        let backends = Backends::build(&settings, &storage);
+        let backends = Backends::build(&settings, &storage).map_err(StartError::Backend)?;
         let idempotency = Idempotency::new(storage.pool.clone(), settings.request_timeout);
         let auth = Arc::new(
             Auth::build(&settings.auth, storage.pool.clone())

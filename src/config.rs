@@ -198,12 +198,50 @@ pub struct SigningKeySection {
     pub secret_env: String,
 }
 
-/// `[backends.NAME]`, one per kind. Only the native store exists so far; the upstream kinds
-/// (`invoiceninja`, `invoisx`) join this enum with their adapters.
+/// `[backends.NAME]`, one per kind. The upstream kinds list their fields inline: serde cannot
+/// combine an internally tagged enum with `deny_unknown_fields` on a shared inner struct.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum BackendSection {
     Native {},
+    Invoiceninja {
+        /// The vendor's address without `/api/v1`, e.g. `https://app.invoiceninja.com`.
+        base_url: String,
+        /// One attempt of one upstream call, connection included.
+        #[serde(default = "default_upstream_timeout")]
+        timeout: HumanDuration,
+        #[serde(default = "default_connect_timeout")]
+        connect_timeout: HumanDuration,
+        /// Extra attempts of an idempotent call after a transient failure.
+        #[serde(default = "default_retries")]
+        retries: u32,
+        /// Consecutive upstream failures that open the circuit breaker.
+        #[serde(default = "default_breaker_failures")]
+        breaker_failures: u32,
+        /// How long an open breaker refuses calls before letting one through to test.
+        #[serde(default = "default_breaker_cooldown")]
+        breaker_cooldown: HumanDuration,
+    },
+}
+
+fn default_upstream_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(3))
+}
+
+fn default_retries() -> u32 {
+    2
+}
+
+fn default_breaker_failures() -> u32 {
+    5
+}
+
+fn default_breaker_cooldown() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,6 +252,9 @@ pub struct OrgSection {
     /// ISO 4217 code for records that name no currency.
     #[serde(default = "default_currency")]
     pub currency: String,
+    /// The environment variable holding the organization's own credential at its vendor;
+    /// required for an upstream backend, refused for the native one.
+    pub upstream_token_env: Option<String>,
 }
 
 fn default_currency() -> String {
@@ -325,20 +366,43 @@ pub const MIN_ADMIN_TOKEN_BYTES: usize = 16;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendSettings {
     Native,
+    InvoiceNinja(UpstreamSettings),
 }
 
 impl BackendSettings {
     pub fn kind(&self) -> &'static str {
         match self {
             BackendSettings::Native => "native",
+            BackendSettings::InvoiceNinja(_) => "invoiceninja",
         }
     }
+
+    pub fn upstream(&self) -> Option<&UpstreamSettings> {
+        match self {
+            BackendSettings::Native => None,
+            BackendSettings::InvoiceNinja(upstream) => Some(upstream),
+        }
+    }
+}
+
+/// What every upstream backend shares: where it is, and how the shared resilience layers treat
+/// it (see `backends::stack`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSettings {
+    pub base_url: String,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub retries: u32,
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
 }
 
 #[derive(Debug, Clone)]
 pub struct OrgSettings {
     pub backend: String,
     pub currency: String,
+    /// The organization's credential at its vendor, read from `upstream_token_env`.
+    pub upstream_token: Option<Secret>,
 }
 
 /// The storage URL. It may carry a database password, so its `Debug` shows only the scheme.
@@ -448,6 +512,25 @@ impl FileConfig {
             }
             let settings = match section {
                 BackendSection::Native {} => BackendSettings::Native,
+                BackendSection::Invoiceninja {
+                    base_url,
+                    timeout,
+                    connect_timeout,
+                    retries,
+                    breaker_failures,
+                    breaker_cooldown,
+                } => {
+                    let upstream = UpstreamSettings {
+                        base_url,
+                        timeout: timeout.0,
+                        connect_timeout: connect_timeout.0,
+                        retries,
+                        breaker_failures,
+                        breaker_cooldown: breaker_cooldown.0,
+                    };
+                    validate_upstream(&name, &upstream, &mut problems);
+                    BackendSettings::InvoiceNinja(upstream)
+                }
             };
             backends.insert(name, settings);
         }
@@ -476,11 +559,41 @@ impl FileConfig {
                     "must be an ISO 4217 code such as \"USD\"",
                 ));
             }
+            let upstream = backends.get(&org.backend).and_then(|b| b.upstream());
+            let path = format!("orgs.{name}.upstream_token_env");
+            let upstream_token = match (&org.upstream_token_env, upstream) {
+                (None, Some(_)) => {
+                    problems.push(problem(
+                        path,
+                        "is required: the backend is an upstream vendor, and the organization's own credential there comes from this environment variable",
+                    ));
+                    None
+                }
+                (Some(_), None) if backends.contains_key(&org.backend) => {
+                    problems.push(problem(
+                        path,
+                        "the native backend takes no upstream credential",
+                    ));
+                    None
+                }
+                (Some(var), Some(_)) => match std::env::var(var) {
+                    Ok(token) if !token.trim().is_empty() => Some(Secret::new(token.trim())),
+                    _ => {
+                        problems.push(problem(
+                            path,
+                            format!("the environment variable {var} is not set or empty"),
+                        ));
+                        None
+                    }
+                },
+                _ => None,
+            };
             orgs.insert(
                 name,
                 OrgSettings {
                     backend: org.backend,
                     currency: org.currency,
+                    upstream_token,
                 },
             );
         }
@@ -501,6 +614,49 @@ impl FileConfig {
             backends,
             orgs,
         })
+    }
+}
+
+/// An upstream's address and limits: a bad one is named before anything starts.
+fn validate_upstream(name: &str, upstream: &UpstreamSettings, problems: &mut Vec<Problem>) {
+    let url = &upstream.base_url;
+    let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+    let authority = url.split("://").nth(1).unwrap_or_default();
+    if !scheme_ok || authority.is_empty() || authority.contains(['?', '#', '@', ' ']) {
+        problems.push(problem(
+            format!("backends.{name}.base_url"),
+            "must be an http(s) address like \"https://app.invoiceninja.com\", with no credentials, query or fragment",
+        ));
+    }
+    const MINUTE: Duration = Duration::from_secs(60);
+    for (field, value) in [
+        ("timeout", upstream.timeout),
+        ("connect_timeout", upstream.connect_timeout),
+    ] {
+        if value.is_zero() || value > MINUTE * 5 {
+            problems.push(problem(
+                format!("backends.{name}.{field}"),
+                "must be longer than zero and at most 5m",
+            ));
+        }
+    }
+    if upstream.retries > 5 {
+        problems.push(problem(
+            format!("backends.{name}.retries"),
+            "must be 0 to 5",
+        ));
+    }
+    if upstream.breaker_failures == 0 {
+        problems.push(problem(
+            format!("backends.{name}.breaker_failures"),
+            "must be at least 1",
+        ));
+    }
+    if upstream.breaker_cooldown.is_zero() || upstream.breaker_cooldown > MINUTE * 60 {
+        problems.push(problem(
+            format!("backends.{name}.breaker_cooldown"),
+            "must be longer than zero and at most 1h",
+        ));
     }
 }
 

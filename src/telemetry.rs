@@ -33,4 +33,12 @@ pub mod names {
     pub const REFRESH_REUSE: &str = "nestgate_auth_refresh_reuse_total";
     /// Revocations made by this instance, by `kind` (`key`, `session`, `token`).
     pub const REVOCATIONS: &str = "nestgate_auth_revocations_total";
+    /// Upstream calls tried again after a transient failure, by `backend`.
+    pub const UPSTREAM_RETRIES: &str = "nestgate_upstream_retries_total";
+    /// Times a backend's circuit breaker opened, by `backend`.
+    pub const BREAKER_OPENED: &str = "nestgate_upstream_breaker_opened_total";
+    /// A backend's breaker now: 0 closed, 1 open, 2 letting a trial call through.
+    pub const BREAKER_STATE: &str = "nestgate_upstream_breaker_state";
+    /// Calls refused without reaching the upstream because it asked for a pause, by `backend`.
+    pub const RATE_LIMIT_WAITS: &str = "nestgate_upstream_rate_limit_waits_total";
 }

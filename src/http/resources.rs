@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use nestgate_contract::input::{Mode, is_valid_id, parse_draft};
-use nestgate_contract::{Action, CallContext, Op, Record, Reply, Resource};
+use nestgate_contract::{Action, CallContext, Feature, Op, Record, Reply, Resource};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
@@ -43,11 +43,16 @@ pub fn capabilities<B>(app: &App, mut req: Request<B>) -> Result<HttpResponse, A
             .collect();
         resources.insert(resource.as_str().to_string(), Value::Object(calls));
     }
+    let features: Map<String, Value> = Feature::ALL
+        .into_iter()
+        .map(|f| (f.as_str().to_string(), Value::from(caps.has(f))))
+        .collect();
     let body = json!({
         "org": binding.org,
         "backend": binding.backend.name,
         "kind": binding.backend.kind,
         "resources": resources,
+        "features": features,
     });
     Ok(respond::json(StatusCode::OK, &body))
 }
@@ -84,12 +89,7 @@ where
         )));
     }
     binding.backend.check(call.resource, call.action)?;
-    let ctx = CallContext {
-        org: binding.org.clone(),
-        request_id: request_id.to_string(),
-        default_currency: binding.currency.clone(),
-        upstream_token: None,
-    };
+    let ctx = binding.context(request_id);
 
     // Only a POST with a key goes through the idempotency store.
     let key = match req.headers().get(IDEMPOTENCY_KEY) {

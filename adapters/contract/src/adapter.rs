@@ -50,5 +50,7 @@ pub trait Adapter: Send + Sync + 'static {
     async fn call(&self, ctx: &CallContext, op: Op) -> Result<Reply, AdapterError>;
 
     /// A cheap check that the backend can serve calls (storage reachable, upstream answering).
-    async fn probe(&self) -> Result<(), AdapterError>;
+    /// `ctx` speaks for one organization bound to the backend, whose credential an upstream
+    /// probe uses.
+    async fn probe(&self, ctx: &CallContext) -> Result<(), AdapterError>;
 }

@@ -10,6 +10,7 @@
 //! - [`input`]: JSON bodies validated into patches, with field paths for every problem.
 //! - [`op`]: resources, actions, the [`Op`] a backend is asked to do and the [`Reply`] it gives.
 //! - [`capability`]: what a backend declares it can do, checked before any call reaches it.
+//! - [`rules`]: business rules every backend enforces alike (payments within the balance, …).
 //! - [`error`]: the small set of error kinds every backend maps its failures to.
 //! - [`adapter`]: the [`Adapter`] trait and the per-call context.
 
@@ -20,9 +21,10 @@ pub mod input;
 pub mod money;
 pub mod op;
 pub mod records;
+pub mod rules;
 
 pub use adapter::{Adapter, CallContext, Secret};
-pub use capability::Capabilities;
+pub use capability::{Capabilities, Feature};
 pub use error::{AdapterError, Blame, ErrorKind, FieldError};
 pub use op::{Action, Draft, ListQuery, Op, Page, Reply, Resource};
 pub use records::Record;

@@ -46,6 +46,17 @@ impl Resource {
         }
     }
 
+    /// The prefix of this resource's ids (`inv_…`), the same on every backend.
+    pub fn id_prefix(self) -> &'static str {
+        match self {
+            Resource::Clients => "cli",
+            Resource::Invoices => "inv",
+            Resource::Payments => "pay",
+            Resource::Products => "prd",
+            Resource::Expenses => "exp",
+        }
+    }
+
     pub fn parse(segment: &str) -> Option<Resource> {
         Self::ALL.into_iter().find(|r| r.as_str() == segment)
     }

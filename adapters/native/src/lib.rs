@@ -32,6 +32,7 @@ use nestgate_contract::input::{
 };
 use nestgate_contract::money::round_amount;
 use nestgate_contract::records::{Client, Expense, Invoice, InvoiceStatus, Payment, Product};
+use nestgate_contract::rules::{check_covers_paid, check_deletable, check_payable, check_payment};
 use nestgate_contract::{
     Action, Adapter, AdapterError, CallContext, Capabilities, Draft, ErrorKind, FieldError,
     ListQuery, Op, Page, Record, Reply, Resource,
@@ -104,7 +105,7 @@ impl Adapter for NativeAdapter {
         }
     }
 
-    async fn probe(&self) -> Result<(), AdapterError> {
+    async fn probe(&self, _ctx: &CallContext) -> Result<(), AdapterError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
             .await
@@ -378,9 +379,7 @@ impl NativeAdapter {
             return Err(missing_reference("invoice_id").into());
         };
         let invoice: Invoice = parse(&stored.body)?;
-        if invoice.status == InvoiceStatus::Void {
-            return Err(AdapterError::conflict(format!("invoice {invoice_id} is void")).into());
-        }
+        check_payable(&invoice)?;
         let at = now();
         let mut payment = Payment {
             id: new_id(Resource::Payments),
@@ -550,16 +549,7 @@ impl NativeAdapter {
             return Err(AdapterError::field("due_date", "must not be before issue_date").into());
         }
         invoice.recompute();
-        if invoice.balance < Decimal::ZERO {
-            return Err(AdapterError::field(
-                "line_items",
-                format!(
-                    "would make the total lower than the {} already paid",
-                    invoice.amount_paid
-                ),
-            )
-            .into());
-        }
+        check_covers_paid(&invoice)?;
         Ok(invoice)
     }
 
@@ -585,10 +575,7 @@ impl NativeAdapter {
             return Err(AdapterError::internal("a payment's invoice is missing").into());
         };
         let invoice: Invoice = parse(&stored.body)?;
-        if invoice.status == InvoiceStatus::Void {
-            let message = format!("invoice {} is void", invoice.id);
-            return Err(AdapterError::conflict(message).into());
-        }
+        check_payable(&invoice)?;
         check_payment(&payment, &invoice, old_amount)?;
         let at = now();
         payment.amount = round_amount(payment.amount, &payment.currency);
@@ -627,13 +614,7 @@ impl NativeAdapter {
                 }
             }
             Resource::Invoices => {
-                let invoice: Invoice = parse(&stored.body)?;
-                if invoice.amount_paid > Decimal::ZERO {
-                    return Err(AdapterError::conflict(format!(
-                        "invoice {id} has payments; delete them first, or void the invoice"
-                    ))
-                    .into());
-                }
+                check_deletable(&parse(&stored.body)?)?;
             }
             Resource::Payments => {
                 // Deleting a payment gives its amount back to the invoice's balance.
@@ -745,31 +726,6 @@ async fn rebalance(
     } else {
         Err(Failure::Retry)
     }
-}
-
-/// A payment must be in the invoice's currency, fit its minor unit, and not exceed what is owed.
-/// `already` is the payment's previous amount when it is being changed.
-fn check_payment(
-    payment: &Payment,
-    invoice: &Invoice,
-    already: Decimal,
-) -> Result<(), AdapterError> {
-    if payment.currency != invoice.currency {
-        return Err(AdapterError::field(
-            "currency",
-            format!("must be the invoice's currency ({})", invoice.currency),
-        ));
-    }
-    check_amount_places("amount", payment.amount, &payment.currency)
-        .map_err(|e| AdapterError::validation(vec![e]))?;
-    let owed = invoice.balance + already;
-    if payment.amount > owed {
-        return Err(AdapterError::field(
-            "amount",
-            format!("must not exceed the invoice balance of {owed}"),
-        ));
-    }
-    Ok(())
 }
 
 fn into_error(failure: Failure) -> AdapterError {

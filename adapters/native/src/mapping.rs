@@ -85,14 +85,7 @@ pub(crate) fn now() -> DateTime<Utc> {
 
 /// A new id: a resource prefix and a time-ordered UUID (`inv_0193…`).
 pub(crate) fn new_id(resource: Resource) -> String {
-    let prefix = match resource {
-        Resource::Clients => "cli",
-        Resource::Invoices => "inv",
-        Resource::Payments => "pay",
-        Resource::Products => "prd",
-        Resource::Expenses => "exp",
-    };
-    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+    format!("{}_{}", resource.id_prefix(), uuid::Uuid::now_v7().simple())
 }
 
 pub(crate) fn parse<T: DeserializeOwned>(body: &str) -> Result<T, AdapterError> {

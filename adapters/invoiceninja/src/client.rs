@@ -1,0 +1,124 @@
+//! The HTTP client: one pooled reqwest client per backend, the headers v4 needs on every call,
+//! and the organization's token, which is put on the wire here and nowhere else.
+
+use crate::config::NinjaConfig;
+use crate::error::{parse_error, unreachable};
+use bytes::Bytes;
+use nestgate_contract::{AdapterError, CallContext, ErrorKind};
+use reqwest::{Method, header};
+use serde_json::Value;
+
+pub(crate) struct Client {
+    http: reqwest::Client,
+    /// `{base_url}/api/v1`.
+    api: String,
+    max_body_bytes: usize,
+}
+
+/// An upstream answer, read whole.
+pub(crate) struct Answer {
+    pub status: u16,
+    /// `Retry-After` in seconds, where a proxy in front of v4 sent one.
+    pub retry_after: Option<std::time::Duration>,
+    pub bytes: Bytes,
+}
+
+impl Client {
+    pub fn new(config: &NinjaConfig) -> Result<Client, String> {
+        let mut headers = header::HeaderMap::new();
+        // Without these two, v4 answers a validation failure with a 302 to its home page
+        // instead of the 422 JSON (reference §5, "Expects JSON").
+        headers.insert("x-requested-with", "XMLHttpRequest".parse().unwrap());
+        headers.insert(header::ACCEPT, "application/json".parse().unwrap());
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(config.connect_timeout)
+            .user_agent(concat!("nestgate/", env!("CARGO_PKG_VERSION")))
+            // A redirect is v4 refusing a request; following it would hide the refusal.
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Client {
+            http,
+            api: format!("{}/api/v1", config.base_url),
+            max_body_bytes: config.max_body_bytes,
+        })
+    }
+
+    /// Sends one call and reads the whole answer, whatever its status.
+    pub async fn send(
+        &self,
+        ctx: &CallContext,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Answer, AdapterError> {
+        let Some(token) = &ctx.upstream_token else {
+            return Err(AdapterError::internal(
+                "the organization has no upstream credential configured",
+            ));
+        };
+        let mut request = self
+            .http
+            .request(method, format!("{}/{path}", self.api))
+            .header("x-ninja-token", token.expose())
+            .header("x-request-id", &ctx.request_id);
+        if !query.is_empty() {
+            request = request.query(query);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let mut response = request.send().await.map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(std::time::Duration::from_secs);
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+            if bytes.len() + chunk.len() > self.max_body_bytes {
+                return Err(AdapterError::new(
+                    ErrorKind::Upstream,
+                    format!(
+                        "the upstream answer is larger than {} bytes",
+                        self.max_body_bytes
+                    ),
+                )
+                .with_upstream_status(status));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Answer {
+            status,
+            retry_after,
+            bytes: Bytes::from(bytes),
+        })
+    }
+
+    /// [`Client::send`] for calls answered with JSON: a success's body, or the mapped error.
+    pub async fn json(
+        &self,
+        ctx: &CallContext,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Value, AdapterError> {
+        let answer = self.send(ctx, method, path, query, body).await?;
+        if !(200..300).contains(&answer.status) {
+            return Err(parse_error(&answer));
+        }
+        serde_json::from_slice(&answer.bytes).map_err(|_| {
+            AdapterError::new(
+                ErrorKind::Upstream,
+                "the upstream answered with something that is not JSON",
+            )
+            .with_upstream_status(answer.status)
+        })
+    }
+}

@@ -1,0 +1,25 @@
+//! The backend's settings, as the gateway's configuration gives them (`[backends.NAME]` with
+//! `kind = "invoiceninja"`). Timeouts, retries and the breaker are the gateway's shared layers;
+//! only what the HTTP client itself needs is here.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct NinjaConfig {
+    /// The account's server without `/api/v1`, e.g. `https://app.invoiceninja.com`.
+    pub base_url: String,
+    /// Establishing a connection; the whole call is bounded by the gateway's timeout layer.
+    pub connect_timeout: Duration,
+    /// The largest upstream body read (a PDF is the largest thing v4 sends).
+    pub max_body_bytes: usize,
+}
+
+impl NinjaConfig {
+    pub fn new(base_url: &str, connect_timeout: Duration) -> Self {
+        NinjaConfig {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            connect_timeout,
+            max_body_bytes: 32 * 1024 * 1024,
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! Organizations bound to backends, as the configuration says, and the way every call reaches
+//! one: the capability check first (a call the backend lacks never reaches it), then the
+//! backend [`stack`] of shared layers, then the adapter; errors are named after the backend.
+
+pub mod stack;
+
+use crate::config::{BackendSettings, Secret, Settings};
+use crate::error::ApiError;
+use crate::storage::Storage;
+use nestgate_contract::{
+    Action, Adapter, CallContext, Capabilities, ErrorKind, Op, Reply, Resource,
+};
+use nestgate_invoiceninja::{NinjaAdapter, NinjaConfig};
+use nestgate_native::{NativeAdapter, NativeConfig};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+/// One configured `[backends.NAME]`.
+pub struct Backend {
+    pub name: String,
+    pub kind: &'static str,
+    adapter: Arc<dyn Adapter>,
+    stack: stack::Stack,
+    /// An organization bound to this backend, whose credential the readiness probe uses.
+    probe_as: Option<CallContext>,
+}
+
+impl Backend {
+    pub fn capabilities(&self) -> &Capabilities {
+        self.adapter.capabilities()
+    }
+
+    /// `501 not_supported_by_backend` for a call this backend has declared it lacks.
+    pub fn check(&self, resource: Resource, action: Action) -> Result<(), ApiError> {
+        if !self.capabilities().supports(resource, action) {
+            let mut message = format!(
+                "the {} backend `{}` does not support {} on {}",
+                self.kind,
+                self.name,
+                action.as_str(),
+                resource.as_str()
+            );
+            if let Some(reason) = self.capabilities().reason(resource, action) {
+                message = format!("{message}: {reason}");
+            }
+            let error = nestgate_contract::AdapterError::new(ErrorKind::NotSupported, message);
+            return Err(ApiError::from_adapter(error, &self.name));
+        }
+        Ok(())
+    }
+
+    pub async fn call(&self, ctx: &CallContext, op: Op) -> Result<Reply, ApiError> {
+        self.check(op.resource(), op.action())?;
+        let call = stack::Call {
+            ctx: ctx.clone(),
+            op,
+        };
+        self.stack
+            .clone()
+            .oneshot(call)
+            .await
+            .map_err(|e| ApiError::from_adapter(e, &self.name))
+    }
+
+    /// Straight to the adapter: a probe must see the upstream, not the breaker's memory of it.
+    pub async fn probe(&self) -> Result<(), String> {
+        match &self.probe_as {
+            Some(ctx) => self.adapter.probe(ctx).await.map_err(|e| e.message),
+            None if self.kind == "native" => {
+                let ctx = CallContext {
+                    org: String::new(),
+                    request_id: "readyz".into(),
+                    default_currency: "USD".into(),
+                    upstream_token: None,
+                };
+                self.adapter.probe(&ctx).await.map_err(|e| e.message)
+            }
+            // No organization uses it, so no credential to probe with, and nobody to serve.
+            None => Ok(()),
+        }
+    }
+}
+
+/// An organization and what serves it.
+pub struct Binding {
+    pub org: String,
+    /// ISO 4217 code for records that name none.
+    pub currency: String,
+    /// The organization's credential at its vendor (upstream backends only).
+    pub upstream_token: Option<Secret>,
+    pub backend: Arc<Backend>,
+}
+
+impl Binding {
+    /// The context of one call for this organization.
+    pub fn context(&self, request_id: &str) -> CallContext {
+        CallContext {
+            org: self.org.clone(),
+            request_id: request_id.to_string(),
+            default_currency: self.currency.clone(),
+            upstream_token: self.upstream_token.clone(),
+        }
+    }
+}
+
+pub struct Backends {
+    backends: BTreeMap<String, Arc<Backend>>,
+    orgs: HashMap<String, Binding>,
+}
+
+impl Backends {
+    /// Builds every backend and binds every organization (the settings are validated).
+    pub fn build(settings: &Settings, storage: &Storage) -> Result<Backends, String> {
+        let mut backends = BTreeMap::new();
+        for (name, backend) in &settings.backends {
+            let adapter: Arc<dyn Adapter> = match backend {
+                BackendSettings::Native => Arc::new(NativeAdapter::new(
+                    storage.pool.clone(),
+                    NativeConfig::default(),
+                )),
+                BackendSettings::InvoiceNinja(upstream) => {
+                    let config = NinjaConfig::new(&upstream.base_url, upstream.connect_timeout);
+                    Arc::new(NinjaAdapter::new(config).map_err(|e| format!("backend {name}: {e}"))?)
+                }
+            };
+            let probe_as = settings
+                .orgs
+                .iter()
+                .find(|(_, org)| org.backend == *name && org.upstream_token.is_some())
+                .map(|(org, binding)| CallContext {
+                    org: org.clone(),
+                    request_id: "readyz".into(),
+                    default_currency: binding.currency.clone(),
+                    upstream_token: binding.upstream_token.clone(),
+                });
+            let backend = Backend {
+                name: name.clone(),
+                kind: backend.kind(),
+                stack: stack::build(name, Arc::clone(&adapter), backend.upstream()),
+                adapter,
+                probe_as,
+            };
+            backends.insert(name.clone(), Arc::new(backend));
+        }
+        let orgs = settings
+            .orgs
+            .iter()
+            .map(|(org, binding)| {
+                let backend = backends[&binding.backend].clone(); // validated in config
+                let binding = Binding {
+                    org: org.clone(),
+                    currency: binding.currency.clone(),
+                    upstream_token: binding.upstream_token.clone(),
+                    backend,
+                };
+                (org.clone(), binding)
+            })
+            .collect();
+        Ok(Backends { backends, orgs })
+    }
+
+    pub fn binding(&self, org: &str) -> Option<&Binding> {
+        self.orgs.get(org)
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Backend>> {
+        self.backends.values()
+    }
+}

@@ -1,0 +1,425 @@
+//! The backend stack: what every call to an upstream vendor goes through, as tower layers. Read
+//! it top to bottom; the order matters:
+//!
+//! 1. [`Hold`]: a vendor that said "wait N seconds" gets no call from this organization until
+//!    then; the caller gets `429` with `Retry-After` at once.
+//! 2. [`Breaker`]: after `breaker_failures` consecutive upstream failures the backend is not
+//!    called for `breaker_cooldown`; then one trial call decides. Fails fast (`503`) instead of
+//!    piling requests onto a vendor that is down.
+//! 3. retry ([`RetryPolicy`]): idempotent calls only, after a transient failure, within a
+//!    budget (at most ~20 % extra load), with a short backoff. The adapter only says whether a
+//!    failure was transient (DESIGN.md: retry policy vs mechanics).
+//! 4. timeout: per attempt, inside the retry, so that a retry gets a full attempt's time.
+//!
+//! Adapters know none of this. The native store gets none of it: its own transactions retry
+//! lost races, and the edge's request timeout bounds it.
+
+use crate::config::UpstreamSettings;
+use crate::telemetry::names;
+use futures_util::future::BoxFuture;
+use nestgate_contract::{Adapter, AdapterError, CallContext, ErrorKind, Op, Reply};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tower::retry::budget::{Budget, TpsBudget};
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, Service, ServiceBuilder};
+
+/// One call through the stack.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub ctx: CallContext,
+    pub op: Op,
+}
+
+pub type Stack = BoxCloneSyncService<Call, Reply, AdapterError>;
+
+/// The stack for one backend; `upstream` is `None` for the native store.
+pub fn build(
+    backend: &str,
+    adapter: Arc<dyn Adapter>,
+    upstream: Option<&UpstreamSettings>,
+) -> Stack {
+    let adapter = AdapterService(adapter);
+    let Some(upstream) = upstream else {
+        return BoxCloneSyncService::new(adapter);
+    };
+    let stack = ServiceBuilder::new()
+        .layer(HoldLayer::new(backend))
+        .layer(BreakerLayer::new(
+            backend,
+            upstream.breaker_failures,
+            upstream.breaker_cooldown,
+        ))
+        .layer(tower::retry::RetryLayer::new(RetryPolicy::new(
+            backend,
+            upstream.retries,
+        )))
+        .map_err(timed_out)
+        .timeout(upstream.timeout)
+        .service(adapter);
+    BoxCloneSyncService::new(stack)
+}
+
+/// The adapter as a tower service.
+#[derive(Clone)]
+struct AdapterService(Arc<dyn Adapter>);
+
+impl Service<Call> for AdapterService {
+    type Response = Reply;
+    type Error = AdapterError;
+    type Future = BoxFuture<'static, Result<Reply, AdapterError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), AdapterError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        let adapter = Arc::clone(&self.0);
+        Box::pin(async move { adapter.call(&call.ctx, call.op).await })
+    }
+}
+
+/// The timeout layer's error back into the contract's terms.
+fn timed_out(error: tower::BoxError) -> AdapterError {
+    match error.downcast::<AdapterError>() {
+        Ok(error) => *error,
+        Err(_) => AdapterError::new(
+            ErrorKind::UpstreamTimeout,
+            "the upstream did not answer within the backend's timeout",
+        ),
+    }
+}
+
+/// A failure that says the upstream is unwell (not the caller's mistake, not a rate limit).
+fn is_upstream_failure(error: &AdapterError) -> bool {
+    matches!(
+        error.kind,
+        ErrorKind::Upstream | ErrorKind::UpstreamUnavailable | ErrorKind::UpstreamTimeout
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retry
+
+#[derive(Clone)]
+pub struct RetryPolicy {
+    backend: Arc<str>,
+    /// Attempts this call may still make after the current one.
+    left: u32,
+    made: u32,
+    budget: Arc<TpsBudget>,
+}
+
+/// A retry after a longer wait than this is not worth holding the caller for.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+impl RetryPolicy {
+    fn new(backend: &str, retries: u32) -> Self {
+        RetryPolicy {
+            backend: backend.into(),
+            left: retries,
+            made: 0,
+            // Retries may add at most 20 % to the calls of the last 10 s, plus 2 per second so
+            // that a quiet backend can still retry.
+            budget: Arc::new(TpsBudget::new(Duration::from_secs(10), 2, 0.2)),
+        }
+    }
+
+    fn backoff(&self, asked: Option<Duration>) -> Duration {
+        let base = Duration::from_millis(50) * 2u32.pow(self.made.min(5));
+        let jitter = Duration::from_millis(u64::from(getrandom::u32().unwrap_or(0) % 50));
+        asked.unwrap_or(base + jitter)
+    }
+}
+
+impl tower::retry::Policy<Call, Reply, AdapterError> for RetryPolicy {
+    type Future = tokio::time::Sleep;
+
+    fn retry(
+        &mut self,
+        call: &mut Call,
+        result: &mut Result<Reply, AdapterError>,
+    ) -> Option<Self::Future> {
+        let Err(error) = result else { return None };
+        let transient = error.temporary
+            || matches!(
+                error.kind,
+                ErrorKind::UpstreamUnavailable | ErrorKind::UpstreamTimeout
+            );
+        if self.left == 0 || !transient || !call.op.action().is_idempotent() {
+            return None;
+        }
+        let wait = self.backoff(error.retry_after);
+        if wait > MAX_BACKOFF || !self.budget.withdraw() {
+            return None;
+        }
+        self.left -= 1;
+        self.made += 1;
+        metrics::counter!(names::UPSTREAM_RETRIES, "backend" => self.backend.to_string())
+            .increment(1);
+        Some(tokio::time::sleep(wait))
+    }
+
+    fn clone_request(&mut self, call: &Call) -> Option<Call> {
+        if self.made == 0 {
+            self.budget.deposit();
+        }
+        (self.left > 0 && call.op.action().is_idempotent()).then(|| call.clone())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Circuit breaker
+
+#[derive(Debug, Clone, Copy)]
+enum Circuit {
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    /// One trial call is out; until `until`, nobody else goes.
+    Trial {
+        until: Instant,
+    },
+}
+
+struct BreakerState {
+    backend: String,
+    threshold: u32,
+    cooldown: Duration,
+    circuit: Mutex<Circuit>,
+}
+
+impl BreakerState {
+    fn admit(&self) -> Result<(), AdapterError> {
+        let now = Instant::now();
+        let mut circuit = self.circuit.lock().expect("breaker lock");
+        let wait = match *circuit {
+            Circuit::Closed { .. } => return Ok(()),
+            Circuit::Open { until } | Circuit::Trial { until } if now >= until => {
+                *circuit = Circuit::Trial {
+                    until: now + self.cooldown,
+                };
+                self.publish(2);
+                return Ok(());
+            }
+            Circuit::Open { until } | Circuit::Trial { until } => until - now,
+        };
+        Err(AdapterError {
+            retry_after: Some(wait),
+            ..AdapterError::new(
+                ErrorKind::UpstreamUnavailable,
+                format!(
+                    "the {} upstream is failing; calls resume after a short pause",
+                    self.backend
+                ),
+            )
+        })
+    }
+
+    fn record(&self, outcome: &Result<Reply, AdapterError>) {
+        let failed = matches!(outcome, Err(e) if is_upstream_failure(e));
+        let mut circuit = self.circuit.lock().expect("breaker lock");
+        let next = match (*circuit, failed) {
+            (Circuit::Closed { failures }, true) if failures + 1 >= self.threshold => {
+                Some(self.open())
+            }
+            (Circuit::Closed { failures }, true) => Some(Circuit::Closed {
+                failures: failures + 1,
+            }),
+            (Circuit::Trial { .. }, true) => Some(self.open()),
+            (Circuit::Closed { .. } | Circuit::Trial { .. }, false) => {
+                self.publish(0);
+                Some(Circuit::Closed { failures: 0 })
+            }
+            (Circuit::Open { .. }, _) => None,
+        };
+        if let Some(next) = next {
+            *circuit = next;
+        }
+    }
+
+    fn open(&self) -> Circuit {
+        tracing::warn!(backend = %self.backend, cooldown_s = self.cooldown.as_secs_f64(), "circuit breaker opened");
+        metrics::counter!(names::BREAKER_OPENED, "backend" => self.backend.clone()).increment(1);
+        self.publish(1);
+        Circuit::Open {
+            until: Instant::now() + self.cooldown,
+        }
+    }
+
+    /// 0 closed, 1 open, 2 trial.
+    fn publish(&self, state: u8) {
+        metrics::gauge!(names::BREAKER_STATE, "backend" => self.backend.clone())
+            .set(f64::from(state));
+    }
+}
+
+#[derive(Clone)]
+pub struct BreakerLayer(Arc<BreakerState>);
+
+impl BreakerLayer {
+    fn new(backend: &str, threshold: u32, cooldown: Duration) -> Self {
+        BreakerLayer(Arc::new(BreakerState {
+            backend: backend.to_string(),
+            threshold: threshold.max(1),
+            cooldown,
+            circuit: Mutex::new(Circuit::Closed { failures: 0 }),
+        }))
+    }
+}
+
+impl<S> Layer<S> for BreakerLayer {
+    type Service = Breaker<S>;
+    fn layer(&self, inner: S) -> Breaker<S> {
+        Breaker {
+            inner,
+            state: Arc::clone(&self.0),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Breaker<S> {
+    inner: S,
+    state: Arc<BreakerState>,
+}
+
+impl<S> Service<Call> for Breaker<S>
+where
+    S: Service<Call, Response = Reply, Error = AdapterError>,
+    S::Future: Send + 'static,
+{
+    type Response = Reply;
+    type Error = AdapterError;
+    type Future = BoxFuture<'static, Result<Reply, AdapterError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AdapterError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        if let Err(refused) = self.state.admit() {
+            return Box::pin(std::future::ready(Err(refused)));
+        }
+        let state = Arc::clone(&self.state);
+        let future = self.inner.call(call);
+        Box::pin(async move {
+            let outcome = future.await;
+            state.record(&outcome);
+            outcome
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rate-limit hold
+
+/// Per organization, since each has its own vendor account and so its own rate limit.
+struct HoldState {
+    backend: String,
+    until: Mutex<HashMap<String, Instant>>,
+}
+
+#[derive(Clone)]
+pub struct HoldLayer(Arc<HoldState>);
+
+impl HoldLayer {
+    fn new(backend: &str) -> Self {
+        HoldLayer(Arc::new(HoldState {
+            backend: backend.to_string(),
+            until: Mutex::new(HashMap::new()),
+        }))
+    }
+}
+
+impl<S> Layer<S> for HoldLayer {
+    type Service = Hold<S>;
+    fn layer(&self, inner: S) -> Hold<S> {
+        Hold {
+            inner,
+            state: Arc::clone(&self.0),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Hold<S> {
+    inner: S,
+    state: Arc<HoldState>,
+}
+
+impl HoldState {
+    fn check(&self, org: &str) -> Result<(), AdapterError> {
+        let now = Instant::now();
+        let mut holds = self.until.lock().expect("hold lock");
+        match holds.get(org) {
+            Some(until) if *until > now => {
+                metrics::counter!(names::RATE_LIMIT_WAITS, "backend" => self.backend.clone())
+                    .increment(1);
+                Err(AdapterError {
+                    retry_after: Some(*until - now),
+                    ..AdapterError::new(
+                        ErrorKind::RateLimited,
+                        format!(
+                            "the {} upstream asked for a pause; calls resume after it",
+                            self.backend
+                        ),
+                    )
+                })
+            }
+            Some(_) => {
+                holds.remove(org);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn record(&self, org: &str, outcome: &Result<Reply, AdapterError>) {
+        if let Err(AdapterError {
+            kind: ErrorKind::RateLimited,
+            retry_after: Some(wait),
+            ..
+        }) = outcome
+        {
+            tracing::warn!(backend = %self.backend, wait_s = wait.as_secs_f64(), "upstream rate limit: holding calls");
+            self.until
+                .lock()
+                .expect("hold lock")
+                .insert(org.to_string(), Instant::now() + *wait);
+        }
+    }
+}
+
+impl<S> Service<Call> for Hold<S>
+where
+    S: Service<Call, Response = Reply, Error = AdapterError>,
+    S::Future: Send + 'static,
+{
+    type Response = Reply;
+    type Error = AdapterError;
+    type Future = BoxFuture<'static, Result<Reply, AdapterError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AdapterError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        if let Err(refused) = self.state.check(&call.ctx.org) {
+            return Box::pin(std::future::ready(Err(refused)));
+        }
+        let state = Arc::clone(&self.state);
+        let org = call.ctx.org.clone();
+        let future = self.inner.call(call);
+        Box::pin(async move {
+            let outcome = future.await;
+            state.record(&org, &outcome);
+            outcome
+        })
+    }
+}
