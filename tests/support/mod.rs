@@ -2,6 +2,10 @@
 //! configuration of the test's own, and talks HTTP to it.
 #![allow(dead_code)]
 
+#[path = "../fakes/mod.rs"]
+pub mod fakes;
+
+use fakes::invoiceninja::FakeNinja;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -25,6 +29,15 @@ pub const ALL_SCOPES: &str = "read:invoices write:invoices read:clients write:cl
 pub enum Store {
     Sqlite,
     Postgres(String),
+}
+
+/// What serves the test organizations' records.
+pub enum Serve {
+    /// The native store on this storage.
+    Native(Store),
+    /// An `invoiceninja` backend in front of a fake v4 server (one account per organization);
+    /// the gateway's own storage is SQLite. `upstream_toml` is added to the backend's section.
+    Ninja { upstream_toml: String },
 }
 
 impl Store {
@@ -61,6 +74,8 @@ pub struct Gateway {
     pub config: PathBuf,
     /// Every line the gateway printed.
     pub logs: Arc<Mutex<Vec<String>>>,
+    /// The fake Invoice Ninja server behind an `invoiceninja` gateway.
+    pub ninja: Option<Arc<FakeNinja>>,
     extra_env: Vec<(String, String)>,
     /// An access token with every scope for `org` and for `other_org`, from real API keys.
     tokens: std::collections::HashMap<String, String>,
@@ -125,20 +140,63 @@ impl Gateway {
 
     /// Starts a gateway; `extra_toml` is appended to the generated configuration.
     pub async fn start_with(store: Store, extra_toml: &str, env: &[(&str, &str)]) -> Gateway {
+        Self::start_serving(Serve::Native(store), extra_toml, env).await
+    }
+
+    /// A gateway whose organizations are served by a fake Invoice Ninja v4 account each.
+    pub async fn start_ninja() -> Gateway {
+        Self::start_ninja_with("").await
+    }
+
+    pub async fn start_ninja_with(upstream_toml: &str) -> Gateway {
+        let serve = Serve::Ninja {
+            upstream_toml: upstream_toml.to_string(),
+        };
+        Self::start_serving(serve, "", &[]).await
+    }
+
+    pub async fn start_serving(serve: Serve, extra_toml: &str, env: &[(&str, &str)]) -> Gateway {
         let dir = tempfile::tempdir().expect("a temp dir");
-        let url = match &store {
-            Store::Sqlite => format!("sqlite://{}/nestgate.db", dir.path().display()),
-            Store::Postgres(url) => url.clone(),
+        let sqlite = format!("sqlite://{}/nestgate.db", dir.path().display());
+        let url = match &serve {
+            Serve::Native(Store::Postgres(url)) => url.clone(),
+            _ => sqlite,
         };
         let org = fresh_org("a");
         let other_org = fresh_org("b");
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (backend, ninja) = match &serve {
+            Serve::Native(_) => ("[backends.local]\nkind = \"native\"\n".to_string(), None),
+            Serve::Ninja { upstream_toml } => {
+                let fake = FakeNinja::start().await;
+                for name in [&org, &other_org] {
+                    let token = format!("ninja-token-{name}");
+                    fake.add_account(&token);
+                    env.push((format!("NINJA_TOKEN_{}", name.to_uppercase()), token));
+                }
+                let section = format!(
+                    "[backends.local]\nkind = \"invoiceninja\"\nbase_url = \"{}\"\n{upstream_toml}\n",
+                    fake.base_url()
+                );
+                (section, Some(Arc::new(fake)))
+            }
+        };
+        let token_env = |name: &str| match ninja {
+            Some(_) => format!("upstream_token_env = \"NINJA_TOKEN_{}\"\n", name.to_uppercase()),
+            None => String::new(),
+        };
         let toml = format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n\n\
              [storage]\nurl = \"{url}\"\nmax_connections = 5\n\n\
              [log]\nformat = \"json\"\nlevel = \"info\"\n\n\
-             [backends.local]\nkind = \"native\"\n\n\
-             [orgs.{org}]\nbackend = \"local\"\ncurrency = \"USD\"\n\n\
-             [orgs.{other_org}]\nbackend = \"local\"\ncurrency = \"EUR\"\n\n{extra_toml}"
+             {backend}\n\
+             [orgs.{org}]\nbackend = \"local\"\ncurrency = \"USD\"\n{}\n\
+             [orgs.{other_org}]\nbackend = \"local\"\ncurrency = \"EUR\"\n{}\n{extra_toml}",
+            token_env(&org),
+            token_env(&other_org),
         );
         let config = dir.path().join("nestgate.toml");
         std::fs::write(&config, toml).expect("the config is written");
@@ -155,9 +213,9 @@ impl Gateway {
             dir,
             config,
             logs: Arc::new(Mutex::new(Vec::new())),
-            extra_env: std::iter::once(("NESTGATE_ADMIN_TOKEN", ADMIN_TOKEN))
-                .chain(env.iter().copied())
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+            ninja,
+            extra_env: std::iter::once(("NESTGATE_ADMIN_TOKEN".to_string(), ADMIN_TOKEN.to_string()))
+                .chain(env.iter().cloned())
                 .collect(),
             tokens: Default::default(),
         };
@@ -165,7 +223,7 @@ impl Gateway {
         // With the admin API switched off (an empty operator token) there are no keys to make.
         let admin_off = env
             .iter()
-            .any(|(k, v)| *k == "NESTGATE_ADMIN_TOKEN" && v.is_empty());
+            .any(|(k, v)| k == "NESTGATE_ADMIN_TOKEN" && v.is_empty());
         let orgs = if admin_off {
             vec![]
         } else {
@@ -245,11 +303,31 @@ impl Gateway {
             dir,
             config,
             logs: Arc::new(Mutex::new(Vec::new())),
+            ninja: self.ninja.clone(),
             extra_env: self.extra_env.clone(),
             tokens: self.tokens.clone(),
         };
         gateway.spawn();
         gateway
+    }
+
+    /// The fake Invoice Ninja server of a gateway started with [`Gateway::start_ninja`].
+    pub fn fake(&self) -> &FakeNinja {
+        self.ninja.as_deref().expect("a gateway over the Invoice Ninja fake")
+    }
+
+    /// Whether the organization's backend declares a behaviour of API.md; when it does not, the
+    /// caller skips that part and this says so.
+    pub async fn has_feature(&self, feature: &str) -> bool {
+        let caps = self.get("/api/v1/capabilities").await;
+        let has = caps.json["features"][feature] == Value::Bool(true);
+        if !has {
+            eprintln!(
+                "skipped: backend `{}` declares no `{feature}`",
+                caps.json["kind"].as_str().unwrap_or("?")
+            );
+        }
+        has
     }
 
     /// The access token the harness holds for `org` (every scope).
