@@ -473,8 +473,16 @@ async fn invoice_totals_numbers_and_references(gw: &Gateway) {
     let inv = invoice(gw, euro["id"].as_str().unwrap(), "1").await;
     assert_eq!(inv["currency"], "EUR");
     if !gw.has_feature("invoice_currency").await {
-        let yen = gw.post("/api/v1/invoices", json!({"client_id": client_id, "currency": "JPY"})).await;
-        assert_eq!((yen.status, yen.fields()), (422, vec!["currency".to_string()]));
+        let yen = gw
+            .post(
+                "/api/v1/invoices",
+                json!({"client_id": client_id, "currency": "JPY"}),
+            )
+            .await;
+        assert_eq!(
+            (yen.status, yen.fields()),
+            (422, vec!["currency".to_string()])
+        );
         return;
     }
     let yen = gw.create("invoices", json!({"client_id": client_id, "currency": "JPY", "line_items": [{"quantity": "1", "unit_price": "10.5"}]})).await;
@@ -613,7 +621,10 @@ async fn payments_move_balance_and_status(gw: &Gateway) {
             (Some("partial"), Some("50.00"))
         );
     } else {
-        assert_eq!((changed.status, changed.fields()), (422, vec!["amount".to_string()]));
+        assert_eq!(
+            (changed.status, changed.fields()),
+            (422, vec!["amount".to_string()])
+        );
     }
 
     // Deleting payments puts balance and status back.
@@ -646,7 +657,10 @@ async fn payments_move_balance_and_status(gw: &Gateway) {
     if !gw.has_feature("void_invoices").await {
         let path = format!("/api/v1/invoices/{}", void["id"].as_str().unwrap());
         let refused = gw.patch(&path, json!({"status": "void"})).await;
-        assert_eq!((refused.status, refused.fields()), (422, vec!["status".to_string()]));
+        assert_eq!(
+            (refused.status, refused.fields()),
+            (422, vec!["status".to_string()])
+        );
         return;
     }
     let void_id = void["id"].as_str().unwrap();

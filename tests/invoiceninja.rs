@@ -48,14 +48,26 @@ async fn every_call_carries_v4_headers_and_the_request_id() {
     assert_eq!(reply.status, 200, "{reply:?}");
     let seen = gw.fake().requests();
     let call = seen.last().expect("the upstream was called");
-    assert_eq!(call.header("x-ninja-token"), Some(upstream_token(&gw.org).as_str()));
+    assert_eq!(
+        call.header("x-ninja-token"),
+        Some(upstream_token(&gw.org).as_str())
+    );
     assert_eq!(call.header("x-requested-with"), Some("XMLHttpRequest"));
     assert_eq!(call.header("accept"), Some("application/json"));
     assert_eq!(call.header("x-request-id"), Some("trace-0123456789"));
-    assert!(call.path_and_query.contains("filter_active=1"), "{}", call.path_and_query);
-    assert!(call.path_and_query.contains("per_page=25"), "{}", call.path_and_query);
+    assert!(
+        call.path_and_query.contains("filter_active=1"),
+        "{}",
+        call.path_and_query
+    );
+    assert!(
+        call.path_and_query.contains("per_page=25"),
+        "{}",
+        call.path_and_query
+    );
     // The other organization's calls use its own account.
-    gw.call_as(&gw.other_org, "GET", "/api/v1/clients", None).await;
+    gw.call_as(&gw.other_org, "GET", "/api/v1/clients", None)
+        .await;
     let theirs = gw.fake().requests();
     assert_eq!(
         theirs.last().unwrap().header("x-ninja-token"),
@@ -69,10 +81,25 @@ async fn quotes_recurring_templates_and_deleted_records_are_invisible() {
     let client_id = client(&gw).await;
     let n: i64 = client_id.trim_start_matches("cli_").parse().unwrap();
     let item = json!([{"product_key": "X", "notes": "x", "cost": 5, "qty": 1}]);
-    let quote = upstream(&gw, "POST", "invoices", Some(json!({"client_id": n, "is_quote": true, "invoice_items": item}))).await;
-    let recurring = upstream(&gw, "POST", "invoices", Some(json!({"client_id": n, "is_recurring": true, "invoice_items": item}))).await;
+    let quote = upstream(
+        &gw,
+        "POST",
+        "invoices",
+        Some(json!({"client_id": n, "is_quote": true, "invoice_items": item})),
+    )
+    .await;
+    let recurring = upstream(
+        &gw,
+        "POST",
+        "invoices",
+        Some(json!({"client_id": n, "is_recurring": true, "invoice_items": item})),
+    )
+    .await;
     let invoice = gw
-        .create("invoices", json!({"client_id": client_id, "line_items": [{"quantity": "1", "unit_price": "5"}]}))
+        .create(
+            "invoices",
+            json!({"client_id": client_id, "line_items": [{"quantity": "1", "unit_price": "5"}]}),
+        )
         .await;
     for query in ["", "?include_archived=true", "?status=draft"] {
         let listed = gw.get(&format!("/api/v1/invoices{query}")).await;
@@ -81,18 +108,40 @@ async fn quotes_recurring_templates_and_deleted_records_are_invisible() {
     }
     for raw in [&quote, &recurring] {
         let id = format!("inv_{}", raw["data"]["id"]);
-        assert_eq!(gw.get(&format!("/api/v1/invoices/{id}")).await.status, 404, "{id}");
-        let archive = gw.post(&format!("/api/v1/invoices/{id}/archive"), json!({})).await;
+        assert_eq!(
+            gw.get(&format!("/api/v1/invoices/{id}")).await.status,
+            404,
+            "{id}"
+        );
+        let archive = gw
+            .post(&format!("/api/v1/invoices/{id}/archive"), json!({}))
+            .await;
         assert_eq!(archive.status, 404);
     }
     // v4 keeps deleted records (is_deleted) and shows them by id and in unfiltered lists.
     let doomed = gw.create("clients", json!({"name": "Doomed"})).await;
     let doomed_id = doomed["id"].as_str().unwrap();
-    assert_eq!(gw.delete(&format!("/api/v1/clients/{doomed_id}")).await.status, 204);
-    let raw = upstream(&gw, "GET", &format!("clients/{}", doomed_id.trim_start_matches("cli_")), None).await;
+    assert_eq!(
+        gw.delete(&format!("/api/v1/clients/{doomed_id}"))
+            .await
+            .status,
+        204
+    );
+    let raw = upstream(
+        &gw,
+        "GET",
+        &format!("clients/{}", doomed_id.trim_start_matches("cli_")),
+        None,
+    )
+    .await;
     assert_eq!(raw["data"]["is_deleted"], true, "still upstream, deleted");
-    assert_eq!(gw.get(&format!("/api/v1/clients/{doomed_id}")).await.status, 404);
-    let restore = gw.post(&format!("/api/v1/clients/{doomed_id}/restore"), json!({})).await;
+    assert_eq!(
+        gw.get(&format!("/api/v1/clients/{doomed_id}")).await.status,
+        404
+    );
+    let restore = gw
+        .post(&format!("/api/v1/clients/{doomed_id}/restore"), json!({}))
+        .await;
     assert_eq!(restore.status, 404, "a deleted record cannot be restored");
     let all = gw.get("/api/v1/clients?include_archived=true").await;
     assert_eq!(all.json["meta"]["total"], 1, "{all:?}");
@@ -105,12 +154,20 @@ async fn updates_keep_what_v4_would_lose() {
     let n = client_id.trim_start_matches("cli_");
     let before = upstream(&gw, "GET", &format!("clients/{n}"), None).await;
     let contact_id = before["data"]["contacts"][0]["id"].clone();
-    let patched = gw.patch(&format!("/api/v1/clients/{client_id}"), json!({"name": "Acme Ltd"})).await;
+    let patched = gw
+        .patch(
+            &format!("/api/v1/clients/{client_id}"),
+            json!({"name": "Acme Ltd"}),
+        )
+        .await;
     assert_eq!(patched.status, 200, "{patched:?}");
     assert_eq!(patched.json["email"], "a@acme.test");
     let after = upstream(&gw, "GET", &format!("clients/{n}"), None).await;
     assert_eq!(after["data"]["contacts"].as_array().unwrap().len(), 1);
-    assert_eq!(after["data"]["contacts"][0]["id"], contact_id, "the same contact, kept");
+    assert_eq!(
+        after["data"]["contacts"][0]["id"], contact_id,
+        "the same contact, kept"
+    );
 
     // An invoice update sends every item and every field v4 resets when omitted.
     let invoice = gw
@@ -121,7 +178,9 @@ async fn updates_keep_what_v4_would_lose() {
     upstream(&gw, "PUT", &format!("invoices/{m}"), Some(json!({
         "client_id": n.parse::<i64>().unwrap(), "terms": "Net 30", "invoice_footer": "Thanks", "public_notes": "",
         "invoice_items": [{"product_key": "", "notes": "a", "cost": 10, "qty": 2}]}))).await;
-    let patched = gw.patch(&format!("/api/v1/invoices/{id}"), json!({"notes": "hello"})).await;
+    let patched = gw
+        .patch(&format!("/api/v1/invoices/{id}"), json!({"notes": "hello"}))
+        .await;
     assert_eq!(patched.status, 200, "{patched:?}");
     assert_eq!(patched.json["notes"], "hello");
     assert_eq!(patched.json["total"], "20.00");
@@ -149,24 +208,42 @@ async fn upstream_failures_map_to_gateway_errors() {
         gw.fake().inject(fault);
         let reply = gw.get("/api/v1/clients").await;
         gw.fake().clear();
-        assert_eq!((reply.status, reply.code()), (status, code), "{what}: {reply:?}");
+        assert_eq!(
+            (reply.status, reply.code()),
+            (status, code),
+            "{what}: {reply:?}"
+        );
         assert_eq!(reply.json["error"]["backend"], "local", "{what}");
-        assert!(reply.json["error"]["upstream_status"].is_u64(), "{what}: {reply:?}");
+        assert!(
+            reply.json["error"]["upstream_status"].is_u64(),
+            "{what}: {reply:?}"
+        );
         let text = String::from_utf8_lossy(&reply.bytes);
         assert!(!text.contains(&token), "{what}: the upstream token leaked");
-        assert!(!text.contains('<'), "{what}: HTML reached the client: {text}");
+        assert!(
+            !text.contains('<'),
+            "{what}: HTML reached the client: {text}"
+        );
     }
     // A bad upstream credential is the operator's problem: never 401/403 to a valid caller.
     gw.fake().inject(Fault::InvalidToken);
     let reply = gw.get("/api/v1/invoices").await;
     gw.fake().clear();
     assert_eq!(reply.status, 502);
-    assert!(reply.json["error"]["message"].as_str().unwrap().contains("Invalid token"));
+    assert!(
+        reply.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid token")
+    );
     assert!(reply.header("www-authenticate").is_none());
     // v4's 404 shapes are 404s; a v4 422 keeps its field, renamed.
     assert_eq!(gw.get("/api/v1/clients/cli_999").await.code(), "not_found");
     // The token appears in no log line.
-    assert!(!gw.log_text().contains(&token), "the upstream token is in the logs");
+    assert!(
+        !gw.log_text().contains(&token),
+        "the upstream token is in the logs"
+    );
 }
 
 #[tokio::test]
@@ -174,27 +251,47 @@ async fn a_rate_limited_account_is_not_called_until_the_wait_is_over() {
     let gw = Gateway::start_ninja_with("retries = 0\n").await;
     gw.fake().inject_times(Fault::RateLimit { wait_secs: 2 }, 1);
     let limited = gw.get("/api/v1/clients").await;
-    assert_eq!((limited.status, limited.code()), (429, "rate_limited"), "{limited:?}");
+    assert_eq!(
+        (limited.status, limited.code()),
+        (429, "rate_limited"),
+        "{limited:?}"
+    );
     assert_eq!(limited.header("retry-after"), Some("2"));
     let before = gw.fake().requests().len();
     let held = gw.get("/api/v1/clients").await;
     assert_eq!(held.status, 429);
     assert!(held.header("retry-after").is_some());
-    assert_eq!(gw.fake().requests().len(), before, "no call reached the upstream");
+    assert_eq!(
+        gw.fake().requests().len(),
+        before,
+        "no call reached the upstream"
+    );
     // The other organization has its own account and its own limit.
-    let theirs = gw.call_as(&gw.other_org, "GET", "/api/v1/clients", None).await;
+    let theirs = gw
+        .call_as(&gw.other_org, "GET", "/api/v1/clients", None)
+        .await;
     assert_eq!(theirs.status, 200);
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(gw.get("/api/v1/clients").await.status, 200, "calls resume after the wait");
+    assert_eq!(
+        gw.get("/api/v1/clients").await.status,
+        200,
+        "calls resume after the wait"
+    );
 }
 
 #[tokio::test]
 async fn a_hanging_upstream_times_out_and_only_idempotent_calls_are_retried() {
-    let gw = Gateway::start_ninja_with("timeout = \"400ms\"\nretries = 2\nbreaker_failures = 100\n").await;
+    let gw =
+        Gateway::start_ninja_with("timeout = \"400ms\"\nretries = 2\nbreaker_failures = 100\n")
+            .await;
     gw.fake().inject(Fault::Hang);
     let started = Instant::now();
     let reply = gw.get("/api/v1/clients").await;
-    assert_eq!((reply.status, reply.code()), (504, "upstream_timeout"), "{reply:?}");
+    assert_eq!(
+        (reply.status, reply.code()),
+        (504, "upstream_timeout"),
+        "{reply:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
     gw.fake().clear();
 
@@ -216,16 +313,26 @@ async fn a_hanging_upstream_times_out_and_only_idempotent_calls_are_retried() {
 
 #[tokio::test]
 async fn the_breaker_opens_after_consecutive_failures() {
-    let gw = Gateway::start_ninja_with("retries = 0\nbreaker_failures = 2\nbreaker_cooldown = \"1h\"\n").await;
+    let gw =
+        Gateway::start_ninja_with("retries = 0\nbreaker_failures = 2\nbreaker_cooldown = \"1h\"\n")
+            .await;
     gw.fake().inject(Fault::ServerError);
     assert_eq!(gw.get("/api/v1/clients").await.status, 502);
     assert_eq!(gw.get("/api/v1/clients").await.status, 502);
     gw.fake().clear();
     let before = gw.fake().requests().len();
     let open = gw.get("/api/v1/clients").await;
-    assert_eq!((open.status, open.code()), (503, "upstream_unavailable"), "{open:?}");
+    assert_eq!(
+        (open.status, open.code()),
+        (503, "upstream_unavailable"),
+        "{open:?}"
+    );
     assert!(open.header("retry-after").is_some());
-    assert_eq!(gw.fake().requests().len(), before, "an open breaker calls nobody");
+    assert_eq!(
+        gw.fake().requests().len(),
+        before,
+        "an open breaker calls nobody"
+    );
 }
 
 #[tokio::test]
@@ -233,7 +340,12 @@ async fn readiness_follows_the_upstream() {
     let gw = Gateway::start_ninja().await;
     let ready = send(gw.client.get(gw.url("/readyz"))).await;
     assert_eq!(ready.status, 200, "{ready:?}");
-    assert!(gw.fake().requests().iter().any(|r| r.path_and_query.starts_with("/api/v1/ping")));
+    assert!(
+        gw.fake()
+            .requests()
+            .iter()
+            .any(|r| r.path_and_query.starts_with("/api/v1/ping"))
+    );
     gw.fake().stop();
     let down = send(gw.client.get(gw.url("/readyz"))).await;
     assert_eq!(down.status, 503, "{down:?}");
@@ -251,8 +363,14 @@ async fn pdf_is_checked_by_its_bytes_and_sending_emails_the_invoice() {
     let id = invoice["id"].as_str().unwrap();
     let pdf = gw.get(&format!("/api/v1/invoices/{id}/pdf")).await;
     assert_eq!(pdf.status, 200);
-    assert_eq!(pdf.header("content-type"), Some("application/pdf"), "v4 said text/html; the bytes are a PDF");
-    let sent = gw.post(&format!("/api/v1/invoices/{id}/send"), json!({})).await;
+    assert_eq!(
+        pdf.header("content-type"),
+        Some("application/pdf"),
+        "v4 said text/html; the bytes are a PDF"
+    );
+    let sent = gw
+        .post(&format!("/api/v1/invoices/{id}/send"), json!({}))
+        .await;
     assert_eq!(sent.status, 204, "{sent:?}");
     let n: i64 = id.trim_start_matches("inv_").parse().unwrap();
     assert_eq!(gw.fake().emails(&upstream_token(&gw.org)), vec![n]);
@@ -274,7 +392,8 @@ async fn an_upstream_org_needs_its_credential_before_start() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("orgs.acme.upstream_token_env"), "{text}");
     assert!(text.contains("backends.ninja.base_url"), "{text}");
     assert!(!text.contains("pw@"), "{text}");

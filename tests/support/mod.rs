@@ -185,7 +185,10 @@ impl Gateway {
             }
         };
         let token_env = |name: &str| match ninja {
-            Some(_) => format!("upstream_token_env = \"NINJA_TOKEN_{}\"\n", name.to_uppercase()),
+            Some(_) => format!(
+                "upstream_token_env = \"NINJA_TOKEN_{}\"\n",
+                name.to_uppercase()
+            ),
             None => String::new(),
         };
         let toml = format!(
@@ -214,9 +217,12 @@ impl Gateway {
             config,
             logs: Arc::new(Mutex::new(Vec::new())),
             ninja,
-            extra_env: std::iter::once(("NESTGATE_ADMIN_TOKEN".to_string(), ADMIN_TOKEN.to_string()))
-                .chain(env.iter().cloned())
-                .collect(),
+            extra_env: std::iter::once((
+                "NESTGATE_ADMIN_TOKEN".to_string(),
+                ADMIN_TOKEN.to_string(),
+            ))
+            .chain(env.iter().cloned())
+            .collect(),
             tokens: Default::default(),
         };
         gateway.spawn();
@@ -313,7 +319,9 @@ impl Gateway {
 
     /// The fake Invoice Ninja server of a gateway started with [`Gateway::start_ninja`].
     pub fn fake(&self) -> &FakeNinja {
-        self.ninja.as_deref().expect("a gateway over the Invoice Ninja fake")
+        self.ninja
+            .as_deref()
+            .expect("a gateway over the Invoice Ninja fake")
     }
 
     /// Whether the organization's backend declares a behaviour of API.md; when it does not, the
