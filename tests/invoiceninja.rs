@@ -177,17 +177,26 @@ async fn updates_keep_what_v4_would_lose() {
     let m = id.trim_start_matches("inv_");
     upstream(&gw, "PUT", &format!("invoices/{m}"), Some(json!({
         "client_id": n.parse::<i64>().unwrap(), "terms": "Net 30", "invoice_footer": "Thanks", "public_notes": "",
-        "invoice_items": [{"product_key": "", "notes": "a", "cost": 10, "qty": 2}]}))).await;
+        "invoice_items": [{"product_key": "", "notes": "a", "cost": 10, "qty": 2, "discount": 10, "custom_value1": "kept"}]}))).await;
     let patched = gw
         .patch(&format!("/api/v1/invoices/{id}"), json!({"notes": "hello"}))
         .await;
     assert_eq!(patched.status, 200, "{patched:?}");
     assert_eq!(patched.json["notes"], "hello");
-    assert_eq!(patched.json["total"], "20.00");
+    assert_eq!(
+        patched.json["total"], "18.00",
+        "v4's total, line discount included"
+    );
     let raw = upstream(&gw, "GET", &format!("invoices/{m}"), None).await;
     assert_eq!(raw["data"]["terms"], "Net 30");
     assert_eq!(raw["data"]["invoice_footer"], "Thanks");
     assert_eq!(raw["data"]["invoice_items"].as_array().unwrap().len(), 1);
+    let item = &raw["data"]["invoice_items"][0];
+    assert_eq!(
+        (item["discount"].as_f64(), item["custom_value1"].as_str()),
+        (Some(10.0), Some("kept")),
+        "unchanged lines go back as v4 keeps them"
+    );
 }
 
 #[tokio::test]
@@ -237,7 +246,7 @@ async fn upstream_failures_map_to_gateway_errors() {
             .contains("Invalid token")
     );
     assert!(reply.header("www-authenticate").is_none());
-    // v4's 404 shapes are 404s; a v4 422 keeps its field, renamed.
+    // v4's 404 shapes are 404s.
     assert_eq!(gw.get("/api/v1/clients/cli_999").await.code(), "not_found");
     // The token appears in no log line.
     assert!(
@@ -316,6 +325,12 @@ async fn the_breaker_opens_after_consecutive_failures() {
     let gw =
         Gateway::start_ninja_with("retries = 0\nbreaker_failures = 2\nbreaker_cooldown = \"1h\"\n")
             .await;
+    // One organization's refused token is not the upstream failing: the breaker stays closed.
+    gw.fake().inject(Fault::InvalidToken);
+    assert_eq!(gw.get("/api/v1/clients").await.status, 502);
+    assert_eq!(gw.get("/api/v1/clients").await.status, 502);
+    gw.fake().clear();
+    assert_eq!(gw.get("/api/v1/clients").await.status, 200);
     gw.fake().inject(Fault::ServerError);
     assert_eq!(gw.get("/api/v1/clients").await.status, 502);
     assert_eq!(gw.get("/api/v1/clients").await.status, 502);
@@ -347,6 +362,8 @@ async fn readiness_follows_the_upstream() {
             .any(|r| r.path_and_query.starts_with("/api/v1/ping"))
     );
     gw.fake().stop();
+    // A probe's outcome answers for 2 s, so that /readyz cannot drive upstream calls.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let down = send(gw.client.get(gw.url("/readyz"))).await;
     assert_eq!(down.status, 503, "{down:?}");
     assert!(down.json["backends"]["local"].is_string());

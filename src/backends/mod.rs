@@ -14,6 +14,7 @@ use nestgate_invoiceninja::{NinjaAdapter, NinjaConfig};
 use nestgate_native::{NativeAdapter, NativeConfig};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
 /// One configured `[backends.NAME]`.
@@ -24,7 +25,14 @@ pub struct Backend {
     stack: stack::Stack,
     /// An organization bound to this backend, whose credential the readiness probe uses.
     probe_as: Option<CallContext>,
+    /// The last probe and when it ran (see [`PROBE_REUSE`]).
+    last_probe: std::sync::Mutex<Option<(Instant, Result<(), String>)>>,
 }
+
+/// How long a probe's outcome answers `/readyz`. The endpoint needs no token and each upstream
+/// probe spends the organization's vendor quota, so callers must not be able to drive probes
+/// faster than this.
+const PROBE_REUSE: Duration = Duration::from_secs(2);
 
 impl Backend {
     pub fn capabilities(&self) -> &Capabilities {
@@ -64,9 +72,24 @@ impl Backend {
     }
 
     /// Straight to the adapter: a probe must see the upstream, not the breaker's memory of it.
+    /// A rate-limited upstream is up (it answered), just busy.
     pub async fn probe(&self) -> Result<(), String> {
+        if let Some((at, outcome)) = self.last_probe.lock().expect("probe lock").clone()
+            && at.elapsed() < PROBE_REUSE
+        {
+            return outcome;
+        }
+        let outcome = self.probe_now().await;
+        *self.last_probe.lock().expect("probe lock") = Some((Instant::now(), outcome.clone()));
+        outcome
+    }
+
+    async fn probe_now(&self) -> Result<(), String> {
         match &self.probe_as {
-            Some(ctx) => self.adapter.probe(ctx).await.map_err(|e| e.message),
+            Some(ctx) => match self.adapter.probe(ctx).await {
+                Err(e) if e.kind == ErrorKind::RateLimited => Ok(()),
+                other => other.map_err(|e| e.message),
+            },
             None if self.kind == "native" => {
                 let ctx = CallContext {
                     org: String::new(),
@@ -140,6 +163,7 @@ impl Backends {
                 stack: stack::build(name, Arc::clone(&adapter), backend.upstream()),
                 adapter,
                 probe_as,
+                last_probe: std::sync::Mutex::new(None),
             };
             backends.insert(name.clone(), Arc::new(backend));
         }

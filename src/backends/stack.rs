@@ -17,7 +17,7 @@
 use crate::config::UpstreamSettings;
 use crate::telemetry::names;
 use futures_util::future::BoxFuture;
-use nestgate_contract::{Adapter, AdapterError, CallContext, ErrorKind, Op, Reply};
+use nestgate_contract::{Action, Adapter, AdapterError, CallContext, ErrorKind, Op, Reply};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -92,12 +92,15 @@ fn timed_out(error: tower::BoxError) -> AdapterError {
     }
 }
 
-/// A failure that says the upstream is unwell (not the caller's mistake, not a rate limit).
+/// A failure that says the upstream is unwell: unreachable, slow, or failing with a 5xx. Not
+/// the caller's mistake, not a rate limit, and not one organization's refused credential or
+/// plan (a 4xx), which must not cut off the other organizations on the same backend.
 fn is_upstream_failure(error: &AdapterError) -> bool {
-    matches!(
-        error.kind,
-        ErrorKind::Upstream | ErrorKind::UpstreamUnavailable | ErrorKind::UpstreamTimeout
-    )
+    match error.kind {
+        ErrorKind::UpstreamUnavailable | ErrorKind::UpstreamTimeout => true,
+        ErrorKind::Upstream => error.upstream_status.is_none_or(|s| s >= 500),
+        _ => false,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -143,12 +146,16 @@ impl tower::retry::Policy<Call, Reply, AdapterError> for RetryPolicy {
         result: &mut Result<Reply, AdapterError>,
     ) -> Option<Self::Future> {
         let Err(error) = result else { return None };
+        let action = call.op.action();
+        // A delete whose answer was lost may have happened: its retry would find nothing and
+        // answer 404. It is tried again only when it certainly did not reach the upstream.
         let transient = error.temporary
-            || matches!(
-                error.kind,
-                ErrorKind::UpstreamUnavailable | ErrorKind::UpstreamTimeout
-            );
-        if self.left == 0 || !transient || !call.op.action().is_idempotent() {
+            || (action != Action::Delete
+                && matches!(
+                    error.kind,
+                    ErrorKind::UpstreamUnavailable | ErrorKind::UpstreamTimeout
+                ));
+        if self.left == 0 || !transient || !action.is_idempotent() {
             return None;
         }
         let wait = self.backoff(error.retry_after);

@@ -23,6 +23,15 @@ pub(crate) struct Answer {
     pub bytes: Bytes,
 }
 
+/// The token as a header value marked sensitive, so that no HTTP-level debug output shows it.
+fn sensitive(token: &str) -> Result<header::HeaderValue, AdapterError> {
+    let mut value = header::HeaderValue::from_str(token).map_err(|_| {
+        AdapterError::internal("the organization's upstream credential is not a valid header value")
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
 impl Client {
     pub fn new(config: &NinjaConfig) -> Result<Client, String> {
         let mut headers = header::HeaderMap::new();
@@ -63,7 +72,7 @@ impl Client {
         let mut request = self
             .http
             .request(method, format!("{}/{path}", self.api))
-            .header("x-ninja-token", token.expose())
+            .header("x-ninja-token", sensitive(token.expose())?)
             .header("x-request-id", &ctx.request_id);
         if !query.is_empty() {
             request = request.query(query);

@@ -693,7 +693,7 @@ impl NinjaAdapter {
         patch.apply_fields(&mut invoice);
         check_invoice_currency(&invoice, &currency)?;
         let mark_sent = status_change(InvoiceStatus::Draft, invoice.status, Decimal::ZERO)?;
-        let mut body = mapping::invoice_body(&invoice, None)?;
+        let mut body = mapping::invoice_body(&invoice, None, true)?;
         if mark_sent {
             body["is_public"] = true.into(); // v4 moves a draft to "sent" (reference §4)
         }
@@ -726,11 +726,15 @@ impl NinjaAdapter {
             let client = self.referenced_client(ctx, client_id, "client_id").await?;
             currency = mapping::currency(V(&client).int("currency_id"), &ctx.default_currency);
         }
-        match std::mem::take(&mut patch.line_items) {
-            Patch::Set(lines) => invoice.line_items = self.resolve_lines(ctx, lines).await?,
-            // Unchanged lines go back exactly as v4 keeps them, product keys included.
-            _ => invoice.line_items = stored_lines(V(&stored)),
-        }
+        let lines_changed = match std::mem::take(&mut patch.line_items) {
+            Patch::Set(lines) => {
+                invoice.line_items = self.resolve_lines(ctx, lines).await?;
+                true
+            }
+            _ => false,
+        };
+        // A new client brings its currency unless the patch names one (which must match it).
+        invoice.currency.clone_from(&currency);
         patch.apply_fields(&mut invoice);
         if let (Some(issue), Some(due)) = (invoice.issue_date, invoice.due_date)
             && due < issue
@@ -742,10 +746,9 @@ impl NinjaAdapter {
         }
         check_invoice_currency(&invoice, &currency)?;
         let mark_sent = status_change(before, invoice.status, paid)?;
-        invoice.currency = currency;
-        invoice.recompute_lines_with_paid(paid);
+        recompute_with_paid(&mut invoice, paid);
         check_covers_paid(&invoice)?;
-        let mut body = mapping::invoice_body(&invoice, Some(V(&stored)))?;
+        let mut body = mapping::invoice_body(&invoice, Some(V(&stored)), lines_changed)?;
         if mark_sent {
             body["is_public"] = true.into();
         }
@@ -942,13 +945,17 @@ impl NinjaAdapter {
         n: i64,
     ) -> Result<(), AdapterError> {
         let mut refs = 0;
-        for what in ["invoices", "payments", "expenses"] {
+        for what in [Resource::Invoices, Resource::Payments, Resource::Expenses] {
             let params = [("client_id", n.to_string())];
             refs += self
-                .scan(ctx, what, &params)
+                .scan(ctx, path(what), &params)
                 .await?
                 .iter()
-                .filter(|r| !V(r).is_deleted())
+                // Quotes and recurring templates are not records of API.md: they do not count.
+                .filter(|r| {
+                    !V(r).is_deleted()
+                        && (what != Resource::Invoices || mapping::is_plain_invoice(V(r)))
+                })
                 .count();
         }
         if refs > 0 {
@@ -1037,15 +1044,17 @@ fn status_change(
             "partial and paid follow from payments and cannot be set",
         ));
     }
+    if after == Void {
+        return Err(AdapterError::field(
+            "status",
+            "the Invoice Ninja backend has no void invoices",
+        ));
+    }
     if paid > Decimal::ZERO {
         return Ok(false);
     }
     match (before, after) {
         (Draft, Sent) => Ok(true),
-        (_, Void) => Err(AdapterError::field(
-            "status",
-            "the Invoice Ninja backend has no void invoices",
-        )),
         _ => Err(AdapterError::field(
             "status",
             format!(
@@ -1057,21 +1066,11 @@ fn status_change(
     }
 }
 
-/// The lines of a stored v4 invoice, for an update that leaves them alone.
-fn stored_lines(stored: V<'_>) -> Vec<LineItem> {
-    mapping::invoice(stored, "USD", &ProductIndex::new()).line_items
-}
-
-/// Totals for the checks of an update, with what v4 says was paid.
-trait RecomputeWithPaid {
-    fn recompute_lines_with_paid(&mut self, paid: Decimal);
-}
-
-impl RecomputeWithPaid for Invoice {
-    fn recompute_lines_with_paid(&mut self, paid: Decimal) {
-        self.amount_paid = paid;
-        let status = self.status;
-        self.recompute();
-        self.status = status;
-    }
+/// The gateway's totals of an updated invoice, with what v4 says was paid, for the checks
+/// before it is sent (the status stays the one asked for; v4 decides the one it keeps).
+fn recompute_with_paid(invoice: &mut Invoice, paid: Decimal) {
+    invoice.amount_paid = paid;
+    let status = invoice.status;
+    invoice.recompute();
+    invoice.status = status;
 }

@@ -188,7 +188,11 @@ pub(crate) fn client_body(client: &Client, stored: Option<V<'_>>) -> Result<Valu
     };
     let currency_id = match &client.currency {
         Some(code) => currency_id(code, "currency")?,
-        None => 0,
+        // A currency this table cannot name reads as none; it is kept, never erased.
+        None => stored
+            .map(|s| s.int("currency_id"))
+            .filter(|id| lookup::currency_code(*id).is_none())
+            .unwrap_or(0),
     };
     let mut contacts: Vec<Value> = stored
         .map(|s| s.items("contacts").to_vec())
@@ -349,6 +353,7 @@ pub(crate) fn line_item_body(item: &LineItem) -> Value {
 pub(crate) fn invoice_body(
     invoice: &Invoice,
     stored: Option<V<'_>>,
+    lines_changed: bool,
 ) -> Result<Value, AdapterError> {
     let mut body = match stored {
         Some(stored) => keep_fields(stored.0),
@@ -363,10 +368,26 @@ pub(crate) fn invoice_body(
     body.insert("invoice_date".into(), date_or_empty(invoice.issue_date));
     body.insert("due_date".into(), date_or_empty(invoice.due_date));
     body.insert("public_notes".into(), text_or_empty(&invoice.notes));
-    body.insert(
-        "invoice_items".into(),
-        invoice.line_items.iter().map(line_item_body).collect(),
-    );
+    let items: Vec<Value> = match (stored, lines_changed) {
+        // Unchanged lines go back exactly as v4 keeps them: discounts, task and fee lines,
+        // second taxes and custom values included; only the item's own id and times are not
+        // sent (v4 recreates items on every update).
+        (Some(stored), false) => stored
+            .items("invoice_items")
+            .iter()
+            .map(|item| {
+                let mut item = item.clone();
+                if let Some(map) = item.as_object_mut() {
+                    for key in ["id", "updated_at", "archived_at", "account_key", "is_owner"] {
+                        map.remove(key);
+                    }
+                }
+                item
+            })
+            .collect(),
+        _ => invoice.line_items.iter().map(line_item_body).collect(),
+    };
+    body.insert("invoice_items".into(), Value::Array(items));
     Ok(Value::Object(body))
 }
 
