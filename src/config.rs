@@ -198,30 +198,49 @@ pub struct SigningKeySection {
     pub secret_env: String,
 }
 
-/// `[backends.NAME]`, one per kind. The upstream kinds list their fields inline: serde cannot
-/// combine an internally tagged enum with `deny_unknown_fields` on a shared inner struct.
+/// `[backends.NAME]`, one per kind.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum BackendSection {
     Native {},
-    Invoiceninja {
-        /// The vendor's address without `/api/v1`, e.g. `https://app.invoiceninja.com`.
-        base_url: String,
-        /// One attempt of one upstream call, connection included.
-        #[serde(default = "default_upstream_timeout")]
-        timeout: HumanDuration,
-        #[serde(default = "default_connect_timeout")]
-        connect_timeout: HumanDuration,
-        /// Extra attempts of an idempotent call after a transient failure.
-        #[serde(default = "default_retries")]
-        retries: u32,
-        /// Consecutive upstream failures that open the circuit breaker.
-        #[serde(default = "default_breaker_failures")]
-        breaker_failures: u32,
-        /// How long an open breaker refuses calls before letting one through to test.
-        #[serde(default = "default_breaker_cooldown")]
-        breaker_cooldown: HumanDuration,
-    },
+    Invoiceninja(UpstreamSection),
+    Invoisx(UpstreamSection),
+}
+
+/// What every upstream kind is configured with.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    /// The vendor's address: `https://app.invoiceninja.com` (Invoice Ninja, without `/api/v1`)
+    /// or `https://invoisx.com/api/v1` (InvoisX, the API root itself).
+    base_url: String,
+    /// One attempt of one upstream call, connection included.
+    #[serde(default = "default_upstream_timeout")]
+    timeout: HumanDuration,
+    #[serde(default = "default_connect_timeout")]
+    connect_timeout: HumanDuration,
+    /// Extra attempts of an idempotent call after a transient failure.
+    #[serde(default = "default_retries")]
+    retries: u32,
+    /// Consecutive upstream failures that open the circuit breaker.
+    #[serde(default = "default_breaker_failures")]
+    breaker_failures: u32,
+    /// How long an open breaker refuses calls before letting one through to test.
+    #[serde(default = "default_breaker_cooldown")]
+    breaker_cooldown: HumanDuration,
+}
+
+impl UpstreamSection {
+    fn settings(self) -> UpstreamSettings {
+        UpstreamSettings {
+            base_url: self.base_url,
+            timeout: self.timeout.0,
+            connect_timeout: self.connect_timeout.0,
+            retries: self.retries,
+            breaker_failures: self.breaker_failures,
+            breaker_cooldown: self.breaker_cooldown.0,
+        }
+    }
 }
 
 fn default_upstream_timeout() -> HumanDuration {
@@ -367,6 +386,7 @@ pub const MIN_ADMIN_TOKEN_BYTES: usize = 16;
 pub enum BackendSettings {
     Native,
     InvoiceNinja(UpstreamSettings),
+    Invoisx(UpstreamSettings),
 }
 
 impl BackendSettings {
@@ -374,13 +394,16 @@ impl BackendSettings {
         match self {
             BackendSettings::Native => "native",
             BackendSettings::InvoiceNinja(_) => "invoiceninja",
+            BackendSettings::Invoisx(_) => "invoisx",
         }
     }
 
     pub fn upstream(&self) -> Option<&UpstreamSettings> {
         match self {
             BackendSettings::Native => None,
-            BackendSettings::InvoiceNinja(upstream) => Some(upstream),
+            BackendSettings::InvoiceNinja(upstream) | BackendSettings::Invoisx(upstream) => {
+                Some(upstream)
+            }
         }
     }
 }
@@ -512,24 +535,15 @@ impl FileConfig {
             }
             let settings = match section {
                 BackendSection::Native {} => BackendSettings::Native,
-                BackendSection::Invoiceninja {
-                    base_url,
-                    timeout,
-                    connect_timeout,
-                    retries,
-                    breaker_failures,
-                    breaker_cooldown,
-                } => {
-                    let upstream = UpstreamSettings {
-                        base_url,
-                        timeout: timeout.0,
-                        connect_timeout: connect_timeout.0,
-                        retries,
-                        breaker_failures,
-                        breaker_cooldown: breaker_cooldown.0,
-                    };
+                BackendSection::Invoiceninja(section) => {
+                    let upstream = section.settings();
                     validate_upstream(&name, &upstream, &mut problems);
                     BackendSettings::InvoiceNinja(upstream)
+                }
+                BackendSection::Invoisx(section) => {
+                    let upstream = section.settings();
+                    validate_upstream(&name, &upstream, &mut problems);
+                    BackendSettings::Invoisx(upstream)
                 }
             };
             backends.insert(name, settings);
@@ -625,7 +639,7 @@ fn validate_upstream(name: &str, upstream: &UpstreamSettings, problems: &mut Vec
     if !scheme_ok || authority.is_empty() || authority.contains(['?', '#', '@', ' ']) {
         problems.push(problem(
             format!("backends.{name}.base_url"),
-            "must be an http(s) address like \"https://app.invoiceninja.com\", with no credentials, query or fragment",
+            "must be an http(s) address like \"https://app.invoiceninja.com\" or \"https://invoisx.com/api/v1\", with no credentials, query or fragment",
         ));
     }
     const MINUTE: Duration = Duration::from_secs(60);

@@ -11,6 +11,7 @@ use nestgate_contract::{
     Action, Adapter, CallContext, Capabilities, ErrorKind, Op, Reply, Resource,
 };
 use nestgate_invoiceninja::{NinjaAdapter, NinjaConfig};
+use nestgate_invoisx::{InvoisxAdapter, InvoisxConfig};
 use nestgate_native::{NativeAdapter, NativeConfig};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -96,6 +97,7 @@ impl Backend {
                     request_id: "readyz".into(),
                     default_currency: "USD".into(),
                     upstream_token: None,
+                    quota: Default::default(),
                 };
                 self.adapter.probe(&ctx).await.map_err(|e| e.message)
             }
@@ -123,6 +125,7 @@ impl Binding {
             request_id: request_id.to_string(),
             default_currency: self.currency.clone(),
             upstream_token: self.upstream_token.clone(),
+            quota: Default::default(),
         }
     }
 }
@@ -146,6 +149,12 @@ impl Backends {
                     let config = NinjaConfig::new(&upstream.base_url, upstream.connect_timeout);
                     Arc::new(NinjaAdapter::new(config).map_err(|e| format!("backend {name}: {e}"))?)
                 }
+                BackendSettings::Invoisx(upstream) => {
+                    let config = InvoisxConfig::new(&upstream.base_url, upstream.connect_timeout);
+                    Arc::new(
+                        InvoisxAdapter::new(config).map_err(|e| format!("backend {name}: {e}"))?,
+                    )
+                }
             };
             let probe_as = settings
                 .orgs
@@ -156,6 +165,7 @@ impl Backends {
                     request_id: "readyz".into(),
                     default_currency: binding.currency.clone(),
                     upstream_token: binding.upstream_token.clone(),
+                    quota: Default::default(),
                 });
             let backend = Backend {
                 name: name.clone(),

@@ -1,8 +1,9 @@
 //! The backend stack: what every call to an upstream vendor goes through, as tower layers. Read
 //! it top to bottom; the order matters:
 //!
-//! 1. [`Hold`]: a vendor that said "wait N seconds" gets no call from this organization until
-//!    then; the caller gets `429` with `Retry-After` at once.
+//! 1. [`Hold`]: a vendor that said "wait N seconds" (a `429`, or a success that spent the last
+//!    of the quota) gets no call from this organization until then; the caller gets `429` with
+//!    `Retry-After` at once.
 //! 2. [`Breaker`]: after `breaker_failures` consecutive upstream failures the backend is not
 //!    called for `breaker_cooldown`; then one trial call decides. Fails fast (`503`) instead of
 //!    piling requests onto a vendor that is down.
@@ -17,7 +18,9 @@
 use crate::config::UpstreamSettings;
 use crate::telemetry::names;
 use futures_util::future::BoxFuture;
-use nestgate_contract::{Action, Adapter, AdapterError, CallContext, ErrorKind, Op, Reply};
+use nestgate_contract::{
+    Action, Adapter, AdapterError, CallContext, ErrorKind, Op, QuotaNotice, Reply,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -394,12 +397,17 @@ impl HoldState {
             ..
         }) = outcome
         {
-            tracing::warn!(backend = %self.backend, wait_s = wait.as_secs_f64(), "upstream rate limit: holding calls");
-            self.until
-                .lock()
-                .expect("hold lock")
-                .insert(org.to_string(), Instant::now() + *wait);
+            self.hold(org, *wait);
         }
+    }
+
+    /// No calls for `org` during `wait` (a later, longer hold wins).
+    fn hold(&self, org: &str, wait: Duration) {
+        tracing::warn!(backend = %self.backend, wait_s = wait.as_secs_f64(), "upstream rate limit: holding calls");
+        let until = Instant::now() + wait;
+        let mut holds = self.until.lock().expect("hold lock");
+        let held = holds.entry(org.to_string()).or_insert(until);
+        *held = (*held).max(until);
     }
 }
 
@@ -416,12 +424,16 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, call: Call) -> Self::Future {
+    fn call(&mut self, mut call: Call) -> Self::Future {
         if let Err(refused) = self.state.check(&call.ctx.org) {
             return Box::pin(std::future::ready(Err(refused)));
         }
         let state = Arc::clone(&self.state);
         let org = call.ctx.org.clone();
+        call.ctx.quota = {
+            let (state, org) = (Arc::clone(&state), org.clone());
+            QuotaNotice::new(move |wait| state.hold(&org, wait))
+        };
         let future = self.inner.call(call);
         Box::pin(async move {
             let outcome = future.await;

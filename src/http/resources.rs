@@ -47,12 +47,20 @@ pub fn capabilities<B>(app: &App, mut req: Request<B>) -> Result<HttpResponse, A
         .into_iter()
         .map(|f| (f.as_str().to_string(), Value::from(caps.has(f))))
         .collect();
+    let unsupported_fields: Map<String, Value> = Resource::ALL
+        .into_iter()
+        .filter_map(|r| {
+            let fields: Vec<Value> = caps.unsupported_fields(r).map(Value::from).collect();
+            (!fields.is_empty()).then(|| (r.as_str().to_string(), Value::Array(fields)))
+        })
+        .collect();
     let body = json!({
         "org": binding.org,
         "backend": binding.backend.name,
         "kind": binding.backend.kind,
         "resources": resources,
         "features": features,
+        "unsupported_fields": unsupported_fields,
     });
     Ok(respond::json(StatusCode::OK, &body))
 }
@@ -175,6 +183,13 @@ where
                 Mode::Update
             };
             let draft = parse_draft(resource, &value, mode).map_err(ApiError::validation)?;
+            let unkept = binding
+                .backend
+                .capabilities()
+                .refuse_unsupported_fields(resource, &value);
+            if !unkept.is_empty() {
+                return Err(ApiError::validation(unkept));
+            }
             if mode == Mode::Create {
                 Op::Create(draft)
             } else {

@@ -4,6 +4,8 @@ use crate::capability::Capabilities;
 use crate::error::AdapterError;
 use crate::op::{Op, Reply};
 use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A credential the gateway holds for an organization (an upstream token). Its `Debug` never
 /// prints it, so it cannot leak through a log line or a panic message.
@@ -27,6 +29,32 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Where an adapter passes on what an upstream said about the organization's quota when the
+/// call itself succeeded (`X-RateLimit-Remaining: 0` until `X-RateLimit-Reset`). The gateway's
+/// rate-limit hold then makes no further call for the organization until the time has passed;
+/// without a hold (a probe, a unit test) the notice goes nowhere.
+#[derive(Clone, Default)]
+pub struct QuotaNotice(Option<Arc<dyn Fn(Duration) + Send + Sync>>);
+
+impl QuotaNotice {
+    pub fn new(on_spent: impl Fn(Duration) + Send + Sync + 'static) -> Self {
+        QuotaNotice(Some(Arc::new(on_spent)))
+    }
+
+    /// The organization's quota at the upstream is spent for the next `wait`.
+    pub fn spent_for(&self, wait: Duration) {
+        if let Some(on_spent) = &self.0 {
+            on_spent(wait);
+        }
+    }
+}
+
+impl fmt::Debug for QuotaNotice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("QuotaNotice")
+    }
+}
+
 /// Who is calling, on whose behalf, for one call.
 #[derive(Debug, Clone)]
 pub struct CallContext {
@@ -38,6 +66,8 @@ pub struct CallContext {
     pub default_currency: String,
     /// The organization's own credential at its vendor; `None` for the native store.
     pub upstream_token: Option<Secret>,
+    /// Set by the gateway's rate-limit hold for the duration of the call.
+    pub quota: QuotaNotice,
 }
 
 #[async_trait::async_trait]

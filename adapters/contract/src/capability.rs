@@ -1,7 +1,9 @@
 //! What a backend declares it can do. The gateway checks the declaration before a call reaches
 //! the backend (`501 not_supported_by_backend`) and publishes it at `GET /api/v1/capabilities`.
 
+use crate::error::FieldError;
 use crate::op::{Action, Resource};
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Behaviours of API.md that an upstream may be unable to give even though it has the call.
@@ -45,6 +47,10 @@ pub struct Capabilities {
     /// Why a call is missing, where the backend can say (shown in the `501`).
     reasons: BTreeMap<(Resource, Action), &'static str>,
     features: BTreeSet<Feature>,
+    /// Fields of a body the upstream has nowhere to keep, with why: a body that sets one gets
+    /// `422` on it before any call, rather than losing it silently. `line_items[].x` names a
+    /// field of every line item.
+    unsupported_fields: BTreeMap<(Resource, &'static str), &'static str>,
 }
 
 impl Capabilities {
@@ -93,6 +99,61 @@ impl Capabilities {
         self.without(resource, action)
     }
 
+    /// Removes every call on `resource` and says why.
+    pub fn without_resource_because(mut self, resource: Resource, reason: &'static str) -> Self {
+        for action in Action::ALL {
+            if action.applies_to(resource) {
+                self = self.without_because(resource, action, reason);
+            }
+        }
+        self
+    }
+
+    /// Declares that `field` of `resource` cannot be kept, and why.
+    pub fn without_field(
+        mut self,
+        resource: Resource,
+        field: &'static str,
+        reason: &'static str,
+    ) -> Self {
+        self.unsupported_fields.insert((resource, field), reason);
+        self
+    }
+
+    /// The fields of `resource` this backend cannot keep, in order.
+    pub fn unsupported_fields(&self, resource: Resource) -> impl Iterator<Item = &'static str> {
+        self.unsupported_fields
+            .keys()
+            .filter(move |(r, _)| *r == resource)
+            .map(|(_, field)| *field)
+    }
+
+    /// Every field of a request body that sets (to anything but `null`) a field this backend
+    /// cannot keep, under its path in the body.
+    pub fn refuse_unsupported_fields(&self, resource: Resource, body: &Value) -> Vec<FieldError> {
+        let mut refused = Vec::new();
+        for (&(_, field), &reason) in self
+            .unsupported_fields
+            .iter()
+            .filter(|((r, _), _)| *r == resource)
+        {
+            let set = |v: Option<&Value>| v.is_some_and(|v| !v.is_null());
+            match field.split_once("[].") {
+                Some((list, inner)) => {
+                    let items = body.get(list).and_then(Value::as_array);
+                    for (i, item) in items.into_iter().flatten().enumerate() {
+                        if set(item.get(inner)) {
+                            refused.push(FieldError::new(format!("{list}[{i}].{inner}"), reason));
+                        }
+                    }
+                }
+                None if set(body.get(field)) => refused.push(FieldError::new(field, reason)),
+                None => {}
+            }
+        }
+        refused
+    }
+
     pub fn reason(&self, resource: Resource, action: Action) -> Option<&'static str> {
         self.reasons.get(&(resource, action)).copied()
     }
@@ -114,5 +175,34 @@ mod tests {
         let caps = caps.without(Resource::Invoices, Action::Send);
         assert!(!caps.supports(Resource::Invoices, Action::Send));
         assert!(caps.supports(Resource::Invoices, Action::MarkSent));
+    }
+
+    #[test]
+    fn unsupported_fields_are_refused_only_when_set() {
+        let caps = Capabilities::everything()
+            .without_field(Resource::Clients, "notes", "has nowhere to go")
+            .without_field(
+                Resource::Invoices,
+                "line_items[].product_key",
+                "no products",
+            );
+        let refused = caps.refuse_unsupported_fields(
+            Resource::Clients,
+            &serde_json::json!({"name": "A", "notes": "n"}),
+        );
+        assert_eq!(refused, [FieldError::new("notes", "has nowhere to go")]);
+        let cleared = serde_json::json!({"notes": null});
+        assert!(
+            caps.refuse_unsupported_fields(Resource::Clients, &cleared)
+                .is_empty()
+        );
+        let lines = serde_json::json!({"line_items": [{"quantity": 1}, {"product_key": "K"}]});
+        let refused = caps.refuse_unsupported_fields(Resource::Invoices, &lines);
+        assert_eq!(refused[0].field, "line_items[1].product_key");
+        assert_eq!(
+            caps.unsupported_fields(Resource::Clients)
+                .collect::<Vec<_>>(),
+            ["notes"]
+        );
     }
 }

@@ -41,6 +41,33 @@ pub enum ErrorKind {
     Internal,
 }
 
+/// Laravel's validation errors, `{"errors": {"field.path": ["message", …]}}`: the shape both PHP
+/// vendors answer a `422` with, as field errors under the gateway's names (`rename`). The
+/// `unique` rule's "has already been taken" is API.md's `409`, not a `422`. `None` when the body
+/// names no field.
+pub fn from_laravel_errors(
+    body: &serde_json::Value,
+    rename: impl Fn(&str) -> String,
+) -> Option<AdapterError> {
+    let errors = body.get("errors")?.as_object()?;
+    let mut details = Vec::new();
+    for (field, messages) in errors {
+        let issue = messages
+            .as_array()
+            .and_then(|m| m.first())
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("is invalid");
+        if issue.contains("has already been taken") {
+            return Some(AdapterError::conflict(format!(
+                "the {} is already taken",
+                rename(field).replace('_', " ")
+            )));
+        }
+        details.push(FieldError::new(rename(field), issue));
+    }
+    (!details.is_empty()).then(|| AdapterError::validation(details))
+}
+
 /// Who is to blame: decides between a 4xx, a 5xx naming the upstream, and a 500.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Blame {

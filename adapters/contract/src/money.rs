@@ -45,6 +45,23 @@ pub fn normalize(value: Decimal) -> Decimal {
     value.normalize()
 }
 
+/// A decimal as a JSON number written from its exact text (`1250.1`, never `1250.0999…`), for
+/// upstreams that take money as JSON numbers.
+pub fn json_number(value: Decimal) -> serde_json::Value {
+    serde_json::Number::from_str(&value.normalize().to_string())
+        .map(serde_json::Value::Number)
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// A JSON number or numeric string read exactly from its text; `None` for anything else.
+pub fn from_json(value: &serde_json::Value) -> Option<Decimal> {
+    match value {
+        serde_json::Value::Number(n) => parse_decimal(&n.to_string()),
+        serde_json::Value::String(s) => parse_decimal(s),
+        _ => None,
+    }
+}
+
 /// `Decimal::from_str` for literals in code and tests.
 pub fn dec(text: &str) -> Decimal {
     Decimal::from_str(text).expect("a decimal literal")
@@ -61,6 +78,16 @@ mod tests {
         assert_eq!(round_amount(dec("2.5"), "JPY").to_string(), "3");
         assert_eq!(round_amount(dec("1.0005"), "BHD").to_string(), "1.001");
         assert_eq!(round_amount(dec("1250"), "EUR").to_string(), "1250.00");
+    }
+
+    #[test]
+    fn json_numbers_round_trip_exactly() {
+        let value = json_number(dec("1250.10"));
+        assert_eq!(value.to_string(), "1250.1");
+        let read: serde_json::Value = serde_json::from_str("0.30000000000000004").unwrap();
+        assert_eq!(from_json(&read).unwrap().to_string(), "0.30000000000000004");
+        assert_eq!(from_json(&serde_json::json!("8.875")), Some(dec("8.875")));
+        assert_eq!(from_json(&serde_json::Value::Null), None);
     }
 
     #[test]

@@ -157,6 +157,30 @@ pub struct Invoice {
 }
 
 impl Invoice {
+    /// A new draft with no id, number, dates or lines yet: what every backend fills from a
+    /// create body.
+    pub fn draft(client_id: String, currency: String, now: DateTime<Utc>) -> Invoice {
+        Invoice {
+            id: String::new(),
+            number: String::new(),
+            client_id,
+            status: InvoiceStatus::Draft,
+            currency,
+            issue_date: None,
+            due_date: None,
+            line_items: Vec::new(),
+            subtotal: Decimal::ZERO,
+            tax_total: Decimal::ZERO,
+            total: Decimal::ZERO,
+            amount_paid: Decimal::ZERO,
+            balance: Decimal::ZERO,
+            notes: None,
+            created_at: now,
+            updated_at: now,
+            archived: false,
+        }
+    }
+
     /// Recomputes every line amount and the invoice totals from quantities, prices and rates.
     /// The one place the gateway's arithmetic lives: each line and each line's tax are rounded
     /// half-up to the currency, and the totals are sums of rounded values, so they always add up.

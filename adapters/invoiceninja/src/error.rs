@@ -3,7 +3,8 @@
 //! that no HTML page, stack trace or URL reaches a client.
 
 use crate::client::Answer;
-use nestgate_contract::{AdapterError, ErrorKind, FieldError};
+use nestgate_contract::error::from_laravel_errors;
+use nestgate_contract::{AdapterError, ErrorKind};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -128,27 +129,8 @@ fn upstream_message(body: &Value) -> Option<String> {
 /// Laravel's 422: every field error, renamed to the gateway's field paths. A taken invoice
 /// number (the `unique` rule: "has already been taken") is API.md's `409`, not a `422`.
 fn validation(body: &Value) -> AdapterError {
-    let mut details = Vec::new();
-    if let Some(errors) = body.get("errors").and_then(Value::as_object) {
-        for (field, messages) in errors {
-            let issue = messages
-                .as_array()
-                .and_then(|m| m.first())
-                .and_then(Value::as_str)
-                .unwrap_or("is invalid");
-            if issue.contains("has already been taken") {
-                return AdapterError::conflict(format!(
-                    "the {} is already taken",
-                    gateway_field(field).replace('_', " ")
-                ));
-            }
-            details.push(FieldError::new(gateway_field(field), issue));
-        }
-    }
-    if details.is_empty() {
-        return AdapterError::new(ErrorKind::Upstream, "the upstream refused the data");
-    }
-    AdapterError::validation(details)
+    from_laravel_errors(body, gateway_field)
+        .unwrap_or_else(|| AdapterError::new(ErrorKind::Upstream, "the upstream refused the data"))
 }
 
 /// v4's field names (and Laravel's dotted array paths) to the gateway's.

@@ -670,25 +670,10 @@ impl NinjaAdapter {
             Patch::Set(lines) => self.resolve_lines(ctx, lines).await?,
             _ => Vec::new(),
         };
-        let now = Utc::now();
+        // No number: v4 assigns the next one when none is sent.
         let mut invoice = Invoice {
-            id: String::new(),
-            number: String::new(), // v4 assigns the next number when none is sent
-            client_id,
-            status: InvoiceStatus::Draft,
-            currency: currency.clone(),
-            issue_date: None,
-            due_date: None,
             line_items: lines,
-            subtotal: Decimal::ZERO,
-            tax_total: Decimal::ZERO,
-            total: Decimal::ZERO,
-            amount_paid: Decimal::ZERO,
-            balance: Decimal::ZERO,
-            notes: None,
-            created_at: now,
-            updated_at: now,
-            archived: false,
+            ..Invoice::draft(client_id, currency.clone(), Utc::now())
         };
         patch.apply_fields(&mut invoice);
         check_invoice_currency(&invoice, &currency)?;

@@ -10,15 +10,14 @@
 
 use crate::lookup;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
-use nestgate_contract::money::{parse_decimal, round_amount};
+use nestgate_contract::money::{from_json, round_amount};
 use nestgate_contract::records::{
     Address, Client, Expense, Invoice, InvoiceStatus, LineItem, Payment, Product,
 };
 use nestgate_contract::{AdapterError, ErrorKind, Resource};
 use rust_decimal::Decimal;
-use serde_json::{Map, Number, Value, json};
+use serde_json::{Map, Value, json};
 use std::collections::HashMap;
-use std::str::FromStr;
 
 /// Read access to one v4 object, lenient the way v4's own output is.
 #[derive(Clone, Copy)]
@@ -51,11 +50,7 @@ impl<'a> V<'a> {
 
     /// A money or quantity field, exactly as v4 wrote it.
     pub fn dec(self, key: &str) -> Decimal {
-        match self.0.get(key) {
-            Some(Value::Number(n)) => parse_decimal(&n.to_string()).unwrap_or_default(),
-            Some(Value::String(s)) => parse_decimal(s).unwrap_or_default(),
-            _ => Decimal::ZERO,
-        }
+        self.0.get(key).and_then(from_json).unwrap_or_default()
     }
 
     pub fn flag(self, key: &str) -> bool {
@@ -110,11 +105,7 @@ pub(crate) fn public_id(resource: Resource, id: &str) -> Option<i64> {
 }
 
 /// A decimal as a JSON number with exactly its digits (serde_json's `arbitrary_precision`).
-pub(crate) fn number(value: Decimal) -> Value {
-    Number::from_str(&value.normalize().to_string())
-        .map(Value::Number)
-        .unwrap_or(Value::Null)
-}
+pub(crate) use nestgate_contract::money::json_number as number;
 
 fn text_or_empty(value: &Option<String>) -> Value {
     Value::from(value.clone().unwrap_or_default())
@@ -547,6 +538,7 @@ pub(crate) fn garbled(what: &str) -> AdapterError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::str::FromStr;
 
     #[test]
     fn ids_round_trip_and_refuse_strangers() {

@@ -332,27 +332,15 @@ impl NativeAdapter {
             ),
         };
         let at = now();
+        let currency = client
+            .currency
+            .clone()
+            .unwrap_or_else(|| ctx.default_currency.clone());
         let mut invoice = Invoice {
             id: new_id(Resource::Invoices),
             number,
-            client_id,
-            status: InvoiceStatus::Draft,
-            currency: client
-                .currency
-                .clone()
-                .unwrap_or_else(|| ctx.default_currency.clone()),
-            issue_date: None,
-            due_date: None,
             line_items: lines,
-            subtotal: Decimal::ZERO,
-            tax_total: Decimal::ZERO,
-            total: Decimal::ZERO,
-            amount_paid: Decimal::ZERO,
-            balance: Decimal::ZERO,
-            notes: None,
-            created_at: at,
-            updated_at: at,
-            archived: false,
+            ..Invoice::draft(client_id, currency, at)
         };
         patch.apply_fields(&mut invoice);
         invoice.recompute();

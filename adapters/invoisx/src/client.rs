@@ -1,0 +1,209 @@
+//! The HTTP client: one pooled reqwest client per backend, the headers InvoisX needs on every
+//! call, the organization's Bearer token (put on the wire here and nowhere else), and what the
+//! rate-limit headers of every answer say.
+
+use crate::config::InvoisxConfig;
+use crate::error::{parse_error, unreachable};
+use bytes::Bytes;
+use nestgate_contract::{AdapterError, CallContext, ErrorKind};
+use reqwest::{Method, header};
+use serde_json::Value;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub(crate) struct Client {
+    http: reqwest::Client,
+    /// The API root, e.g. `https://invoisx.com/api/v1`.
+    api: String,
+    max_body_bytes: usize,
+}
+
+/// An upstream answer, read whole.
+pub(crate) struct Answer {
+    pub status: u16,
+    /// How long the upstream asked us to wait before calling again: `Retry-After`, else the
+    /// time until `X-RateLimit-Reset`.
+    pub retry_after: Option<Duration>,
+    pub bytes: Bytes,
+}
+
+/// When a reset header holds less than this, it is a number of seconds rather than Unix time.
+const UNIX_TIME_FLOOR: u64 = 1_000_000_000;
+/// The reference's window: a spent quota with no reset time is assumed spent for this long.
+const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
+
+impl Client {
+    pub fn new(config: &InvoisxConfig) -> Result<Client, String> {
+        let mut headers = header::HeaderMap::new();
+        headers.insert(header::ACCEPT, "application/json".parse().unwrap());
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(config.connect_timeout)
+            .user_agent(concat!("nestgate/", env!("CARGO_PKG_VERSION")))
+            // A redirect is Laravel sending an unauthenticated browser to its login page.
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Client {
+            http,
+            api: config.base_url.clone(),
+            max_body_bytes: config.max_body_bytes,
+        })
+    }
+
+    /// Sends one call and reads the whole answer, whatever its status. A success that spent
+    /// the last of the organization's quota is passed on to the gateway's hold.
+    pub async fn send(
+        &self,
+        ctx: &CallContext,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Answer, AdapterError> {
+        let Some(token) = &ctx.upstream_token else {
+            return Err(AdapterError::internal(
+                "the organization has no upstream credential configured",
+            ));
+        };
+        let mut bearer = header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            .map_err(|_| {
+                AdapterError::internal(
+                    "the organization's upstream credential is not a valid header value",
+                )
+            })?;
+        bearer.set_sensitive(true);
+        let mut request = self
+            .http
+            .request(method, format!("{}/{path}", self.api))
+            .header(header::AUTHORIZATION, bearer)
+            .header("x-request-id", &ctx.request_id);
+        if !query.is_empty() {
+            request = request.query(query);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let mut response = request.send().await.map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let quota = Quota::read(response.headers());
+        if status != 429 && quota.remaining == Some(0) {
+            ctx.quota
+                .spent_for(quota.until_reset.unwrap_or(DEFAULT_WINDOW));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+            if bytes.len() + chunk.len() > self.max_body_bytes {
+                return Err(AdapterError::new(
+                    ErrorKind::Upstream,
+                    format!(
+                        "the upstream answer is larger than {} bytes",
+                        self.max_body_bytes
+                    ),
+                )
+                .with_upstream_status(status));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Answer {
+            status,
+            retry_after: quota.retry_after.or(quota.until_reset),
+            bytes: Bytes::from(bytes),
+        })
+    }
+
+    /// [`Client::send`] for calls answered with JSON: a success's body, or the mapped error.
+    pub async fn json(
+        &self,
+        ctx: &CallContext,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Value, AdapterError> {
+        let answer = self.send(ctx, method, path, query, body).await?;
+        if !(200..300).contains(&answer.status) {
+            return Err(parse_error(&answer));
+        }
+        if answer.status == 204 {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&answer.bytes).map_err(|_| {
+            AdapterError::new(
+                ErrorKind::Upstream,
+                "the upstream answered with something that is not JSON",
+            )
+            .with_upstream_status(answer.status)
+        })
+    }
+}
+
+/// The rate-limit headers of one answer (reference: "Rate limit").
+struct Quota {
+    remaining: Option<u64>,
+    until_reset: Option<Duration>,
+    retry_after: Option<Duration>,
+}
+
+impl Quota {
+    fn read(headers: &header::HeaderMap) -> Quota {
+        let number = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        // `X-RateLimit-Reset` is Unix time in the reference; some servers send seconds to wait.
+        let until_reset = number("x-ratelimit-reset").map(|reset| {
+            let secs = if reset >= UNIX_TIME_FLOOR {
+                reset.saturating_sub(now)
+            } else {
+                reset
+            };
+            Duration::from_secs(secs.clamp(1, 3600))
+        });
+        Quota {
+            remaining: number("x-ratelimit-remaining"),
+            until_reset,
+            retry_after: number("retry-after").map(|s| Duration::from_secs(s.clamp(1, 3600))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, String)]) -> header::HeaderMap {
+        let mut map = header::HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn reset_is_read_as_unix_time_or_as_seconds() {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let quota = Quota::read(&headers(&[
+            ("x-ratelimit-remaining", "0".into()),
+            ("x-ratelimit-reset", (now + 30).to_string()),
+        ]));
+        assert_eq!(quota.remaining, Some(0));
+        let wait = quota.until_reset.unwrap().as_secs();
+        assert!((29..=30).contains(&wait), "{wait}");
+        let quota = Quota::read(&headers(&[("x-ratelimit-reset", "12".into())]));
+        assert_eq!(quota.until_reset, Some(Duration::from_secs(12)));
+        let quota = Quota::read(&headers(&[("retry-after", "60".into())]));
+        assert_eq!(quota.retry_after, Some(Duration::from_secs(60)));
+        let quota = Quota::read(&headers(&[("x-ratelimit-remaining", "x".into())]));
+        assert_eq!(quota.remaining, None);
+    }
+}
