@@ -11,24 +11,14 @@
 //! is answered synchronously, and never holds it across an `.await`.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::fmt::Write as _;
-use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::Poll;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use serde_json::{Map, Value, json};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+
+pub use super::server::Seen;
+use super::server::{FakeServer, Reply, lock};
 
 /// What every API response announces in `X-Ninja-Version`.
 const NINJA_VERSION: &str = "4.5.50";
@@ -62,85 +52,29 @@ pub enum Fault {
     Garbage,
 }
 
-/// One request as the fake received it.
-#[derive(Debug, Clone)]
-pub struct Seen {
-    pub method: String,
-    pub path_and_query: String,
-    /// Names are lowercased.
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl Seen {
-    /// The first value of a header, by case-insensitive name.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn new(parts: &http::request::Parts, body: &[u8]) -> Seen {
-        Seen {
-            method: parts.method.as_str().to_string(),
-            path_and_query: parts
-                .uri
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_string(),
-            headers: parts
-                .headers
-                .iter()
-                .map(|(n, v)| {
-                    let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
-                    (n.as_str().to_ascii_lowercase(), value)
-                })
-                .collect(),
-            body: String::from_utf8_lossy(body).into_owned(),
-        }
-    }
-}
-
 /// A running fake server. Dropping it stops it.
 pub struct FakeNinja {
     state: Arc<Mutex<State>>,
-    addr: SocketAddr,
-    /// Shared with the accept loop so that `stop()` can close the socket synchronously.
-    listener: Arc<Mutex<Option<TcpListener>>>,
-    acceptor: Mutex<Option<JoinHandle<()>>>,
-    /// Flipped by `stop()`; every open connection watches it and closes.
-    shutdown: watch::Sender<bool>,
+    server: FakeServer,
 }
 
 impl FakeNinja {
     /// Binds 127.0.0.1:0 and serves in a spawned tokio task. Works from inside #[tokio::test].
     pub async fn start() -> FakeNinja {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the fake Invoice Ninja");
-        let addr = listener.local_addr().expect("the fake's address");
-        let state = Arc::new(Mutex::new(State::new(addr.port())));
-        let listener = Arc::new(Mutex::new(Some(listener)));
-        let (shutdown, _) = watch::channel(false);
-        let acceptor = tokio::spawn(accept_loop(
-            listener.clone(),
-            state.clone(),
-            shutdown.subscribe(),
-        ));
-        FakeNinja {
-            state,
-            addr,
-            listener,
-            acceptor: Mutex::new(Some(acceptor)),
-            shutdown,
-        }
+        let state = Arc::new(Mutex::new(State::new(0)));
+        let shared = state.clone();
+        let server = FakeServer::start(
+            "Invoice Ninja",
+            Arc::new(move |seen| lock(&shared).answer(seen)),
+        )
+        .await;
+        lock(&state).port = server.addr().port();
+        FakeNinja { state, server }
     }
 
     /// "http://127.0.0.1:PORT" (the API is under /api/v1 below it).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.addr())
     }
 
     /// Creates an empty account whose API token is `token`, with its own records, id counters
@@ -193,11 +127,11 @@ impl FakeNinja {
     /// Stops serving: the listener is closed and later connections are refused; open
     /// connections (hanging ones included) are dropped.
     pub fn stop(&self) {
-        drop(lock(&self.listener).take());
-        if let Some(acceptor) = lock(&self.acceptor).take() {
-            acceptor.abort();
-        }
-        self.shutdown.send_replace(true);
+        self.server.stop();
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.server.addr()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -205,90 +139,9 @@ impl FakeNinja {
     }
 }
 
-impl Drop for FakeNinja {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Locks even after a panic elsewhere poisoned the mutex: a failed test must not cascade.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-// ===========================================================================
-// Serving
-// ===========================================================================
-
-async fn accept_loop(
-    listener: Arc<Mutex<Option<TcpListener>>>,
-    state: Arc<Mutex<State>>,
-    shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        match next_connection(&listener).await {
-            None => return,
-            Some(Ok(stream)) => {
-                tokio::spawn(serve_connection(stream, state.clone(), shutdown.clone()));
-            }
-            Some(Err(_)) => tokio::time::sleep(Duration::from_millis(10)).await,
-        }
-    }
-}
-
-/// Accepts from the shared listener without holding its lock across an await, so `stop()`
-/// can take and drop it at any time; `None` once it is gone.
-async fn next_connection(listener: &Mutex<Option<TcpListener>>) -> Option<io::Result<TcpStream>> {
-    std::future::poll_fn(|cx| match lock(listener).as_ref() {
-        None => Poll::Ready(None),
-        Some(l) => l.poll_accept(cx).map(|r| Some(r.map(|(stream, _)| stream))),
-    })
-    .await
-}
-
-async fn serve_connection(
-    stream: TcpStream,
-    state: Arc<Mutex<State>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::select! {
-        _ = connection => {}
-        _ = shutdown.changed() => {}
-    }
-}
-
-async fn handle(
-    state: Arc<Mutex<State>>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let seen = Seen::new(&parts, &body);
-    let answer = lock(&state).answer(seen);
-    match answer {
-        Some(reply) => Ok(reply.into_response()),
-        // Fault::Hang: only this request's task waits; the lock is already released.
-        None => std::future::pending().await,
-    }
-}
-
 // ===========================================================================
 // Replies
 // ===========================================================================
-
-/// A response before it becomes a hyper one.
-struct Reply {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: Vec<u8>,
-}
 
 impl Reply {
     /// A JSON body encoded like `BaseAPIController::response`, with the API headers.
@@ -330,19 +183,6 @@ impl Reply {
         let mut reply = Reply::html(302, body);
         reply.headers.push(("location", location.to_string()));
         reply
-    }
-
-    fn into_response(self) -> Response<Full<Bytes>> {
-        let mut builder = Response::builder().status(self.status);
-        for (name, value) in self.headers {
-            // A value PHP would send but `http` rejects (a control character) is left out.
-            if let Ok(value) = http::HeaderValue::from_bytes(value.as_bytes()) {
-                builder = builder.header(name, value);
-            }
-        }
-        builder
-            .body(Full::new(Bytes::from(self.body)))
-            .expect("a well-formed response")
     }
 }
 

@@ -1,2 +1,4 @@
 #![allow(dead_code)]
 pub mod invoiceninja;
+pub mod invoisx;
+pub mod server;

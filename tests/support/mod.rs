@@ -6,6 +6,7 @@
 pub mod fakes;
 
 use fakes::invoiceninja::FakeNinja;
+use fakes::invoisx::FakeInvoisx;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -38,6 +39,8 @@ pub enum Serve {
     /// An `invoiceninja` backend in front of a fake v4 server (one account per organization);
     /// the gateway's own storage is SQLite. `upstream_toml` is added to the backend's section.
     Ninja { upstream_toml: String },
+    /// An `invoisx` backend in front of a fake InvoisX server, likewise.
+    Invoisx { upstream_toml: String },
 }
 
 impl Store {
@@ -76,6 +79,8 @@ pub struct Gateway {
     pub logs: Arc<Mutex<Vec<String>>>,
     /// The fake Invoice Ninja server behind an `invoiceninja` gateway.
     pub ninja: Option<Arc<FakeNinja>>,
+    /// The fake InvoisX server behind an `invoisx` gateway.
+    pub invoisx: Option<Arc<FakeInvoisx>>,
     extra_env: Vec<(String, String)>,
     /// An access token with every scope for `org` and for `other_org`, from real API keys.
     tokens: std::collections::HashMap<String, String>,
@@ -155,6 +160,18 @@ impl Gateway {
         Self::start_serving(serve, "", &[]).await
     }
 
+    /// A gateway whose organizations are served by a fake InvoisX company each.
+    pub async fn start_invoisx() -> Gateway {
+        Self::start_invoisx_with("").await
+    }
+
+    pub async fn start_invoisx_with(upstream_toml: &str) -> Gateway {
+        let serve = Serve::Invoisx {
+            upstream_toml: upstream_toml.to_string(),
+        };
+        Self::start_serving(serve, "", &[]).await
+    }
+
     pub async fn start_serving(serve: Serve, extra_toml: &str, env: &[(&str, &str)]) -> Gateway {
         let dir = tempfile::tempdir().expect("a temp dir");
         let sqlite = format!("sqlite://{}/nestgate.db", dir.path().display());
@@ -168,25 +185,45 @@ impl Gateway {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let (backend, ninja) = match &serve {
+        let (mut ninja, mut invoisx) = (None, None);
+        // Each organization's upstream token is `{vendor}-token-{org}`, in `{VENDOR}_TOKEN_{ORG}`.
+        let (backend, vendor) = match &serve {
             Serve::Native(_) => ("[backends.local]\nkind = \"native\"\n".to_string(), None),
             Serve::Ninja { upstream_toml } => {
                 let fake = FakeNinja::start().await;
                 for name in [&org, &other_org] {
-                    let token = format!("ninja-token-{name}");
-                    fake.add_account(&token);
-                    env.push((format!("NINJA_TOKEN_{}", name.to_uppercase()), token));
+                    fake.add_account(&format!("ninja-token-{name}"));
                 }
                 let section = format!(
                     "[backends.local]\nkind = \"invoiceninja\"\nbase_url = \"{}\"\n{upstream_toml}\n",
                     fake.base_url()
                 );
-                (section, Some(Arc::new(fake)))
+                ninja = Some(Arc::new(fake));
+                (section, Some("ninja"))
+            }
+            Serve::Invoisx { upstream_toml } => {
+                let fake = FakeInvoisx::start().await;
+                for name in [&org, &other_org] {
+                    fake.add_account(&format!("invoisx-token-{name}"));
+                }
+                let section = format!(
+                    "[backends.local]\nkind = \"invoisx\"\nbase_url = \"{}\"\n{upstream_toml}\n",
+                    fake.base_url()
+                );
+                invoisx = Some(Arc::new(fake));
+                (section, Some("invoisx"))
             }
         };
-        let token_env = |name: &str| match ninja {
-            Some(_) => format!(
-                "upstream_token_env = \"NINJA_TOKEN_{}\"\n",
+        if let Some(vendor) = vendor {
+            for name in [&org, &other_org] {
+                let var = format!("{}_TOKEN_{}", vendor.to_uppercase(), name.to_uppercase());
+                env.push((var, format!("{vendor}-token-{name}")));
+            }
+        }
+        let token_env = |name: &str| match vendor {
+            Some(vendor) => format!(
+                "upstream_token_env = \"{}_TOKEN_{}\"\n",
+                vendor.to_uppercase(),
                 name.to_uppercase()
             ),
             None => String::new(),
@@ -217,6 +254,7 @@ impl Gateway {
             config,
             logs: Arc::new(Mutex::new(Vec::new())),
             ninja,
+            invoisx,
             extra_env: std::iter::once((
                 "NESTGATE_ADMIN_TOKEN".to_string(),
                 ADMIN_TOKEN.to_string(),
@@ -310,6 +348,7 @@ impl Gateway {
             config,
             logs: Arc::new(Mutex::new(Vec::new())),
             ninja: self.ninja.clone(),
+            invoisx: self.invoisx.clone(),
             extra_env: self.extra_env.clone(),
             tokens: self.tokens.clone(),
         };
@@ -322,6 +361,61 @@ impl Gateway {
         self.ninja
             .as_deref()
             .expect("a gateway over the Invoice Ninja fake")
+    }
+
+    pub fn invoisx_fake(&self) -> &FakeInvoisx {
+        self.invoisx
+            .as_deref()
+            .expect("a gateway over the InvoisX fake")
+    }
+
+    /// Whether the organization's backend declares the call (`GET /api/v1/capabilities`). When
+    /// it does not, this says the part is skipped, and checks the declaration is kept: the call
+    /// answers `501 not_supported_by_backend`, naming the backend.
+    pub async fn supports(&self, resource: &str, action: &str) -> bool {
+        let caps = self.get("/api/v1/capabilities").await;
+        if caps.json["resources"][resource][action] == Value::Bool(true) {
+            return true;
+        }
+        let kind = caps.json["kind"].as_str().unwrap_or("?");
+        eprintln!("skipped: backend `{kind}` declares no `{action}` on {resource}");
+        let (method, path) = match action {
+            "list" => ("GET", format!("/api/v1/{resource}")),
+            "get" => ("GET", format!("/api/v1/{resource}/x1")),
+            "create" => ("POST", format!("/api/v1/{resource}")),
+            "update" => ("PATCH", format!("/api/v1/{resource}/x1")),
+            "delete" => ("DELETE", format!("/api/v1/{resource}/x1")),
+            "pdf" => ("GET", format!("/api/v1/{resource}/x1/pdf")),
+            other => (
+                "POST",
+                format!("/api/v1/{resource}/x1/{}", other.replace('_', "-")),
+            ),
+        };
+        let body = matches!(method, "POST" | "PATCH").then(|| serde_json::json!({}));
+        let reply = self.call(method, &path, body).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (501, "not_supported_by_backend"),
+            "{method} {path} on a backend that declares it lacks it: {reply:?}"
+        );
+        assert_eq!(reply.json["error"]["backend"], "local");
+        false
+    }
+
+    /// Whether the organization's backend keeps `field` of `resource`; when it does not, this
+    /// says the part is skipped.
+    pub async fn keeps(&self, resource: &str, field: &str) -> bool {
+        let caps = self.get("/api/v1/capabilities").await;
+        let unkept = caps.json["unsupported_fields"][resource]
+            .as_array()
+            .is_some_and(|fields| fields.iter().any(|f| f == field));
+        if unkept {
+            eprintln!(
+                "skipped: backend `{}` does not keep {resource}.{field}",
+                caps.json["kind"].as_str().unwrap_or("?")
+            );
+        }
+        !unkept
     }
 
     /// Whether the organization's backend declares a behaviour of API.md; when it does not, the

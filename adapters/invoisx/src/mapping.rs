@@ -54,7 +54,7 @@ pub(crate) fn id(resource: Resource, upstream: &str) -> String {
 /// InvoisX's id from ours; `None` when it cannot name a record of `resource`. (The gateway has
 /// already refused ids with anything but letters, digits, `-` and `_`, so the rest is safe in a
 /// path.)
-pub(crate) fn upstream_id<'a>(resource: Resource, id: &'a str) -> Option<&'a str> {
+pub(crate) fn upstream_id(resource: Resource, id: &str) -> Option<&str> {
     id.strip_prefix(resource.id_prefix())?
         .strip_prefix('_')
         .filter(|rest| !rest.is_empty())
