@@ -703,3 +703,19 @@ async fn an_invoisx_org_needs_its_credential_before_start() {
         assert!(text.contains(path), "{path}: {text}");
     }
 }
+
+#[tokio::test]
+async fn the_example_configuration_is_valid() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nestgate"))
+        .args(["check-config", "--config"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/examples/invoisx.toml"
+        ))
+        .env("SYARIKAT_INVOISX_TOKEN", "a-token")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+}
