@@ -362,8 +362,8 @@ async fn readiness_follows_the_upstream() {
             .any(|r| r.path_and_query.starts_with("/api/v1/ping"))
     );
     gw.fake().stop();
-    // A probe's outcome answers for 2 s, so that /readyz cannot drive upstream calls.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // A probe's outcome answers for 5 s, so that /readyz cannot drive upstream calls.
+    tokio::time::sleep(Duration::from_millis(5100)).await;
     let down = send(gw.client.get(gw.url("/readyz"))).await;
     assert_eq!(down.status, 503, "{down:?}");
     assert!(down.json["backends"]["local"].is_string());

@@ -189,8 +189,8 @@ async fn invoices_are_camel_case_with_exact_numbers_and_invoisx_totals() {
     assert_eq!(raw["erpIssuedAt"], "2026-11-01T00:00:00+08:00");
     assert_eq!(raw["invoiceLines"][0]["productDescription"], "Consulting");
     assert_eq!(
-        raw["invoiceLines"][0]["invoiceLineTaxes"][0]["taxType"],
-        "01"
+        raw["invoiceLines"][0]["invoiceLineTaxes"][0]["taxType"], "02",
+        "8 % is Malaysian service tax"
     );
     assert_eq!(
         raw["invoiceLines"][1]["invoiceLineTaxes"][0]["taxType"],
@@ -393,10 +393,7 @@ async fn what_invoisx_lacks_is_refused_before_any_upstream_call() {
         .iter()
         .map(|r| format!("{} {}", r.method, r.path_and_query))
         .collect();
-    assert!(
-        seen.iter().all(|r| r.starts_with("GET /api/v1/buyers/")),
-        "only the draft check read anything: {seen:?}"
-    );
+    assert!(seen.is_empty(), "nothing reached InvoisX: {seen:?}");
 }
 
 #[tokio::test]
@@ -495,6 +492,15 @@ async fn every_error_code_maps_to_a_gateway_error() {
             404,
             "not_found",
             "does not exist",
+        ),
+        (
+            Fault::Error {
+                status: 422,
+                code: "VALIDATION_FAILED",
+            },
+            422,
+            "validation_failed",
+            "InvoisX refused the data",
         ),
         (Fault::ServerError, 502, "upstream_error", "Server Error"),
         (Fault::HtmlError, 502, "upstream_error", "failed"),
@@ -671,7 +677,8 @@ async fn readiness_follows_the_upstream() {
             .any(|r| r.path_and_query.starts_with("/api/v1/buyers?per_page=1"))
     );
     gw.invoisx_fake().stop();
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // A probe's outcome answers for 5 s, so that /readyz cannot spend the company's quota.
+    tokio::time::sleep(Duration::from_millis(5100)).await;
     let down = send(gw.client.get(gw.url("/readyz"))).await;
     assert_eq!(down.status, 503, "{down:?}");
     assert_ne!(down.json["backends"]["local"], "ok");
@@ -718,4 +725,107 @@ async fn the_example_configuration_is_valid() {
     let text =
         String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
+}
+
+#[tokio::test]
+async fn long_lists_are_read_page_by_page_when_invoisx_pages_smaller() {
+    let gw = Gateway::start_invoisx().await;
+    let fake = gw.invoisx_fake();
+    for i in 0..5 {
+        gw.create(
+            "clients",
+            json!({"name": format!("Client {i}"), "email": format!("c{i}@x.my")}),
+        )
+        .await;
+    }
+    // InvoisX serves at most 2 a page: a page of 3 cannot be asked of it, so the gateway reads
+    // everything (three calls) and pages itself, each record exactly once.
+    fake.set_max_per_page(2);
+    fake.forget_requests();
+    let mut seen = Vec::new();
+    for page in 1..=2 {
+        let reply = gw
+            .get(&format!("/api/v1/clients?per_page=3&page={page}"))
+            .await;
+        assert_eq!(reply.json["meta"]["total"], 5, "{reply:?}");
+        seen.extend(
+            reply.json["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["name"].clone()),
+        );
+    }
+    seen.sort_by_key(|n| n.as_str().unwrap().to_string());
+    seen.dedup();
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    let pages = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path_and_query.contains("page=3"))
+        .count();
+    assert!(pages >= 1, "the third upstream page was read");
+    let by_email = gw.get("/api/v1/clients?email=C0%40X.MY").await;
+    assert_eq!(by_email.json["meta"]["total"], 1, "{by_email:?}");
+    assert_eq!(by_email.json["data"][0]["name"], "Client 0");
+
+    // The number filter narrows the read with `search`, then matches exactly.
+    let client_id = by_email.json["data"][0]["id"].as_str().unwrap().to_string();
+    gw.create(
+        "invoices",
+        json!({"client_id": client_id, "number": "A-10"}),
+    )
+    .await;
+    gw.create("invoices", json!({"client_id": client_id, "number": "A-1"}))
+        .await;
+    fake.forget_requests();
+    let exact = gw.get("/api/v1/invoices?number=A-1").await;
+    assert_eq!(exact.json["meta"]["total"], 1, "{exact:?}");
+    assert_eq!(exact.json["data"][0]["number"], "A-1");
+    assert!(
+        fake.requests()
+            .iter()
+            .all(|r| r.path_and_query.contains("search=A-1")),
+        "{:?}",
+        fake.requests()
+    );
+}
+
+#[tokio::test]
+async fn a_spent_quota_stops_the_rest_of_an_operation_and_the_probe() {
+    let gw = Gateway::start_invoisx_with("retries = 0\n").await;
+    let fake = gw.invoisx_fake();
+    let client_id = client(&gw, "Quota").await;
+    // Two calls left: creating an invoice with a chosen number reads the client, then searches
+    // for the number (the last call allowed), and must not then send the create.
+    fake.set_rate_limit(2, Duration::from_secs(3));
+    fake.forget_requests();
+    let reply = gw
+        .post(
+            "/api/v1/invoices",
+            json!({"client_id": client_id, "number": "Q-1"}),
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (429, "rate_limited"),
+        "{reply:?}"
+    );
+    assert!(reply.header("retry-after").is_some());
+    let seen: Vec<String> = fake
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path_and_query))
+        .collect();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen.iter().all(|r| r.starts_with("GET")),
+        "no create was sent: {seen:?}"
+    );
+    // While held, readiness asks nothing of InvoisX, however often it is asked, and is up.
+    let probes = (0..20).map(|_| send(gw.client.get(gw.url("/readyz"))));
+    for ready in futures_util::future::join_all(probes).await {
+        assert_eq!(ready.status, 200, "{ready:?}");
+    }
+    assert_eq!(fake.requests().len(), 2, "the probe spent nothing");
 }

@@ -26,14 +26,18 @@ pub struct Backend {
     stack: stack::Stack,
     /// An organization bound to this backend, whose credential the readiness probe uses.
     probe_as: Option<CallContext>,
-    /// The last probe and when it ran (see [`PROBE_REUSE`]).
-    last_probe: std::sync::Mutex<Option<(Instant, Result<(), String>)>>,
+    /// The last probe and when it ran (see [`PROBE_REUSE`]). Held across a probe, so that
+    /// concurrent `/readyz` requests wait for one probe instead of each making their own.
+    last_probe: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
+    /// The stack's rate-limit holds: a probe spends the same quota as the calls, and makes no
+    /// call while the organization is held.
+    holds: Option<stack::Holds>,
 }
 
 /// How long a probe's outcome answers `/readyz`. The endpoint needs no token and each upstream
-/// probe spends the organization's vendor quota, so callers must not be able to drive probes
-/// faster than this.
-const PROBE_REUSE: Duration = Duration::from_secs(2);
+/// probe spends the organization's vendor quota (InvoisX allows 60 calls a minute), so callers
+/// must not be able to drive probes faster than this.
+const PROBE_REUSE: Duration = Duration::from_secs(5);
 
 impl Backend {
     pub fn capabilities(&self) -> &Capabilities {
@@ -75,22 +79,36 @@ impl Backend {
     /// Straight to the adapter: a probe must see the upstream, not the breaker's memory of it.
     /// A rate-limited upstream is up (it answered), just busy.
     pub async fn probe(&self) -> Result<(), String> {
-        if let Some((at, outcome)) = self.last_probe.lock().expect("probe lock").clone()
+        let mut last = self.last_probe.lock().await;
+        if let Some((at, outcome)) = last.as_ref()
             && at.elapsed() < PROBE_REUSE
         {
-            return outcome;
+            return outcome.clone();
         }
         let outcome = self.probe_now().await;
-        *self.last_probe.lock().expect("probe lock") = Some((Instant::now(), outcome.clone()));
+        *last = Some((Instant::now(), outcome.clone()));
         outcome
     }
 
     async fn probe_now(&self) -> Result<(), String> {
         match &self.probe_as {
-            Some(ctx) => match self.adapter.probe(ctx).await {
-                Err(e) if e.kind == ErrorKind::RateLimited => Ok(()),
-                other => other.map_err(|e| e.message),
-            },
+            Some(ctx) => {
+                let mut ctx = ctx.clone();
+                if let Some(holds) = &self.holds {
+                    ctx.quota = holds.quota(&ctx.org);
+                }
+                match self.adapter.probe(&ctx).await {
+                    // Rate limited, or held: the upstream answered; it is up, just busy. A
+                    // limit the probe ran into holds the organization's calls too.
+                    Err(e) if e.kind == ErrorKind::RateLimited => {
+                        if let Some(wait) = e.retry_after {
+                            ctx.quota.spent_for(wait);
+                        }
+                        Ok(())
+                    }
+                    other => other.map_err(|e| e.message),
+                }
+            }
             None if self.kind == "native" => {
                 let ctx = CallContext {
                     org: String::new(),
@@ -167,13 +185,15 @@ impl Backends {
                     upstream_token: binding.upstream_token.clone(),
                     quota: Default::default(),
                 });
+            let (stack, holds) = stack::build(name, Arc::clone(&adapter), backend.upstream());
             let backend = Backend {
                 name: name.clone(),
                 kind: backend.kind(),
-                stack: stack::build(name, Arc::clone(&adapter), backend.upstream()),
+                stack,
+                holds,
                 adapter,
                 probe_as,
-                last_probe: std::sync::Mutex::new(None),
+                last_probe: tokio::sync::Mutex::new(None),
             };
             backends.insert(name.clone(), Arc::new(backend));
         }

@@ -19,7 +19,7 @@ use crate::config::UpstreamSettings;
 use crate::telemetry::names;
 use futures_util::future::BoxFuture;
 use nestgate_contract::{
-    Action, Adapter, AdapterError, CallContext, ErrorKind, Op, QuotaNotice, Reply,
+    Action, Adapter, AdapterError, CallContext, ErrorKind, Op, Quota, QuotaKeeper, Reply,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -38,18 +38,21 @@ pub struct Call {
 
 pub type Stack = BoxCloneSyncService<Call, Reply, AdapterError>;
 
-/// The stack for one backend; `upstream` is `None` for the native store.
+/// The stack for one backend, and its rate-limit holds; `upstream` is `None` for the native
+/// store, which has neither.
 pub fn build(
     backend: &str,
     adapter: Arc<dyn Adapter>,
     upstream: Option<&UpstreamSettings>,
-) -> Stack {
+) -> (Stack, Option<Holds>) {
     let adapter = AdapterService(adapter);
     let Some(upstream) = upstream else {
-        return BoxCloneSyncService::new(adapter);
+        return (BoxCloneSyncService::new(adapter), None);
     };
+    let hold = HoldLayer::new(backend);
+    let holds = Holds(Arc::clone(&hold.0));
     let stack = ServiceBuilder::new()
-        .layer(HoldLayer::new(backend))
+        .layer(hold)
         .layer(BreakerLayer::new(
             backend,
             upstream.breaker_failures,
@@ -62,7 +65,7 @@ pub fn build(
         .map_err(timed_out)
         .timeout(upstream.timeout)
         .service(adapter);
-    BoxCloneSyncService::new(stack)
+    (BoxCloneSyncService::new(stack), Some(holds))
 }
 
 /// The adapter as a tower service.
@@ -363,16 +366,45 @@ pub struct Hold<S> {
     state: Arc<HoldState>,
 }
 
+/// The rate-limit holds of one backend, for what calls the adapter outside the stack (the
+/// readiness probe).
+#[derive(Clone)]
+pub struct Holds(Arc<HoldState>);
+
+impl Holds {
+    /// The organization's quota as these holds keep it.
+    pub fn quota(&self, org: &str) -> Quota {
+        Quota::new(Arc::new(OrgQuota {
+            state: Arc::clone(&self.0),
+            org: org.to_string(),
+        }))
+    }
+}
+
+/// One organization's view of the holds, handed to the adapter for one call.
+struct OrgQuota {
+    state: Arc<HoldState>,
+    org: String,
+}
+
+impl QuotaKeeper for OrgQuota {
+    fn spent_for(&self, wait: Duration) {
+        self.state.hold(&self.org, wait);
+    }
+
+    fn held(&self) -> Option<Duration> {
+        self.state.remaining(&self.org)
+    }
+}
+
 impl HoldState {
     fn check(&self, org: &str) -> Result<(), AdapterError> {
-        let now = Instant::now();
-        let mut holds = self.until.lock().expect("hold lock");
-        match holds.get(org) {
-            Some(until) if *until > now => {
+        match self.remaining(org) {
+            Some(wait) => {
                 metrics::counter!(names::RATE_LIMIT_WAITS, "backend" => self.backend.clone())
                     .increment(1);
                 Err(AdapterError {
-                    retry_after: Some(*until - now),
+                    retry_after: Some(wait),
                     ..AdapterError::new(
                         ErrorKind::RateLimited,
                         format!(
@@ -382,11 +414,21 @@ impl HoldState {
                     )
                 })
             }
+            None => Ok(()),
+        }
+    }
+
+    /// How long `org` must still wait, if it must (an expired hold is forgotten).
+    fn remaining(&self, org: &str) -> Option<Duration> {
+        let now = Instant::now();
+        let mut holds = self.until.lock().expect("hold lock");
+        match holds.get(org) {
+            Some(until) if *until > now => Some(*until - now),
             Some(_) => {
                 holds.remove(org);
-                Ok(())
+                None
             }
-            None => Ok(()),
+            None => None,
         }
     }
 
@@ -430,10 +472,7 @@ where
         }
         let state = Arc::clone(&self.state);
         let org = call.ctx.org.clone();
-        call.ctx.quota = {
-            let (state, org) = (Arc::clone(&state), org.clone());
-            QuotaNotice::new(move |wait| state.hold(&org, wait))
-        };
+        call.ctx.quota = Holds(Arc::clone(&state)).quota(&org);
         let future = self.inner.call(call);
         Box::pin(async move {
             let outcome = future.await;

@@ -200,6 +200,12 @@ impl FakeInvoisx {
         }
     }
 
+    /// The largest page served (default 100): a larger `per_page` is clamped to it, as a
+    /// server with a smaller maximum would.
+    pub fn set_max_per_page(&self, max: u64) {
+        self.lock().max_per_page = max.max(1);
+    }
+
     /// Forces one list shape for every list (default: buyers `Meta`, invoices `Nested`).
     pub fn set_paginator(&self, paginator: Paginator) {
         self.lock().paginator = Some(paginator);
@@ -488,10 +494,12 @@ struct Call {
     host: String,
     /// The JSON body; `Err` when there is one and it is not a JSON object.
     body: Result<Input, ()>,
+    /// The largest page served (see `set_max_per_page`).
+    max_per_page: u64,
 }
 
 impl Call {
-    fn new(seen: &Seen, port: u16) -> Call {
+    fn new(seen: &Seen, port: u16, max_per_page: u64) -> Call {
         let (path, query) = seen
             .path_and_query
             .split_once('?')
@@ -513,6 +521,7 @@ impl Call {
                 .header("host")
                 .map_or_else(|| format!("127.0.0.1:{port}"), str::to_string),
             body: json_body(seen),
+            max_per_page,
         }
     }
 
@@ -541,7 +550,9 @@ impl Call {
             .param("per_page")
             .and_then(|p| p.trim().parse::<u64>().ok())
             .filter(|p| *p >= 1)
-            .map_or(DEFAULT_PER_PAGE, |p| p.min(MAX_PER_PAGE));
+            .map_or(DEFAULT_PER_PAGE.min(self.max_per_page), |p| {
+                p.min(self.max_per_page)
+            });
         (page, per_page)
     }
 }
@@ -1601,6 +1612,7 @@ struct State {
     limit: u32,
     window: Duration,
     paginator: Option<Paginator>,
+    max_per_page: u64,
 }
 
 struct Armed {
@@ -1916,6 +1928,7 @@ impl State {
             limit: DEFAULT_RATE_LIMIT,
             window: DEFAULT_RATE_WINDOW,
             paginator: None,
+            max_per_page: MAX_PER_PAGE,
         }
     }
 
@@ -1929,7 +1942,7 @@ impl State {
 
     /// Records the request, then answers it; `None` means "never answer".
     fn answer(&mut self, seen: Seen) -> Option<Reply> {
-        let call = Call::new(&seen, self.port);
+        let call = Call::new(&seen, self.port, self.max_per_page);
         self.requests.push(seen);
         if let Some(fault) = self.take_fault() {
             return fault_reply(&fault);

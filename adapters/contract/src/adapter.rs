@@ -29,29 +29,51 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Where an adapter passes on what an upstream said about the organization's quota when the
-/// call itself succeeded (`X-RateLimit-Remaining: 0` until `X-RateLimit-Reset`). The gateway's
-/// rate-limit hold then makes no further call for the organization until the time has passed;
-/// without a hold (a probe, a unit test) the notice goes nowhere.
-#[derive(Clone, Default)]
-pub struct QuotaNotice(Option<Arc<dyn Fn(Duration) + Send + Sync>>);
+/// The organization's quota at its upstream, as the gateway's rate-limit hold keeps it.
+pub trait QuotaKeeper: Send + Sync {
+    /// The quota is spent for the next `wait`: no call until then.
+    fn spent_for(&self, wait: Duration);
+    /// How long calls must still wait, while they must.
+    fn held(&self) -> Option<Duration>;
+}
 
-impl QuotaNotice {
-    pub fn new(on_spent: impl Fn(Duration) + Send + Sync + 'static) -> Self {
-        QuotaNotice(Some(Arc::new(on_spent)))
+/// An adapter's handle on the organization's upstream quota, set by the gateway's rate-limit
+/// hold for the duration of a call. Through it an adapter reports a quota it learns is spent
+/// from a successful answer (`X-RateLimit-Remaining: 0`), and [`Quota::check`]s before each
+/// upstream call, so that no call of a multi-call operation (a scan, a read then a write) goes
+/// out during a hold. Without a hold (a unit test) it allows everything.
+#[derive(Clone, Default)]
+pub struct Quota(Option<Arc<dyn QuotaKeeper>>);
+
+impl Quota {
+    pub fn new(keeper: Arc<dyn QuotaKeeper>) -> Self {
+        Quota(Some(keeper))
     }
 
-    /// The organization's quota at the upstream is spent for the next `wait`.
     pub fn spent_for(&self, wait: Duration) {
-        if let Some(on_spent) = &self.0 {
-            on_spent(wait);
+        if let Some(keeper) = &self.0 {
+            keeper.spent_for(wait);
+        }
+    }
+
+    /// `RateLimited` with the time left while the quota is held; the call must not be made.
+    pub fn check(&self) -> Result<(), AdapterError> {
+        match self.0.as_ref().and_then(|k| k.held()) {
+            None => Ok(()),
+            Some(wait) => Err(AdapterError {
+                retry_after: Some(wait),
+                ..AdapterError::new(
+                    crate::ErrorKind::RateLimited,
+                    "the upstream asked for a pause; calls resume after it",
+                )
+            }),
         }
     }
 }
 
-impl fmt::Debug for QuotaNotice {
+impl fmt::Debug for Quota {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("QuotaNotice")
+        f.write_str("Quota")
     }
 }
 
@@ -67,7 +89,7 @@ pub struct CallContext {
     /// The organization's own credential at its vendor; `None` for the native store.
     pub upstream_token: Option<Secret>,
     /// Set by the gateway's rate-limit hold for the duration of the call.
-    pub quota: QuotaNotice,
+    pub quota: Quota,
 }
 
 #[async_trait::async_trait]

@@ -23,7 +23,7 @@ pub mod op;
 pub mod records;
 pub mod rules;
 
-pub use adapter::{Adapter, CallContext, QuotaNotice, Secret};
+pub use adapter::{Adapter, CallContext, Quota, QuotaKeeper, Secret};
 pub use capability::{Capabilities, Feature};
 pub use error::{AdapterError, Blame, ErrorKind, FieldError};
 pub use op::{Action, Draft, ListQuery, Op, Page, Reply, Resource};

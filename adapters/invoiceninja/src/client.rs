@@ -64,6 +64,8 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Answer, AdapterError> {
+        // No call while the organization is held, even within one operation of several calls.
+        ctx.quota.check()?;
         let Some(token) = &ctx.upstream_token else {
             return Err(AdapterError::internal(
                 "the organization has no upstream credential configured",

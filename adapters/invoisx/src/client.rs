@@ -61,6 +61,8 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Answer, AdapterError> {
+        // No call while the organization is held, even within one operation of several calls.
+        ctx.quota.check()?;
         let Some(token) = &ctx.upstream_token else {
             return Err(AdapterError::internal(
                 "the organization has no upstream credential configured",
@@ -125,8 +127,8 @@ impl Client {
         if !(200..300).contains(&answer.status) {
             return Err(parse_error(&answer));
         }
-        if answer.status == 204 {
-            return Ok(Value::Null);
+        if answer.bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Null); // 204, or a 200 with nothing to say
         }
         serde_json::from_slice(&answer.bytes).map_err(|_| {
             AdapterError::new(

@@ -28,6 +28,12 @@ pub(crate) fn parse_error(answer: &Answer) -> AdapterError {
                 "the InvoisX account's rate limit is reached",
             )
         },
+        // "No such document"; and any 404 at all, with another code or Laravel's bare
+        // {"message": "Not found."}: the caller names the record in its own words. Before the
+        // credential codes, so that another company's record looks exactly like a missing one.
+        (404, _) | (_, "DOCUMENT_NOT_FOUND") => {
+            AdapterError::new(ErrorKind::NotFound, "the record does not exist")
+        }
         // "Missing or invalid token", "Token has expired", "Token lacks required permissions",
         // "Token not linked to correct company": the operator's credential for this
         // organization is at fault. The caller's own token was fine, so never a 401/403 to it.
@@ -44,19 +50,14 @@ pub(crate) fn parse_error(answer: &Answer) -> AdapterError {
                 quoted()
             ),
         ),
-        // "No such document"; and any 404 at all, with another code or Laravel's bare
-        // {"message": "Not found."}: the caller names the record in its own words.
-        (404, _) | (_, "DOCUMENT_NOT_FOUND") => {
-            AdapterError::new(ErrorKind::NotFound, "the record does not exist")
-        }
-        // "Field errors in `errors`" (Laravel dot paths).
+        // "Field errors in `errors`" (Laravel dot paths); `errors` is optional.
         (_, "VALIDATION_FAILED") | (422, "") => body
             .as_ref()
             .and_then(|b| from_laravel_errors(b, gateway_field))
             .unwrap_or_else(|| {
                 AdapterError::new(
-                    ErrorKind::Upstream,
-                    format!("the upstream refused the data: \"{}\"", quoted()),
+                    ErrorKind::Validation,
+                    format!("InvoisX refused the data: \"{}\"", quoted()),
                 )
             }),
         // "Only drafts can change" / "Wrong state for the operation": the document's state
@@ -216,6 +217,7 @@ mod tests {
     #[test]
     fn every_404_is_not_found() {
         for body in [
+            r#"{"success": false, "message": "No access", "error_code": "COMPANY_ACCESS_DENIED"}"#,
             r#"{"success": false, "message": "Document not found.", "error_code": "DOCUMENT_NOT_FOUND"}"#,
             r#"{"message": "Not found."}"#,
             r#"{"success": false, "message": "Buyer missing", "error_code": "SOMETHING_ELSE"}"#,
@@ -251,6 +253,9 @@ mod tests {
         ));
         assert_eq!(taken.kind, ErrorKind::Conflict);
         assert!(taken.message.contains("number"), "{}", taken.message);
+        let bare = documented(422, "VALIDATION_FAILED", "The given data was invalid.");
+        assert_eq!(bare.kind, ErrorKind::Validation);
+        assert!(bare.message.contains("The given data was invalid."));
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub use config::InvoisxConfig;
 
 use chrono::Utc;
 use client::Client;
-use mapping::{text, upstream_id, upstream_id_of};
+use mapping::{id_text, text, upstream_id, upstream_id_of};
 use nestgate_contract::input::{ClientPatch, InvoicePatch, Patch};
 use nestgate_contract::records::{Invoice, InvoiceStatus};
 use nestgate_contract::{
@@ -272,10 +272,13 @@ impl InvoisxAdapter {
                 }
             }
             if all.len() > SCAN_LIMIT {
+                // Not the caller's mistake: the query is valid, but reading this much would
+                // spend the organization's quota for minutes.
                 return Err(AdapterError::new(
-                    ErrorKind::InvalidRequest,
+                    ErrorKind::NotSupported,
                     format!(
-                        "more than {SCAN_LIMIT} records would have to be filtered by the gateway; narrow the list"
+                        "the InvoisX backend reads at most {SCAN_LIMIT} {} to filter or check them, and this company has more",
+                        resource.as_str()
                     ),
                 ));
             }
@@ -328,6 +331,16 @@ impl InvoisxAdapter {
                 return Ok(Page { records, total });
             }
         }
+        // InvoisX states never read as these, so no call can find one.
+        if matches!(
+            q.status,
+            Some(InvoiceStatus::Viewed | InvoiceStatus::Partial | InvoiceStatus::Paid)
+        ) {
+            return Ok(Page {
+                records: Vec::new(),
+                total: 0,
+            });
+        }
         let buyer = match &q.client_id {
             Some(id) => match upstream_id(Resource::Clients, id) {
                 Some(buyer) => Some(buyer),
@@ -346,7 +359,7 @@ impl InvoisxAdapter {
         }
         let mut records = Vec::new();
         for raw in self.scan(ctx, resource, &params).await? {
-            let wanted = buyer.is_none_or(|b| text(&raw, "buyerId").as_deref() == Some(b))
+            let wanted = buyer.is_none_or(|b| id_text(&raw, "buyerId").as_deref() == Some(b))
                 && q.number
                     .as_ref()
                     .is_none_or(|n| text(&raw, "invoiceSerialNumber").as_ref() == Some(n));
@@ -435,7 +448,7 @@ impl InvoisxAdapter {
             .scan(ctx, Resource::Invoices, &[])
             .await?
             .iter()
-            .filter(|raw| text(raw, "buyerId").as_deref() == Some(upstream.as_str()))
+            .filter(|raw| id_text(raw, "buyerId").as_deref() == Some(upstream.as_str()))
             .count();
         if invoices > 0 {
             return Err(AdapterError::conflict(format!(
@@ -466,13 +479,6 @@ impl InvoisxAdapter {
         mut patch: InvoicePatch,
     ) -> Result<Record, AdapterError> {
         let client_id = patch.client_id.as_set().cloned().unwrap_or_default();
-        let buyer = self
-            .fetch(ctx, Resource::Clients, &client_id)
-            .await
-            .map_err(|e| match e.kind {
-                ErrorKind::NotFound => AdapterError::field("client_id", "does not exist"),
-                _ => e,
-            })?;
         let mut errors = Vec::new();
         let mut lines = Vec::new();
         if let Patch::Set(inputs) = std::mem::take(&mut patch.line_items) {
@@ -495,9 +501,17 @@ impl InvoisxAdapter {
                 "must be draft: InvoisX creates drafts, and issuing one (submission to LHDN) is not available through its API",
             ));
         }
+        // What can be refused without a call is refused first, all at once.
         if !errors.is_empty() {
             return Err(AdapterError::validation(errors));
         }
+        let buyer = self
+            .fetch(ctx, Resource::Clients, &invoice.client_id)
+            .await
+            .map_err(|e| match e.kind {
+                ErrorKind::NotFound => AdapterError::field("client_id", "does not exist"),
+                _ => e,
+            })?;
         if invoice.number.is_empty() {
             let random = uuid::Uuid::new_v4().simple().to_string();
             invoice.number = format!(

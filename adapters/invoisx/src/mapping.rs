@@ -10,17 +10,29 @@
 //! - timestamps: `created_at`/`updated_at` or `createdAt`/`updatedAt`, RFC 3339 or Laravel's
 //!   `Y-m-d H:i:s` (UTC): the reference does not say which, so every one is read.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, Utc};
 use nestgate_contract::money::{from_json, json_number, round_amount};
 use nestgate_contract::records::{Address, Client, Invoice, InvoiceStatus, LineItem};
 use nestgate_contract::{AdapterError, ErrorKind, Resource};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 
-/// LHDN tax type for a line with tax: "01", sales tax.
-const TAX_TYPE_TAXED: &str = "01";
-/// LHDN tax type for a line without: "06", not applicable.
-const TAX_TYPE_NONE: &str = "06";
+/// LHDN tax types: "01" sales tax (5 % or 10 %), "02" service tax (6 % or 8 %), "06" not
+/// applicable. The gateway has only a rate, so the type follows from it.
+fn tax_type(rate: Decimal) -> &'static str {
+    if rate.is_zero() {
+        "06"
+    } else if rate == Decimal::from(6) || rate == Decimal::from(8) {
+        "02"
+    } else {
+        "01"
+    }
+}
+
+/// Malaysia's offset, UTC+8 all year: the dates of an InvoisX invoice are Malaysian dates.
+fn malaysia() -> FixedOffset {
+    FixedOffset::east_opt(8 * 3600).expect("a valid offset")
+}
 
 /// A string field; `""` and `null` are unset.
 pub(crate) fn text(raw: &Value, key: &str) -> Option<String> {
@@ -37,13 +49,18 @@ fn amount(raw: &Value, names: &[&str]) -> Option<Decimal> {
         .find_map(|name| raw.get(*name).and_then(from_json))
 }
 
-/// InvoisX's id of a record, as text.
-pub(crate) fn upstream_id_of(raw: &Value) -> Option<String> {
-    match raw.get("id") {
+/// An id field (`id`, `buyerId`) as text: a UUID string, or a number.
+pub(crate) fn id_text(raw: &Value, key: &str) -> Option<String> {
+    match raw.get(key) {
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
         Some(Value::Number(n)) => Some(n.to_string()),
         _ => None,
     }
+}
+
+/// InvoisX's id of a record, as text.
+pub(crate) fn upstream_id_of(raw: &Value) -> Option<String> {
+    id_text(raw, "id")
 }
 
 /// Our id of a record: `cli_` + InvoisX's id.
@@ -190,11 +207,12 @@ pub(crate) fn status(raw: &Value) -> InvoiceStatus {
     }
 }
 
-/// A date from `erpIssuedAt`, in the offset it was written with.
+/// A date from `erpIssuedAt`, as a date in Malaysia, however InvoisX writes the time back
+/// (`+08:00` as sent, or Laravel's UTC `…T16:00:00.000000Z` the evening before).
 fn issue_date(raw: &Value) -> Option<NaiveDate> {
     let text = text(raw, "erpIssuedAt")?;
     DateTime::parse_from_rfc3339(&text)
-        .map(|t| t.date_naive())
+        .map(|t| t.with_timezone(&malaysia()).date_naive())
         .ok()
         .or_else(|| NaiveDate::parse_from_str(text.get(..10)?, "%Y-%m-%d").ok())
 }
@@ -225,7 +243,7 @@ pub(crate) fn invoice(raw: &Value, default_currency: &str) -> Result<Invoice, Ad
     let mut invoice = Invoice {
         id: id(Resource::Invoices, &upstream),
         number: text(raw, "invoiceSerialNumber").unwrap_or_default(),
-        client_id: text(raw, "buyerId")
+        client_id: id_text(raw, "buyerId")
             .map(|b| id(Resource::Clients, &b))
             .unwrap_or_default(),
         status: status(raw),
@@ -271,16 +289,11 @@ pub(crate) fn invoice_body(invoice: &Invoice, buyer: &str) -> Value {
         .line_items
         .iter()
         .map(|line| {
-            let tax_type = if line.tax_rate > Decimal::ZERO {
-                TAX_TYPE_TAXED
-            } else {
-                TAX_TYPE_NONE
-            };
             json!({
                 "productDescription": line.description,
                 "quantity": json_number(line.quantity),
                 "unitPrice": json_number(line.unit_price),
-                "invoiceLineTaxes": [{"taxType": tax_type, "taxRate": json_number(line.tax_rate)}],
+                "invoiceLineTaxes": [{"taxType": tax_type(line.tax_rate), "taxRate": json_number(line.tax_rate)}],
             })
         })
         .collect();
@@ -291,9 +304,9 @@ pub(crate) fn invoice_body(invoice: &Invoice, buyer: &str) -> Value {
         "autoCalculate": true,
         "invoiceLines": lines,
     });
-    if let Some(date) = invoice.issue_date {
-        // InvoisX is Malaysian: a date is midnight in Malaysia (UTC+8).
-        body["erpIssuedAt"] = format!("{date}T00:00:00+08:00").into();
+    if let Some(date) = invoice.issue_date.and_then(|d| d.and_hms_opt(0, 0, 0)) {
+        let midnight = date.and_local_timezone(malaysia()).single();
+        body["erpIssuedAt"] = midnight.map(|t| t.to_rfc3339()).into();
     }
     body
 }
@@ -422,7 +435,38 @@ mod tests {
         let line = &body["invoiceLines"][0];
         assert_eq!(line["unitPrice"].to_string(), "1250.1");
         assert_eq!(line["quantity"].to_string(), "0.5");
-        assert_eq!(line["invoiceLineTaxes"][0]["taxType"], "01");
+        assert_eq!(
+            line["invoiceLineTaxes"][0]["taxType"], "02",
+            "8 % is service tax"
+        );
         assert_eq!(line["invoiceLineTaxes"][0]["taxRate"].to_string(), "8");
+        assert_eq!(tax_type(Decimal::from(10)), "01");
+        assert_eq!(tax_type(Decimal::ZERO), "06");
+    }
+
+    #[test]
+    fn an_issue_date_is_a_malaysian_date_in_any_offset() {
+        for written in [
+            "2026-11-01T00:00:00+08:00",
+            "2026-10-31T16:00:00.000000Z",
+            "2026-11-01",
+        ] {
+            let raw = json!({"id": "i", "erpIssuedAt": written});
+            assert_eq!(
+                issue_date(&raw),
+                NaiveDate::from_ymd_opt(2026, 11, 1),
+                "{written}"
+            );
+        }
+    }
+
+    #[test]
+    fn numeric_ids_are_ids() {
+        let raw = json!({"id": 12, "buyerId": 7, "invoiceSerialNumber": "N"});
+        let invoice = invoice(&raw, "MYR").unwrap();
+        assert_eq!(
+            (invoice.id.as_str(), invoice.client_id.as_str()),
+            ("inv_12", "cli_7")
+        );
     }
 }
