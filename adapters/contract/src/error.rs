@@ -133,6 +133,17 @@ impl AdapterError {
         Self::new(ErrorKind::Internal, message)
     }
 
+    /// A "does not exist" from an upstream in the gateway's words, naming the record the caller
+    /// named, so that an id another organization owns and one that exists nowhere get the same
+    /// answer. Any other error is returned as it is.
+    pub fn naming(self, resource: crate::Resource, id: &str) -> Self {
+        if self.kind == ErrorKind::NotFound {
+            Self::not_found(resource, id)
+        } else {
+            self
+        }
+    }
+
     pub fn with_upstream_status(mut self, status: u16) -> Self {
         self.upstream_status = Some(status);
         self

@@ -22,6 +22,8 @@ pub mod money;
 pub mod op;
 pub mod records;
 pub mod rules;
+#[cfg(feature = "upstream")]
+pub mod upstream;
 
 pub use adapter::{Adapter, CallContext, Quota, QuotaKeeper, Secret};
 pub use capability::{Capabilities, Feature};

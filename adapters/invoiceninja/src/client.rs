@@ -2,9 +2,10 @@
 //! and the organization's token, which is put on the wire here and nowhere else.
 
 use crate::config::NinjaConfig;
-use crate::error::{parse_error, unreachable};
+use crate::error::parse_error;
 use bytes::Bytes;
-use nestgate_contract::{AdapterError, CallContext, ErrorKind};
+use nestgate_contract::upstream;
+use nestgate_contract::{AdapterError, CallContext};
 use reqwest::{Method, header};
 use serde_json::Value;
 
@@ -23,15 +24,6 @@ pub(crate) struct Answer {
     pub bytes: Bytes,
 }
 
-/// The token as a header value marked sensitive, so that no HTTP-level debug output shows it.
-fn sensitive(token: &str) -> Result<header::HeaderValue, AdapterError> {
-    let mut value = header::HeaderValue::from_str(token).map_err(|_| {
-        AdapterError::internal("the organization's upstream credential is not a valid header value")
-    })?;
-    value.set_sensitive(true);
-    Ok(value)
-}
-
 impl Client {
     pub fn new(config: &NinjaConfig) -> Result<Client, String> {
         let mut headers = header::HeaderMap::new();
@@ -39,15 +31,8 @@ impl Client {
         // instead of the 422 JSON (reference §5, "Expects JSON").
         headers.insert("x-requested-with", "XMLHttpRequest".parse().unwrap());
         headers.insert(header::ACCEPT, "application/json".parse().unwrap());
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .connect_timeout(config.connect_timeout)
-            .user_agent(concat!("nestgate/", env!("CARGO_PKG_VERSION")))
-            // A redirect is v4 refusing a request; following it would hide the refusal.
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(std::time::Duration::from_secs(60))
-            .build()
-            .map_err(|e| e.to_string())?;
+        // A redirect is v4 refusing a request (it is not followed).
+        let http = upstream::http_client(headers, config.connect_timeout)?;
         Ok(Client {
             http,
             api: format!("{}/api/v1", config.base_url),
@@ -66,15 +51,11 @@ impl Client {
     ) -> Result<Answer, AdapterError> {
         // No call while the organization is held, even within one operation of several calls.
         ctx.quota.check()?;
-        let Some(token) = &ctx.upstream_token else {
-            return Err(AdapterError::internal(
-                "the organization has no upstream credential configured",
-            ));
-        };
+        let token = upstream::credential(ctx, str::to_string)?;
         let mut request = self
             .http
             .request(method, format!("{}/{path}", self.api))
-            .header("x-ninja-token", sensitive(token.expose())?)
+            .header("x-ninja-token", token)
             .header("x-request-id", &ctx.request_id);
         if !query.is_empty() {
             request = request.query(query);
@@ -82,7 +63,7 @@ impl Client {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let mut response = request.send().await.map_err(unreachable)?;
+        let mut response = request.send().await.map_err(upstream::unreachable)?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -90,24 +71,11 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(std::time::Duration::from_secs);
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
-            if bytes.len() + chunk.len() > self.max_body_bytes {
-                return Err(AdapterError::new(
-                    ErrorKind::Upstream,
-                    format!(
-                        "the upstream answer is larger than {} bytes",
-                        self.max_body_bytes
-                    ),
-                )
-                .with_upstream_status(status));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = upstream::read_body(&mut response, self.max_body_bytes).await?;
         Ok(Answer {
             status,
             retry_after,
-            bytes: Bytes::from(bytes),
+            bytes,
         })
     }
 
@@ -124,12 +92,6 @@ impl Client {
         if !(200..300).contains(&answer.status) {
             return Err(parse_error(&answer));
         }
-        serde_json::from_slice(&answer.bytes).map_err(|_| {
-            AdapterError::new(
-                ErrorKind::Upstream,
-                "the upstream answered with something that is not JSON",
-            )
-            .with_upstream_status(answer.status)
-        })
+        upstream::json_body(answer.status, &answer.bytes)
     }
 }

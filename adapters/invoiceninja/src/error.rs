@@ -89,28 +89,6 @@ pub(crate) fn parse_error(answer: &Answer) -> AdapterError {
     error.with_upstream_status(status)
 }
 
-/// A transport failure: nothing came back. A refused connection certainly did nothing.
-pub(crate) fn unreachable(error: reqwest::Error) -> AdapterError {
-    let error = error.without_url();
-    if error.is_timeout() {
-        AdapterError::new(
-            ErrorKind::UpstreamTimeout,
-            "the upstream did not answer in time",
-        )
-    } else if error.is_connect() {
-        AdapterError::new(
-            ErrorKind::UpstreamUnavailable,
-            "the upstream could not be reached",
-        )
-        .temporary()
-    } else {
-        AdapterError::new(
-            ErrorKind::UpstreamUnavailable,
-            "the connection to the upstream failed",
-        )
-    }
-}
-
 /// The short, plain message of any v4 error shape.
 fn upstream_message(body: &Value) -> Option<String> {
     let text = match body {

@@ -110,7 +110,7 @@ impl Adapter for NinjaAdapter {
                 self.client
                     .json(ctx, Method::POST, "email_invoice", &[], Some(&body))
                     .await
-                    .map_err(|e| named(e, Resource::Invoices, &id))?;
+                    .map_err(|e| e.naming(Resource::Invoices, &id))?;
                 Ok(Reply::Done)
             }
             Op::InvoicePdf { id } => self.pdf(ctx, &id).await.map(Reply::Pdf),
@@ -127,16 +127,6 @@ impl Adapter for NinjaAdapter {
             200 => Ok(()),
             _ => Err(error::parse_error(&answer)),
         }
-    }
-}
-
-/// A v4 "does not exist" in the gateway's words, so that an id another organization owns and
-/// one that exists nowhere get the same answer.
-fn named(error: AdapterError, resource: Resource, id: &str) -> AdapterError {
-    if error.kind == ErrorKind::NotFound {
-        AdapterError::not_found(resource, id)
-    } else {
-        error
     }
 }
 
@@ -193,7 +183,7 @@ impl NinjaAdapter {
                 None,
             )
             .await
-            .map_err(|e| named(e, resource, id))?;
+            .map_err(|e| e.naming(resource, id))?;
         let raw = data(envelope, resource.singular())?;
         let gone = V(&raw).is_deleted()
             || (resource == Resource::Invoices && !mapping::is_plain_invoice(V(&raw)));
@@ -918,7 +908,7 @@ impl NinjaAdapter {
                 None,
             )
             .await
-            .map_err(|e| named(e, resource, id))?;
+            .map_err(|e| e.naming(resource, id))?;
         Ok(())
     }
 
@@ -972,7 +962,7 @@ impl NinjaAdapter {
                 None,
             )
             .await
-            .map_err(|e| named(e, resource, id))?;
+            .map_err(|e| e.naming(resource, id))?;
         let raw = data(envelope, resource.singular())?;
         self.record(ctx, resource, raw).await.map(Reply::Record)
     }
@@ -985,7 +975,7 @@ impl NinjaAdapter {
             .send(ctx, Method::GET, &format!("download/{n}"), &[], None)
             .await?;
         if answer.status != 200 {
-            return Err(named(error::parse_error(&answer), Resource::Invoices, id));
+            return Err(error::parse_error(&answer).naming(Resource::Invoices, id));
         }
         if !answer.bytes.starts_with(b"%PDF-") {
             return Err(AdapterError::new(

@@ -3,9 +3,10 @@
 //! rate-limit headers of every answer say.
 
 use crate::config::InvoisxConfig;
-use crate::error::{parse_error, unreachable};
+use crate::error::parse_error;
 use bytes::Bytes;
-use nestgate_contract::{AdapterError, CallContext, ErrorKind};
+use nestgate_contract::upstream;
+use nestgate_contract::{AdapterError, CallContext};
 use reqwest::{Method, header};
 use serde_json::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -35,15 +36,9 @@ impl Client {
     pub fn new(config: &InvoisxConfig) -> Result<Client, String> {
         let mut headers = header::HeaderMap::new();
         headers.insert(header::ACCEPT, "application/json".parse().unwrap());
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .connect_timeout(config.connect_timeout)
-            .user_agent(concat!("nestgate/", env!("CARGO_PKG_VERSION")))
-            // A redirect is Laravel sending an unauthenticated browser to its login page.
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| e.to_string())?;
+        // A redirect is Laravel sending an unauthenticated browser to its login page (it is
+        // not followed).
+        let http = upstream::http_client(headers, config.connect_timeout)?;
         Ok(Client {
             http,
             api: config.base_url.clone(),
@@ -63,18 +58,7 @@ impl Client {
     ) -> Result<Answer, AdapterError> {
         // No call while the organization is held, even within one operation of several calls.
         ctx.quota.check()?;
-        let Some(token) = &ctx.upstream_token else {
-            return Err(AdapterError::internal(
-                "the organization has no upstream credential configured",
-            ));
-        };
-        let mut bearer = header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-            .map_err(|_| {
-                AdapterError::internal(
-                    "the organization's upstream credential is not a valid header value",
-                )
-            })?;
-        bearer.set_sensitive(true);
+        let bearer = upstream::credential(ctx, |token| format!("Bearer {token}"))?;
         let mut request = self
             .http
             .request(method, format!("{}/{path}", self.api))
@@ -86,31 +70,18 @@ impl Client {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let mut response = request.send().await.map_err(unreachable)?;
+        let mut response = request.send().await.map_err(upstream::unreachable)?;
         let status = response.status().as_u16();
-        let quota = Quota::read(response.headers());
+        let quota = RateLimitHeaders::read(response.headers());
         if status != 429 && quota.remaining == Some(0) {
             ctx.quota
                 .spent_for(quota.until_reset.unwrap_or(DEFAULT_WINDOW));
         }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
-            if bytes.len() + chunk.len() > self.max_body_bytes {
-                return Err(AdapterError::new(
-                    ErrorKind::Upstream,
-                    format!(
-                        "the upstream answer is larger than {} bytes",
-                        self.max_body_bytes
-                    ),
-                )
-                .with_upstream_status(status));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = upstream::read_body(&mut response, self.max_body_bytes).await?;
         Ok(Answer {
             status,
             retry_after: quota.retry_after.or(quota.until_reset),
-            bytes: Bytes::from(bytes),
+            bytes,
         })
     }
 
@@ -130,25 +101,19 @@ impl Client {
         if answer.bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Value::Null); // 204, or a 200 with nothing to say
         }
-        serde_json::from_slice(&answer.bytes).map_err(|_| {
-            AdapterError::new(
-                ErrorKind::Upstream,
-                "the upstream answered with something that is not JSON",
-            )
-            .with_upstream_status(answer.status)
-        })
+        upstream::json_body(answer.status, &answer.bytes)
     }
 }
 
 /// The rate-limit headers of one answer (reference: "Rate limit").
-struct Quota {
+struct RateLimitHeaders {
     remaining: Option<u64>,
     until_reset: Option<Duration>,
     retry_after: Option<Duration>,
 }
 
-impl Quota {
-    fn read(headers: &header::HeaderMap) -> Quota {
+impl RateLimitHeaders {
+    fn read(headers: &header::HeaderMap) -> RateLimitHeaders {
         let number = |name: &str| {
             headers
                 .get(name)
@@ -168,7 +133,7 @@ impl Quota {
             };
             Duration::from_secs(secs.clamp(1, 3600))
         });
-        Quota {
+        RateLimitHeaders {
             remaining: number("x-ratelimit-remaining"),
             until_reset,
             retry_after: number("retry-after").map(|s| Duration::from_secs(s.clamp(1, 3600))),
@@ -194,18 +159,18 @@ mod tests {
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let quota = Quota::read(&headers(&[
+        let quota = RateLimitHeaders::read(&headers(&[
             ("x-ratelimit-remaining", "0".into()),
             ("x-ratelimit-reset", (now + 30).to_string()),
         ]));
         assert_eq!(quota.remaining, Some(0));
         let wait = quota.until_reset.unwrap().as_secs();
         assert!((29..=30).contains(&wait), "{wait}");
-        let quota = Quota::read(&headers(&[("x-ratelimit-reset", "12".into())]));
+        let quota = RateLimitHeaders::read(&headers(&[("x-ratelimit-reset", "12".into())]));
         assert_eq!(quota.until_reset, Some(Duration::from_secs(12)));
-        let quota = Quota::read(&headers(&[("retry-after", "60".into())]));
+        let quota = RateLimitHeaders::read(&headers(&[("retry-after", "60".into())]));
         assert_eq!(quota.retry_after, Some(Duration::from_secs(60)));
-        let quota = Quota::read(&headers(&[("x-ratelimit-remaining", "x".into())]));
+        let quota = RateLimitHeaders::read(&headers(&[("x-ratelimit-remaining", "x".into())]));
         assert_eq!(quota.remaining, None);
     }
 }

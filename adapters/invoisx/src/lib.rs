@@ -161,16 +161,6 @@ fn path(resource: Resource) -> &'static str {
     }
 }
 
-/// An InvoisX "does not exist" in the gateway's words, so that an id another organization owns
-/// and one that exists nowhere get the same answer.
-fn named(error: AdapterError, resource: Resource, id: &str) -> AdapterError {
-    if error.kind == ErrorKind::NotFound {
-        AdapterError::not_found(resource, id)
-    } else {
-        error
-    }
-}
-
 /// The record of a success envelope, `{"success": true, "data": {…}}`; a bare record is taken
 /// as it is (the envelope is [inferred] in the reference).
 fn data(mut envelope: Value, what: &str) -> Result<Value, AdapterError> {
@@ -241,7 +231,7 @@ impl InvoisxAdapter {
                 None,
             )
             .await
-            .map_err(|e| named(e, resource, id))?;
+            .map_err(|e| e.naming(resource, id))?;
         data(envelope, resource.singular())
     }
 
@@ -435,7 +425,7 @@ impl InvoisxAdapter {
                 Some(&body),
             )
             .await
-            .map_err(|e| named(e, Resource::Clients, id))?;
+            .map_err(|e| e.naming(Resource::Clients, id))?;
         Ok(Record::Client(mapping::client(&data(envelope, "buyer")?)?))
     }
 
@@ -464,7 +454,7 @@ impl InvoisxAdapter {
                 None,
             )
             .await
-            .map_err(|e| named(e, Resource::Clients, id))?;
+            .map_err(|e| e.naming(Resource::Clients, id))?;
         Ok(())
     }
 

@@ -1,0 +1,99 @@
+//! What every adapter in front of an HTTP vendor does the same way (feature `upstream`): one
+//! pooled client that follows no redirects, the organization's credential as a sensitive header,
+//! a capped read of the answer, and transport failures in the contract's terms. What differs per
+//! vendor (its headers, its errors, its rate-limit signals) stays in the adapter.
+
+use crate::adapter::CallContext;
+use crate::error::{AdapterError, ErrorKind};
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderValue};
+use std::time::Duration;
+
+/// One pooled client for one backend. A redirect is a vendor refusing a request in its web
+/// way (a login page, a home page); following it would hide the refusal.
+pub fn http_client(
+    headers: HeaderMap,
+    connect_timeout: Duration,
+) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .connect_timeout(connect_timeout)
+        .user_agent(concat!("nestgate/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// The organization's credential as a header value (`shape` puts the token in it, e.g.
+/// `Bearer …`), marked sensitive so that no HTTP-level debug output shows it.
+pub fn credential(
+    ctx: &CallContext,
+    shape: impl FnOnce(&str) -> String,
+) -> Result<HeaderValue, AdapterError> {
+    let Some(token) = &ctx.upstream_token else {
+        return Err(AdapterError::internal(
+            "the organization has no upstream credential configured",
+        ));
+    };
+    let mut value = HeaderValue::from_str(&shape(token.expose())).map_err(|_| {
+        AdapterError::internal("the organization's upstream credential is not a valid header value")
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// The whole body of an answer, refused past `max` bytes (a vendor must not make the gateway
+/// hold an unbounded body).
+pub async fn read_body(
+    response: &mut reqwest::Response,
+    max: usize,
+) -> Result<Bytes, AdapterError> {
+    let status = response.status().as_u16();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+        if bytes.len() + chunk.len() > max {
+            return Err(AdapterError::new(
+                ErrorKind::Upstream,
+                format!("the upstream answer is larger than {max} bytes"),
+            )
+            .with_upstream_status(status));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(bytes))
+}
+
+/// A success's body as JSON.
+pub fn json_body(status: u16, bytes: &[u8]) -> Result<serde_json::Value, AdapterError> {
+    serde_json::from_slice(bytes).map_err(|_| {
+        AdapterError::new(
+            ErrorKind::Upstream,
+            "the upstream answered with something that is not JSON",
+        )
+        .with_upstream_status(status)
+    })
+}
+
+/// A transport failure: nothing usable came back. A refused connection certainly did nothing,
+/// so only that one is safe to retry whatever the call.
+pub fn unreachable(error: reqwest::Error) -> AdapterError {
+    let error = error.without_url();
+    if error.is_timeout() {
+        AdapterError::new(
+            ErrorKind::UpstreamTimeout,
+            "the upstream did not answer in time",
+        )
+    } else if error.is_connect() {
+        AdapterError::new(
+            ErrorKind::UpstreamUnavailable,
+            "the upstream could not be reached",
+        )
+        .temporary()
+    } else {
+        AdapterError::new(
+            ErrorKind::UpstreamUnavailable,
+            "the connection to the upstream failed",
+        )
+    }
+}
