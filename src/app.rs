@@ -4,7 +4,9 @@ use crate::auth::Auth;
 use crate::backends::Backends;
 use crate::config::Settings;
 use crate::idempotency::Idempotency;
+use crate::readiness::Readiness;
 use crate::storage::{Storage, StorageError};
+use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 
 /// Why the gateway could not start.
@@ -22,10 +24,18 @@ pub struct App {
     pub backends: Backends,
     pub idempotency: Idempotency,
     pub auth: Arc<Auth>,
+    /// The last round of readiness probes, kept by `Readiness::spawn`.
+    pub readiness: Readiness,
+    /// The Prometheus page, when `[metrics] enabled`.
+    pub metrics: Option<PrometheusHandle>,
 }
 
 impl App {
     pub async fn build(settings: Settings) -> Result<App, StartError> {
+        // First, so that what the other parts record from the start is kept.
+        let metrics = settings
+            .metrics_enabled
+            .then(crate::telemetry::exporter::handle);
         let storage = Storage::connect(
             settings.storage_url.expose(),
             settings.storage_max_connections,
@@ -40,6 +50,8 @@ impl App {
         );
         Ok(App {
             auth,
+            readiness: Readiness::default(),
+            metrics,
             settings,
             storage,
             backends,

@@ -212,6 +212,10 @@ async fn serve(settings: config::Settings, source: Source) -> ExitCode {
     app.idempotency
         .spawn_expiry(std::time::Duration::from_secs(15 * 60));
     app.auth.spawn_background();
+    crate::readiness::Readiness::spawn(Arc::clone(&app));
+    if let Some(metrics) = &app.metrics {
+        crate::telemetry::exporter::spawn_upkeep(metrics.clone());
+    }
     if !app.auth.admin_enabled() {
         tracing::info!(
             env = app.settings.auth.admin_token_env,

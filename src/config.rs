@@ -93,6 +93,10 @@ pub struct FileConfig {
     #[serde(default)]
     pub log: LogSection,
     #[serde(default)]
+    pub metrics: MetricsSection,
+    #[serde(default)]
+    pub readiness: ReadinessSection,
+    #[serde(default)]
     pub auth: AuthSection,
     #[serde(default)]
     pub backends: BTreeMap<String, BackendSection>,
@@ -154,6 +158,40 @@ impl Default for LogSection {
         LogSection {
             format: "json".into(),
             level: "info".into(),
+        }
+    }
+}
+
+/// `[metrics]`: the Prometheus page.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Serve `GET /metrics` (no token; turn it off where the listener is public).
+    pub enabled: bool,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection { enabled: true }
+    }
+}
+
+/// `[readiness]`: the periodic probes `/readyz` reports on.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReadinessSection {
+    /// How often storage and every backend are probed. Each upstream probe is one call on an
+    /// organization's vendor quota.
+    pub interval: HumanDuration,
+    /// A probe not answered within this failed.
+    pub timeout: HumanDuration,
+}
+
+impl Default for ReadinessSection {
+    fn default() -> Self {
+        ReadinessSection {
+            interval: HumanDuration(Duration::from_secs(10)),
+            timeout: HumanDuration(Duration::from_secs(2)),
         }
     }
 }
@@ -358,6 +396,9 @@ pub struct Settings {
     pub storage_max_connections: u32,
     pub log_json: bool,
     pub log_level: String,
+    pub metrics_enabled: bool,
+    pub readiness_interval: Duration,
+    pub readiness_timeout: Duration,
     pub auth: AuthSettings,
     pub backends: BTreeMap<String, BackendSettings>,
     pub orgs: BTreeMap<String, OrgSettings>,
@@ -494,6 +535,17 @@ impl FileConfig {
                 problems.push(problem(path, "must be longer than zero and at most 1h"));
             }
         }
+        if !(Duration::from_millis(100)..=HOUR).contains(&self.readiness.interval.0) {
+            problems.push(problem(
+                "readiness.interval",
+                "must be between 100ms and 1h",
+            ));
+        }
+        if !(Duration::from_millis(10)..=Duration::from_secs(60))
+            .contains(&self.readiness.timeout.0)
+        {
+            problems.push(problem("readiness.timeout", "must be between 10ms and 60s"));
+        }
         let url = &self.storage.url;
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
@@ -624,6 +676,9 @@ impl FileConfig {
             storage_max_connections: self.storage.max_connections,
             log_json,
             log_level: self.log.level,
+            metrics_enabled: self.metrics.enabled,
+            readiness_interval: self.readiness.interval.0,
+            readiness_timeout: self.readiness.timeout.0,
             auth,
             backends,
             orgs,

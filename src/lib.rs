@@ -8,7 +8,8 @@
 //! - [`cli`]: the `nestgate` command (`serve`, `check-config`, `keys`).
 //! - [`config`]: TOML + environment, validated into [`config::Settings`] before anything starts.
 //! - [`server`]: the listener, the edge stack of tower layers (read it top to bottom), shutdown.
-//! - [`edge`]: the edge stack's own layers: request id, rescue (errors in API.md's shape).
+//! - [`edge`]: the edge stack's own layers: request id, rescue (errors in API.md's shape); the
+//!   access log is [`telemetry::access`].
 //! - [`http`]: the router and handlers: resources, capabilities, the OAuth endpoints, the admin
 //!   API, health and readiness.
 //! - [`auth`]: API keys, access and refresh tokens, revocation, and who is calling (a
@@ -17,7 +18,9 @@
 //! - [`backends`]: organizations bound to backends; the backend stack (capability check, call).
 //! - [`error`]: the one mapping from an error to API.md's status and body.
 //! - [`storage`]: the sqlx pool and the migrations.
-//! - [`telemetry`]: logging (JSON or pretty, on stdout).
+//! - [`telemetry`]: logging (JSON or pretty, on stdout), the access log, metric names, and the
+//!   Prometheus exporter.
+//! - [`readiness`]: storage and backends probed on a timer, for `/readyz`.
 //! - [`app`]: the state every handler shares.
 //!
 //! The records, operations and the `Adapter` trait live in `adapters/contract`; each backend is
@@ -36,6 +39,7 @@ pub mod edge;
 pub mod error;
 pub mod http;
 pub mod idempotency;
+pub mod readiness;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

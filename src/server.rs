@@ -2,6 +2,7 @@
 
 use crate::app::App;
 use crate::edge::{self, RescueLayer};
+use crate::telemetry::access::AccessLogLayer;
 use http::StatusCode;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -17,8 +18,6 @@ use tower::ServiceBuilder;
 use tower_http::request_id::PropagateRequestIdLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
 /// Headers whose values never reach a log line, even at debug level.
 pub fn sensitive_headers() -> [http::HeaderName; 4] {
@@ -40,7 +39,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let settings = &app.settings;
     // The edge stack, outermost first. Order matters: the request id exists before anything logs;
-    // the trace sees the final status, after rescue has rendered errors; rescue sits above every
+    // the access log sees the final status, after rescue has rendered errors; rescue sits above every
     // layer that can fail or answer with a bare status (load shedding, the timeout, panics).
     let handler_app = app.clone();
     let auth = app.auth.clone();
@@ -48,18 +47,8 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
         .map_request(edge::assign_request_id)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetSensitiveRequestHeadersLayer::new(sensitive_headers()))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|req: &http::Request<_>| {
-                    tracing::info_span!(
-                        "request",
-                        method = %req.method(),
-                        path = %req.uri().path(),
-                        request_id = %crate::http::request_id(req),
-                    )
-                })
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
+        // One access-log line and the request metrics per request, with the final status.
+        .layer(AccessLogLayer)
         .layer(RescueLayer {
             request_timeout: settings.request_timeout,
         })

@@ -7,7 +7,7 @@ mod support;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use support::fakes::invoiceninja::Fault;
-use support::{Gateway, send};
+use support::{Gateway, Serve, send};
 
 /// The token the harness gave the fake account of `org`.
 fn upstream_token(org: &str) -> String {
@@ -352,7 +352,10 @@ async fn the_breaker_opens_after_consecutive_failures() {
 
 #[tokio::test]
 async fn readiness_follows_the_upstream() {
-    let gw = Gateway::start_ninja().await;
+    let serve = Serve::Ninja {
+        upstream_toml: String::new(),
+    };
+    let gw = Gateway::start_serving(serve, "[readiness]\ninterval = \"200ms\"\n", &[]).await;
     let ready = send(gw.client.get(gw.url("/readyz"))).await;
     assert_eq!(ready.status, 200, "{ready:?}");
     assert!(
@@ -362,9 +365,8 @@ async fn readiness_follows_the_upstream() {
             .any(|r| r.path_and_query.starts_with("/api/v1/ping"))
     );
     gw.fake().stop();
-    // A probe's outcome answers for 5 s, so that /readyz cannot drive upstream calls.
-    tokio::time::sleep(Duration::from_millis(5100)).await;
-    let down = send(gw.client.get(gw.url("/readyz"))).await;
+    // Probes run every 200 ms here (`[readiness] interval`).
+    let down = gw.readyz_until(503).await;
     assert_eq!(down.status, 503, "{down:?}");
     assert!(down.json["backends"]["local"].is_string());
     assert_ne!(down.json["backends"]["local"], "ok");

@@ -8,7 +8,7 @@ mod support;
 use serde_json::{Value, json};
 use std::time::Duration;
 use support::fakes::invoisx::{Fault, Paginator};
-use support::{Gateway, send};
+use support::{Gateway, Serve, send};
 
 /// The token the harness gave the fake company of `org`.
 fn upstream_token(org: &str) -> String {
@@ -667,7 +667,10 @@ async fn the_shared_layers_time_out_retry_reads_and_open_the_breaker() {
 
 #[tokio::test]
 async fn readiness_follows_the_upstream() {
-    let gw = Gateway::start_invoisx().await;
+    let serve = Serve::Invoisx {
+        upstream_toml: String::new(),
+    };
+    let gw = Gateway::start_serving(serve, "[readiness]\ninterval = \"200ms\"\n", &[]).await;
     let ready = send(gw.client.get(gw.url("/readyz"))).await;
     assert_eq!(ready.status, 200, "{ready:?}");
     assert!(
@@ -677,9 +680,8 @@ async fn readiness_follows_the_upstream() {
             .any(|r| r.path_and_query.starts_with("/api/v1/buyers?per_page=1"))
     );
     gw.invoisx_fake().stop();
-    // A probe's outcome answers for 5 s, so that /readyz cannot spend the company's quota.
-    tokio::time::sleep(Duration::from_millis(5100)).await;
-    let down = send(gw.client.get(gw.url("/readyz"))).await;
+    // Probes run every 200 ms here (`[readiness] interval`).
+    let down = gw.readyz_until(503).await;
     assert_eq!(down.status, 503, "{down:?}");
     assert_ne!(down.json["backends"]["local"], "ok");
 }

@@ -8,14 +8,13 @@ use crate::config::{BackendSettings, Secret, Settings};
 use crate::error::ApiError;
 use crate::storage::Storage;
 use nestgate_contract::{
-    Action, Adapter, CallContext, Capabilities, ErrorKind, Op, Reply, Resource,
+    Action, Adapter, CallContext, Capabilities, ErrorKind, Op, Reply, Resource, UpstreamTrace,
 };
 use nestgate_invoiceninja::{NinjaAdapter, NinjaConfig};
 use nestgate_invoisx::{InvoisxAdapter, InvoisxConfig};
 use nestgate_native::{NativeAdapter, NativeConfig};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
 /// One configured `[backends.NAME]`.
@@ -26,18 +25,10 @@ pub struct Backend {
     stack: stack::Stack,
     /// An organization bound to this backend, whose credential the readiness probe uses.
     probe_as: Option<CallContext>,
-    /// The last probe and when it ran (see [`PROBE_REUSE`]). Held across a probe, so that
-    /// concurrent `/readyz` requests wait for one probe instead of each making their own.
-    last_probe: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
     /// The stack's rate-limit holds: a probe spends the same quota as the calls, and makes no
     /// call while the organization is held.
     holds: Option<stack::Holds>,
 }
-
-/// How long a probe's outcome answers `/readyz`. The endpoint needs no token and each upstream
-/// probe spends the organization's vendor quota (InvoisX allows 60 calls a minute), so callers
-/// must not be able to drive probes faster than this.
-const PROBE_REUSE: Duration = Duration::from_secs(5);
 
 impl Backend {
     pub fn capabilities(&self) -> &Capabilities {
@@ -77,20 +68,9 @@ impl Backend {
     }
 
     /// Straight to the adapter: a probe must see the upstream, not the breaker's memory of it.
-    /// A rate-limited upstream is up (it answered), just busy.
+    /// A rate-limited upstream is up (it answered), just busy. Only the periodic prober calls
+    /// this (see `crate::readiness`), so callers cannot drive probes.
     pub async fn probe(&self) -> Result<(), String> {
-        let mut last = self.last_probe.lock().await;
-        if let Some((at, outcome)) = last.as_ref()
-            && at.elapsed() < PROBE_REUSE
-        {
-            return outcome.clone();
-        }
-        let outcome = self.probe_now().await;
-        *last = Some((Instant::now(), outcome.clone()));
-        outcome
-    }
-
-    async fn probe_now(&self) -> Result<(), String> {
         match &self.probe_as {
             Some(ctx) => {
                 let mut ctx = ctx.clone();
@@ -116,6 +96,7 @@ impl Backend {
                     default_currency: "USD".into(),
                     upstream_token: None,
                     quota: Default::default(),
+                    upstream: Default::default(),
                 };
                 self.adapter.probe(&ctx).await.map_err(|e| e.message)
             }
@@ -136,14 +117,16 @@ pub struct Binding {
 }
 
 impl Binding {
-    /// The context of one call for this organization.
-    pub fn context(&self, request_id: &str) -> CallContext {
+    /// The context of one call for this organization; its upstream exchanges are noted on
+    /// `upstream` (the request's access-log record).
+    pub fn context(&self, request_id: &str, upstream: UpstreamTrace) -> CallContext {
         CallContext {
             org: self.org.clone(),
             request_id: request_id.to_string(),
             default_currency: self.currency.clone(),
             upstream_token: self.upstream_token.clone(),
             quota: Default::default(),
+            upstream,
         }
     }
 }
@@ -184,6 +167,7 @@ impl Backends {
                     default_currency: binding.currency.clone(),
                     upstream_token: binding.upstream_token.clone(),
                     quota: Default::default(),
+                    upstream: Default::default(),
                 });
             let (stack, holds) = stack::build(name, Arc::clone(&adapter), backend.upstream());
             let backend = Backend {
@@ -193,7 +177,6 @@ impl Backends {
                 holds,
                 adapter,
                 probe_as,
-                last_probe: tokio::sync::Mutex::new(None),
             };
             backends.insert(name.clone(), Arc::new(backend));
         }

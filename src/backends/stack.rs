@@ -10,10 +10,11 @@
 //! 3. retry ([`RetryPolicy`]): idempotent calls only, after a transient failure, within a
 //!    budget (at most ~20 % extra load), with a short backoff. The adapter only says whether a
 //!    failure was transient (DESIGN.md: retry policy vs mechanics).
-//! 4. timeout: per attempt, inside the retry, so that a retry gets a full attempt's time.
+//! 4. [`Measure`]: counts and times each attempt, by operation and outcome (timeouts included).
+//! 5. timeout: per attempt, inside the retry, so that a retry gets a full attempt's time.
 //!
-//! Adapters know none of this. The native store gets none of it: its own transactions retry
-//! lost races, and the edge's request timeout bounds it.
+//! Adapters know none of this. The native store gets only the measure: its own transactions
+//! retry lost races, and the edge's request timeout bounds it.
 
 use crate::config::UpstreamSettings;
 use crate::telemetry::names;
@@ -46,9 +47,18 @@ pub fn build(
     upstream: Option<&UpstreamSettings>,
 ) -> (Stack, Option<Holds>) {
     let adapter = AdapterService(adapter);
+    let measure = MeasureLayer(backend.into());
     let Some(upstream) = upstream else {
-        return (BoxCloneSyncService::new(adapter), None);
+        return (BoxCloneSyncService::new(measure.layer(adapter)), None);
     };
+    // Zero from the start, so that dashboards and alerts see the series before the first event.
+    for name in [
+        names::UPSTREAM_RETRIES,
+        names::BREAKER_OPENED,
+        names::RATE_LIMIT_WAITS,
+    ] {
+        metrics::counter!(name, "backend" => backend.to_string()).increment(0);
+    }
     let hold = HoldLayer::new(backend);
     let holds = Holds(Arc::clone(&hold.0));
     let stack = ServiceBuilder::new()
@@ -62,6 +72,7 @@ pub fn build(
             backend,
             upstream.retries,
         )))
+        .layer(measure)
         .map_err(timed_out)
         .timeout(upstream.timeout)
         .service(adapter);
@@ -106,6 +117,72 @@ fn is_upstream_failure(error: &AdapterError) -> bool {
         ErrorKind::UpstreamUnavailable | ErrorKind::UpstreamTimeout => true,
         ErrorKind::Upstream => error.upstream_status.is_none_or(|s| s >= 500),
         _ => false,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measure
+
+/// Counts and times every attempt at a call, by backend, operation and outcome.
+#[derive(Clone)]
+pub struct MeasureLayer(Arc<str>);
+
+impl<S> Layer<S> for MeasureLayer {
+    type Service = Measure<S>;
+    fn layer(&self, inner: S) -> Measure<S> {
+        Measure {
+            inner,
+            backend: Arc::clone(&self.0),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Measure<S> {
+    inner: S,
+    backend: Arc<str>,
+}
+
+impl<S> Service<Call> for Measure<S>
+where
+    S: Service<Call, Response = Reply, Error = AdapterError>,
+    S::Future: Send + 'static,
+{
+    type Response = Reply;
+    type Error = AdapterError;
+    type Future = BoxFuture<'static, Result<Reply, AdapterError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AdapterError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        let operation = format!(
+            "{}.{}",
+            call.op.resource().as_str(),
+            call.op.action().as_str()
+        );
+        let backend = self.backend.to_string();
+        let started = Instant::now();
+        let future = self.inner.call(call);
+        Box::pin(async move {
+            let outcome = future.await;
+            let labels = [
+                ("backend", backend),
+                ("operation", operation),
+                (
+                    "outcome",
+                    match &outcome {
+                        Ok(_) => "ok",
+                        Err(error) => error.kind.as_str(),
+                    }
+                    .to_string(),
+                ),
+            ];
+            metrics::counter!(names::UPSTREAM_CALLS, &labels).increment(1);
+            metrics::histogram!(names::UPSTREAM_CALL_DURATION, &labels).record(started.elapsed());
+            outcome
+        })
     }
 }
 
@@ -277,12 +354,14 @@ pub struct BreakerLayer(Arc<BreakerState>);
 
 impl BreakerLayer {
     fn new(backend: &str, threshold: u32, cooldown: Duration) -> Self {
-        BreakerLayer(Arc::new(BreakerState {
+        let state = BreakerState {
             backend: backend.to_string(),
             threshold: threshold.max(1),
             cooldown,
             circuit: Mutex::new(Circuit::Closed { failures: 0 }),
-        }))
+        };
+        state.publish(0);
+        BreakerLayer(Arc::new(state))
     }
 }
 

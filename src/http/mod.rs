@@ -6,7 +6,7 @@
 //! - [`resources`]: `/api/v1/{clients,invoices,payments,products,expenses}` and capabilities.
 //! - [`token`]: `/api/v1/auth/{token,refresh,revoke}` (OAuth 2.0).
 //! - [`admin`]: `/admin/v1/keys` (the operator's API).
-//! - [`ops`]: `/healthz`, `/readyz`.
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
 
 pub mod admin;
 pub mod body;
@@ -18,6 +18,7 @@ pub mod token;
 
 use crate::app::App;
 use crate::error::ApiError;
+use crate::telemetry::access::Observed;
 use bytes::Bytes;
 use http::{Method, Request};
 use nestgate_contract::{Action, Resource};
@@ -26,10 +27,6 @@ use std::sync::Arc;
 use token::Endpoint;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The route a request matched, as a template: bounded, so it can label logs and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Route(pub &'static str);
 
 /// A resource call: which resource, which action, which record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +41,7 @@ pub struct Call {
 enum Target {
     Health,
     Ready,
+    Metrics,
     Capabilities,
     OAuth(token::Endpoint),
     Admin(admin::Call),
@@ -87,6 +85,7 @@ fn target(method: &Method, path: &str) -> Target {
     match (method, segments.as_slice()) {
         (&Method::GET, ["healthz"]) => Target::Health,
         (&Method::GET, ["readyz"]) => Target::Ready,
+        (&Method::GET, ["metrics"]) => Target::Metrics,
         (&Method::GET, ["api", "v1", "capabilities"]) => Target::Capabilities,
         (&Method::POST, ["api", "v1", "auth", "token"]) => Target::OAuth(Endpoint::Token),
         (&Method::POST, ["api", "v1", "auth", "refresh"]) => Target::OAuth(Endpoint::Refresh),
@@ -96,7 +95,7 @@ fn target(method: &Method, path: &str) -> Target {
         (&Method::DELETE, ["admin", "v1", "keys", id]) if !id.is_empty() => {
             Target::Admin(admin::Call::RevokeKey(id.to_string()))
         }
-        (_, ["healthz" | "readyz"])
+        (_, ["healthz" | "readyz" | "metrics"])
         | (_, ["api", "v1", "capabilities"])
         | (_, ["api", "v1", "auth", "token" | "refresh" | "revoke"])
         | (_, ["admin", "v1", "keys"])
@@ -163,45 +162,45 @@ where
     B::Error: Into<BoxError>,
 {
     let request_id = request_id(&req);
+    let observed = Observed::of(&req);
     if header_bytes(req.headers()) > crate::server::MAX_HEADER_BYTES {
         // hyper bounds the head of a connection's first request, but a later request on a
         // kept-alive connection can get past its buffer limit; refuse it here all the same.
-        let mut response = ApiError::new(
+        let response = ApiError::new(
             http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "invalid_request",
             "the request headers are too large",
         )
         .render(&request_id);
-        response
-            .extensions_mut()
-            .insert(Route("(headers too large)"));
+        observed.routed("(headers too large)");
         return response;
     }
-    let (route, result) = match target(req.method(), req.uri().path()) {
-        Target::Health => (Route("/healthz"), Ok(ops::healthz())),
-        Target::Ready => (Route("/readyz"), Ok(ops::readyz(&app).await)),
-        Target::Capabilities => (
-            Route("/api/v1/capabilities"),
-            resources::capabilities(&app, req),
-        ),
-        Target::OAuth(endpoint) => (
-            Route(endpoint.template()),
-            Ok(token::handle(&app, endpoint, req).await),
-        ),
-        Target::Admin(call) => (Route(call.template()), admin::handle(&app, call, req).await),
-        Target::Resource(call) => (
-            Route(template(&call)),
-            resources::handle(&app, call, req, &request_id).await,
-        ),
-        Target::WrongMethod => (Route("(wrong method)"), Err(ApiError::method_not_allowed())),
-        Target::Unknown => (
-            Route("(unknown)"),
-            Err(ApiError::no_route(req.uri().path())),
-        ),
+    let target = target(req.method(), req.uri().path());
+    // The route is known before the handler runs, so that a request the timeout cuts short is
+    // still logged under it.
+    observed.routed(match &target {
+        Target::Health => "/healthz",
+        Target::Ready => "/readyz",
+        Target::Metrics => "/metrics",
+        Target::Capabilities => "/api/v1/capabilities",
+        Target::OAuth(endpoint) => endpoint.template(),
+        Target::Admin(call) => call.template(),
+        Target::Resource(call) => template(call),
+        Target::WrongMethod => "(wrong method)",
+        Target::Unknown => "(unknown)",
+    });
+    let result = match target {
+        Target::Health => Ok(ops::healthz()),
+        Target::Ready => Ok(ops::readyz(&app).await),
+        Target::Metrics => ops::metrics(&app),
+        Target::Capabilities => resources::capabilities(&app, req),
+        Target::OAuth(endpoint) => Ok(token::handle(&app, endpoint, req).await),
+        Target::Admin(call) => admin::handle(&app, call, req).await,
+        Target::Resource(call) => resources::handle(&app, call, req, &request_id).await,
+        Target::WrongMethod => Err(ApiError::method_not_allowed()),
+        Target::Unknown => Err(ApiError::no_route(req.uri().path())),
     };
-    let mut response = result.unwrap_or_else(|error| error.render(&request_id));
-    response.extensions_mut().insert(route);
-    response
+    result.unwrap_or_else(|error| error.render(&request_id))
 }
 
 #[cfg(test)]

@@ -2,40 +2,61 @@
 
 use super::respond::{self, HttpResponse};
 use crate::app::App;
+use crate::error::ApiError;
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 use std::time::Duration;
-
-const PROBE_LIMIT: Duration = Duration::from_secs(2);
 
 /// The process is alive and answering.
 pub fn healthz() -> HttpResponse {
     respond::json(StatusCode::OK, &json!({"status": "ok"}))
 }
 
-/// Ready when storage answers and every backend answers its probe; `503` says which did not.
+/// Ready when the last round of probes found storage and every backend answering; `503` says
+/// which did not. No probe runs here (see `crate::readiness`).
 pub async fn readyz(app: &App) -> HttpResponse {
-    let storage_ok = app.storage.ping(PROBE_LIMIT).await;
-    let mut backends = Map::new();
-    let mut all_ok = storage_ok;
-    for backend in app.backends.all() {
-        let outcome = match tokio::time::timeout(PROBE_LIMIT, backend.probe()).await {
-            Ok(Ok(())) => Value::from("ok"),
-            Ok(Err(message)) => Value::from(message),
-            Err(_) => Value::from(format!("no answer within {}s", PROBE_LIMIT.as_secs())),
-        };
-        all_ok &= outcome == "ok";
-        backends.insert(backend.name.clone(), outcome);
-    }
-    let status = if all_ok {
+    // Just after start the first round may still be running; it ends within one probe timeout.
+    let wait = app.settings.readiness_timeout + Duration::from_secs(1);
+    let Some(round) = app.readiness.last(wait).await else {
+        let body = json!({"status": "not_ready", "storage": "not probed yet", "backends": {}});
+        return respond::json(StatusCode::SERVICE_UNAVAILABLE, &body);
+    };
+    let outcome = |o: &Result<(), String>| match o {
+        Ok(()) => Value::from("ok"),
+        Err(message) => Value::from(message.as_str()),
+    };
+    let backends: Map<String, Value> = round
+        .backends
+        .iter()
+        .map(|(name, o)| (name.clone(), outcome(o)))
+        .collect();
+    let ready = round.ready();
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "storage": outcome(&round.storage),
+        "backends": backends,
+        "checked_at": chrono::DateTime::<chrono::Utc>::from(round.at)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    });
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
-        "status": if all_ok { "ready" } else { "not_ready" },
-        "storage": if storage_ok { "ok" } else { "unreachable" },
-        "backends": backends,
-    });
     respond::json(status, &body)
+}
+
+/// Prometheus' text exposition format, version 0.0.4.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The Prometheus text page (`404` when `[metrics] enabled = false`).
+pub fn metrics(app: &App) -> Result<HttpResponse, ApiError> {
+    let Some(handle) = &app.metrics else {
+        return Err(ApiError::no_route("/metrics"));
+    };
+    Ok(respond::bytes(
+        StatusCode::OK,
+        PROMETHEUS_TEXT,
+        handle.render(),
+    ))
 }

@@ -12,6 +12,7 @@ use crate::auth::scope::Scopes;
 use crate::backends::Binding;
 use crate::error::ApiError;
 use crate::idempotency::{self, Claim};
+use crate::telemetry::access::Observed;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
@@ -82,12 +83,15 @@ where
     B::Error: Into<BoxError>,
 {
     let mut req = req;
+    let observed = Observed::of(&req);
     let principal = Caller::of(&mut req)?;
+    observed.acting_for(&principal.org);
     let scope = Scopes::required(call.resource, call.action);
     if !principal.scopes.contains(scope) {
         return Err(ApiError::insufficient_scope(scope.to_string()));
     }
     let binding = binding_of(app, &principal.org)?;
+    observed.served_by(&binding.backend.name);
     if let Some(id) = &call.id
         && !is_valid_id(id)
     {
@@ -97,7 +101,7 @@ where
         )));
     }
     binding.backend.check(call.resource, call.action)?;
-    let ctx = binding.context(request_id);
+    let ctx = binding.context(request_id, observed.upstream.clone());
 
     // Only a POST with a key goes through the idempotency store.
     let key = match req.headers().get(IDEMPOTENCY_KEY) {

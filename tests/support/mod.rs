@@ -433,6 +433,43 @@ impl Gateway {
     }
 
     /// The access token the harness holds for `org` (every scope).
+    /// `GET /metrics`, parsed.
+    pub async fn metrics(&self) -> Metrics {
+        let reply = send(self.client.get(self.url("/metrics"))).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert!(
+            reply
+                .header("content-type")
+                .is_some_and(|t| t.starts_with("text/plain; version=0.0.4")),
+            "{:?}",
+            reply.headers
+        );
+        Metrics::parse(&String::from_utf8(reply.bytes).expect("UTF-8"))
+    }
+
+    /// The access-log lines printed so far, parsed.
+    pub fn access_lines(&self) -> Vec<Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|line| line["target"] == "nestgate::access")
+            .collect()
+    }
+
+    /// Asks `/readyz` until it answers `status` (probes run on a timer), for at most 15 s.
+    pub async fn readyz_until(&self, status: u16) -> Reply {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let reply = send(self.client.get(self.url("/readyz"))).await;
+            if reply.status == status || Instant::now() > deadline {
+                return reply;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn token(&self, org: &str) -> &str {
         self.tokens.get(org).map(String::as_str).unwrap_or_default()
     }
@@ -581,5 +618,74 @@ impl Drop for Gateway {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A Prometheus text page: every sample, by name and labels.
+pub struct Metrics {
+    pub text: String,
+    samples: Vec<Sample>,
+}
+
+/// A sample: its name, its labels, its value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+impl Metrics {
+    pub fn parse(text: &str) -> Metrics {
+        let mut samples = Vec::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let (series, value) = line.rsplit_once(' ').expect("`series value`");
+            let value: f64 = value.parse().expect("a number");
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (name, rest.strip_suffix('}').expect("closing brace")),
+                None => (series, ""),
+            };
+            let labels = labels
+                .split("\",")
+                .filter(|l| !l.is_empty())
+                .map(|pair| {
+                    let (key, value) = pair.split_once("=\"").expect("key=\"value\"");
+                    (key.to_string(), value.trim_end_matches('"').to_string())
+                })
+                .collect();
+            samples.push((name.to_string(), labels, value));
+        }
+        Metrics {
+            text: text.to_string(),
+            samples,
+        }
+    }
+
+    /// The sum of the samples of `name` whose labels include every pair of `labels`; `None`
+    /// when there is no such sample.
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let matching: Vec<f64> = self
+            .samples
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|(_, _, v)| *v)
+            .collect();
+        (!matching.is_empty()).then(|| matching.iter().sum())
+    }
+
+    /// Every value the label `label` takes on samples of `name`.
+    pub fn label_values(&self, name: &str, label: &str) -> Vec<String> {
+        let mut values: Vec<String> = self
+            .samples
+            .iter()
+            .filter(|(n, _, _)| n == name)
+            .flat_map(|(_, l, _)| l.iter().filter(|(k, _)| k == label).map(|(_, v)| v.clone()))
+            .collect();
+        values.sort();
+        values.dedup();
+        values
     }
 }

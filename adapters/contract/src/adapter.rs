@@ -5,6 +5,7 @@ use crate::error::AdapterError;
 use crate::op::{Op, Reply};
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A credential the gateway holds for an organization (an upstream token). Its `Debug` never
@@ -77,6 +78,58 @@ impl fmt::Debug for Quota {
     }
 }
 
+/// What the upstream exchanges made for one gateway request came to: how many, the last
+/// status, and the time spent waiting on them. The gateway reads it for the request's access-log
+/// line and latency metrics; [`crate::upstream::exchange`] writes it, once per exchange. Clones
+/// share one record; a fresh one (a probe, a unit test) is simply dropped.
+#[derive(Clone, Default)]
+pub struct UpstreamTrace(Arc<TraceCells>);
+
+#[derive(Default)]
+struct TraceCells {
+    exchanges: AtomicU32,
+    /// 0 until an answer came back.
+    last_status: AtomicU16,
+    micros: AtomicU64,
+}
+
+impl UpstreamTrace {
+    /// One exchange: its HTTP status (`None` when no answer came back) and how long it took.
+    pub fn record(&self, status: Option<u16>, took: Duration) {
+        let cells = &self.0;
+        cells.exchanges.fetch_add(1, Ordering::Relaxed);
+        if let Some(status) = status {
+            cells.last_status.store(status, Ordering::Relaxed);
+        }
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        cells.micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    pub fn exchanges(&self) -> u32 {
+        self.0.exchanges.load(Ordering::Relaxed)
+    }
+
+    /// The status of the last answer, if any came back.
+    pub fn last_status(&self) -> Option<u16> {
+        Some(self.0.last_status.load(Ordering::Relaxed)).filter(|s| *s != 0)
+    }
+
+    /// The time spent in exchanges, summed (an adapter makes them one after another).
+    pub fn time(&self) -> Duration {
+        Duration::from_micros(self.0.micros.load(Ordering::Relaxed))
+    }
+}
+
+impl fmt::Debug for UpstreamTrace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamTrace")
+            .field("exchanges", &self.exchanges())
+            .field("last_status", &self.last_status())
+            .field("time", &self.time())
+            .finish()
+    }
+}
+
 /// Who is calling, on whose behalf, for one call.
 #[derive(Debug, Clone)]
 pub struct CallContext {
@@ -90,6 +143,8 @@ pub struct CallContext {
     pub upstream_token: Option<Secret>,
     /// Set by the gateway's rate-limit hold for the duration of the call.
     pub quota: Quota,
+    /// The request's record of its upstream exchanges (see [`UpstreamTrace`]).
+    pub upstream: UpstreamTrace,
 }
 
 #[async_trait::async_trait]

@@ -41,6 +41,24 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    /// A stable snake_case name, for metric labels and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Validation => "validation",
+            ErrorKind::NotSupported => "not_supported",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::Upstream => "upstream_error",
+            ErrorKind::UpstreamUnavailable => "upstream_unavailable",
+            ErrorKind::UpstreamTimeout => "upstream_timeout",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
 /// Laravel's validation errors, `{"errors": {"field.path": ["message", …]}}`: the shape both PHP
 /// vendors answer a `422` with, as field errors under the gateway's names (`rename`). The
 /// `unique` rule's "has already been taken" is API.md's `409`, not a `422`. `None` when the body

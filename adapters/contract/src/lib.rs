@@ -25,7 +25,7 @@ pub mod rules;
 #[cfg(feature = "upstream")]
 pub mod upstream;
 
-pub use adapter::{Adapter, CallContext, Quota, QuotaKeeper, Secret};
+pub use adapter::{Adapter, CallContext, Quota, QuotaKeeper, Secret, UpstreamTrace};
 pub use capability::{Capabilities, Feature};
 pub use error::{AdapterError, Blame, ErrorKind, FieldError};
 pub use op::{Action, Draft, ListQuery, Op, Page, Reply, Resource};

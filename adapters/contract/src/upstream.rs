@@ -7,7 +7,7 @@ use crate::adapter::CallContext;
 use crate::error::{AdapterError, ErrorKind};
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One pooled client for one backend. A redirect is a vendor refusing a request in its web
 /// way (a login page, a home page); following it would hide the refusal.
@@ -43,12 +43,63 @@ pub fn credential(
     Ok(value)
 }
 
+/// An upstream answer, read whole.
+pub struct Exchanged {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub bytes: Bytes,
+}
+
+/// One exchange with the vendor, made the way every call must be: not while the organization's
+/// quota is held (so no call of a multi-call operation goes out during a hold), carrying the
+/// caller's request id, the whole answer read (at most `max_body` bytes), and its status and
+/// time noted on the request's [`UpstreamTrace`](crate::UpstreamTrace), even when the gateway
+/// gives up on it halfway (a timeout drops this future).
+pub async fn exchange(
+    ctx: &CallContext,
+    request: reqwest::RequestBuilder,
+    max_body: usize,
+) -> Result<Exchanged, AdapterError> {
+    ctx.quota.check()?;
+    let mut noted = Noted {
+        ctx,
+        started: Instant::now(),
+        status: None,
+    };
+    let mut response = request
+        .header("x-request-id", &ctx.request_id)
+        .send()
+        .await
+        .map_err(unreachable)?;
+    let status = response.status().as_u16();
+    noted.status = Some(status);
+    let headers = std::mem::take(response.headers_mut());
+    let bytes = read_body(&mut response, max_body).await?;
+    Ok(Exchanged {
+        status,
+        headers,
+        bytes,
+    })
+}
+
+/// Notes an exchange on the trace when it ends, however it ends.
+struct Noted<'a> {
+    ctx: &'a CallContext,
+    started: Instant,
+    status: Option<u16>,
+}
+
+impl Drop for Noted<'_> {
+    fn drop(&mut self) {
+        self.ctx
+            .upstream
+            .record(self.status, self.started.elapsed());
+    }
+}
+
 /// The whole body of an answer, refused past `max` bytes (a vendor must not make the gateway
 /// hold an unbounded body).
-pub async fn read_body(
-    response: &mut reqwest::Response,
-    max: usize,
-) -> Result<Bytes, AdapterError> {
+async fn read_body(response: &mut reqwest::Response, max: usize) -> Result<Bytes, AdapterError> {
     let status = response.status().as_u16();
     let mut bytes = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(unreachable)? {

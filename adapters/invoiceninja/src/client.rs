@@ -49,29 +49,27 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Answer, AdapterError> {
-        // No call while the organization is held, even within one operation of several calls.
-        ctx.quota.check()?;
         let token = upstream::credential(ctx, str::to_string)?;
         let mut request = self
             .http
             .request(method, format!("{}/{path}", self.api))
-            .header("x-ninja-token", token)
-            .header("x-request-id", &ctx.request_id);
+            .header("x-ninja-token", token);
         if !query.is_empty() {
             request = request.query(query);
         }
         if let Some(body) = body {
             request = request.json(body);
         }
-        let mut response = request.send().await.map_err(upstream::unreachable)?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
+        let upstream::Exchanged {
+            status,
+            headers,
+            bytes,
+        } = upstream::exchange(ctx, request, self.max_body_bytes).await?;
+        let retry_after = headers
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(std::time::Duration::from_secs);
-        let bytes = upstream::read_body(&mut response, self.max_body_bytes).await?;
         Ok(Answer {
             status,
             retry_after,

@@ -56,28 +56,27 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Answer, AdapterError> {
-        // No call while the organization is held, even within one operation of several calls.
-        ctx.quota.check()?;
         let bearer = upstream::credential(ctx, |token| format!("Bearer {token}"))?;
         let mut request = self
             .http
             .request(method, format!("{}/{path}", self.api))
-            .header(header::AUTHORIZATION, bearer)
-            .header("x-request-id", &ctx.request_id);
+            .header(header::AUTHORIZATION, bearer);
         if !query.is_empty() {
             request = request.query(query);
         }
         if let Some(body) = body {
             request = request.json(body);
         }
-        let mut response = request.send().await.map_err(upstream::unreachable)?;
-        let status = response.status().as_u16();
-        let quota = RateLimitHeaders::read(response.headers());
+        let upstream::Exchanged {
+            status,
+            headers,
+            bytes,
+        } = upstream::exchange(ctx, request, self.max_body_bytes).await?;
+        let quota = RateLimitHeaders::read(&headers);
         if status != 429 && quota.remaining == Some(0) {
             ctx.quota
                 .spent_for(quota.until_reset.unwrap_or(DEFAULT_WINDOW));
         }
-        let bytes = upstream::read_body(&mut response, self.max_body_bytes).await?;
         Ok(Answer {
             status,
             retry_after: quota.retry_after.or(quota.until_reset),

@@ -1,0 +1,13 @@
+//! What the gateway tells its operators:
+//! - [`log`]: log lines on stdout, JSON or human-readable;
+//! - [`names`]: every metric's name, labels and meaning, in one place;
+//! - [`exporter`]: the Prometheus recorder behind `GET /metrics`;
+//! - [`access`]: the edge layer that writes one access-log line and the request metrics per
+//!   request, and the [`access::Observed`] record handlers fill in for it.
+
+pub mod access;
+pub mod exporter;
+pub mod log;
+pub mod names;
+
+pub use log::init;

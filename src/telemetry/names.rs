@@ -1,0 +1,177 @@
+//! Metric names, in one place (DESIGN.md: telemetry is a contract). Labels are bounded: a route
+//! template, a backend's configured name, an operation, an outcome, a status; never a raw path,
+//! an id, an organization, a client_id or a token.
+//!
+//! [`CATALOG`] lists every metric with its labels and meaning: the exporter describes them from
+//! it (`# HELP`), and a test holds the README's metrics reference and the Grafana dashboard to it.
+
+/// Requests answered, by `method`, `route` (template), `status` and `backend` (`none` when no
+/// backend was involved).
+pub const HTTP_REQUESTS: &str = "nestgate_http_requests_total";
+/// The whole time to answer a request, by `method`, `route` and `backend`.
+pub const HTTP_REQUEST_DURATION: &str = "nestgate_http_request_duration_seconds";
+/// Of a request's time, the part spent waiting on its upstream's answers (requests that called
+/// an upstream only).
+pub const HTTP_REQUEST_UPSTREAM: &str = "nestgate_http_request_upstream_seconds";
+/// Of a request's time, the gateway's own part: the whole minus the upstream part (requests
+/// that called an upstream only).
+pub const HTTP_REQUEST_OVERHEAD: &str = "nestgate_http_request_overhead_seconds";
+/// Requests being answered now.
+pub const HTTP_IN_FLIGHT: &str = "nestgate_http_requests_in_flight";
+/// Calls into a backend (one per attempt), by `backend`, `operation` (`invoices.list`, …) and
+/// `outcome` (`ok` or the error kind).
+pub const UPSTREAM_CALLS: &str = "nestgate_upstream_calls_total";
+/// How long each of those calls took.
+pub const UPSTREAM_CALL_DURATION: &str = "nestgate_upstream_call_duration_seconds";
+/// Upstream calls tried again after a transient failure, by `backend`.
+pub const UPSTREAM_RETRIES: &str = "nestgate_upstream_retries_total";
+/// Times a backend's circuit breaker opened, by `backend`.
+pub const BREAKER_OPENED: &str = "nestgate_upstream_breaker_opened_total";
+/// A backend's breaker now: 0 closed, 1 open, 2 letting a trial call through.
+pub const BREAKER_STATE: &str = "nestgate_upstream_breaker_state";
+/// Calls refused without reaching the upstream because it asked for a pause, by `backend`.
+pub const RATE_LIMIT_WAITS: &str = "nestgate_upstream_rate_limit_waits_total";
+/// The last readiness probe of each `check` (`storage`, or a backend's name): 1 passed, 0 failed.
+pub const READINESS_UP: &str = "nestgate_readiness_check_up";
+/// Access tokens issued, by `grant` (`client_credentials`, `refresh_token`: a refresh).
+pub const TOKENS_ISSUED: &str = "nestgate_auth_tokens_issued_total";
+/// Spent refresh tokens presented again (each revokes every session of its key).
+pub const REFRESH_REUSE: &str = "nestgate_auth_refresh_reuse_total";
+/// Revocations made by this instance, by `kind` (`key`, `session`, `token`).
+pub const REVOCATIONS: &str = "nestgate_auth_revocations_total";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// One metric: what the README's reference table shows of it.
+#[derive(Debug)]
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub labels: &'static [&'static str],
+    pub help: &'static str,
+}
+
+const fn metric(
+    name: &'static str,
+    kind: Kind,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> Metric {
+    Metric {
+        name,
+        kind,
+        labels,
+        help,
+    }
+}
+
+const HTTP_LABELS: &[&str] = &["method", "route", "backend"];
+
+/// Every metric the gateway exports.
+pub const CATALOG: &[Metric] = &[
+    metric(
+        HTTP_REQUESTS,
+        Kind::Counter,
+        &["method", "route", "status", "backend"],
+        "Requests answered.",
+    ),
+    metric(
+        HTTP_REQUEST_DURATION,
+        Kind::Histogram,
+        HTTP_LABELS,
+        "Whole time to answer a request.",
+    ),
+    metric(
+        HTTP_REQUEST_UPSTREAM,
+        Kind::Histogram,
+        HTTP_LABELS,
+        "Time a request spent waiting on its upstream (requests that called one).",
+    ),
+    metric(
+        HTTP_REQUEST_OVERHEAD,
+        Kind::Histogram,
+        HTTP_LABELS,
+        "Time the gateway itself added to a request that called an upstream: whole minus upstream.",
+    ),
+    metric(
+        HTTP_IN_FLIGHT,
+        Kind::Gauge,
+        &[],
+        "Requests being answered now.",
+    ),
+    metric(
+        UPSTREAM_CALLS,
+        Kind::Counter,
+        &["backend", "operation", "outcome"],
+        "Calls into a backend, one per attempt (for the native backend: its store).",
+    ),
+    metric(
+        UPSTREAM_CALL_DURATION,
+        Kind::Histogram,
+        &["backend", "operation", "outcome"],
+        "Time each call into a backend took.",
+    ),
+    metric(
+        UPSTREAM_RETRIES,
+        Kind::Counter,
+        &["backend"],
+        "Upstream calls tried again after a transient failure.",
+    ),
+    metric(
+        BREAKER_OPENED,
+        Kind::Counter,
+        &["backend"],
+        "Times the backend's circuit breaker opened.",
+    ),
+    metric(
+        BREAKER_STATE,
+        Kind::Gauge,
+        &["backend"],
+        "The backend's circuit breaker: 0 closed, 1 open, 2 trial call.",
+    ),
+    metric(
+        RATE_LIMIT_WAITS,
+        Kind::Counter,
+        &["backend"],
+        "Calls refused without reaching the upstream, because it asked for a pause.",
+    ),
+    metric(
+        READINESS_UP,
+        Kind::Gauge,
+        &["check"],
+        "The last readiness probe of storage or of a backend: 1 passed, 0 failed.",
+    ),
+    metric(
+        TOKENS_ISSUED,
+        Kind::Counter,
+        &["grant"],
+        "Access tokens issued; grant=refresh_token counts refreshes.",
+    ),
+    metric(
+        REFRESH_REUSE,
+        Kind::Counter,
+        &[],
+        "Spent refresh tokens presented again (each revokes its key's sessions).",
+    ),
+    metric(
+        REVOCATIONS,
+        Kind::Counter,
+        &["kind"],
+        "Revocations made by this instance.",
+    ),
+];
