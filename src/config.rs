@@ -585,6 +585,13 @@ impl FileConfig {
                     "names use a-z, 0-9, _ and - only",
                 ));
             }
+            if name == "storage" {
+                // Readiness reports storage and backends side by side, by name.
+                problems.push(problem(
+                    format!("backends.{name}"),
+                    "`storage` names the storage check of /readyz; choose another name",
+                ));
+            }
             let settings = match section {
                 BackendSection::Native {} => BackendSettings::Native,
                 BackendSection::Invoiceninja(section) => {
@@ -893,5 +900,18 @@ mod tests {
         assert_eq!(err.0[0].path, "server.request_timeout");
         let err = from_text("[backends.x]\nkind = \"ftp\"\n").unwrap_err();
         assert!(err.0[0].path.starts_with("backends"), "{err}");
+    }
+
+    #[test]
+    fn readiness_and_metrics_are_checked() {
+        let settings = from_text("[readiness]\ninterval = \"250ms\"\n[metrics]\nenabled = false\n");
+        let settings = settings.unwrap();
+        assert_eq!(settings.readiness_interval, Duration::from_millis(250));
+        assert!(!settings.metrics_enabled);
+        let err = from_text("[readiness]\ninterval = \"1ms\"\ntimeout = \"2m\"\n").unwrap_err();
+        let paths: Vec<&str> = err.0.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["readiness.interval", "readiness.timeout"]);
+        let err = from_text("[backends.storage]\nkind = \"native\"\n").unwrap_err();
+        assert_eq!(err.0[0].path, "backends.storage", "{err}");
     }
 }

@@ -51,8 +51,9 @@ impl Readiness {
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
-                let round = Arc::new(probe(&app).await);
-                let previous = app.readiness.last.send_replace(Some(Arc::clone(&round)));
+                let previous = app.readiness.last.borrow().clone();
+                let round = Arc::new(probe(&app, previous.as_deref()).await);
+                app.readiness.last.send_replace(Some(Arc::clone(&round)));
                 report_changes(previous.as_deref(), &round);
             }
         });
@@ -70,29 +71,28 @@ impl Readiness {
     }
 }
 
-async fn probe(app: &App) -> Round {
+/// One round. A backend that could not be probed without spending a held quota keeps its
+/// outcome from the `previous` round (up, at start).
+async fn probe(app: &App, previous: Option<&Round>) -> Round {
     let limit = app.settings.readiness_timeout;
-    let within = |outcome: Option<Result<(), String>>| {
-        outcome.unwrap_or_else(|| {
-            Err(format!(
-                "no answer within {}",
-                humantime::format_duration(limit)
-            ))
-        })
-    };
+    let no_answer = || format!("no answer within {}", humantime::format_duration(limit));
     let storage = async {
-        if app.storage.ping(limit).await {
-            Ok(())
-        } else {
-            Err(format!(
-                "unreachable (no answer to SELECT 1 within {})",
-                humantime::format_duration(limit)
-            ))
+        match tokio::time::timeout(limit, app.storage.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(format!("unreachable: {error}")),
+            Err(_) => Err(format!("unreachable: {}", no_answer())),
         }
     };
     let backends = futures_util::future::join_all(app.backends.all().map(|backend| async {
-        let outcome = tokio::time::timeout(limit, backend.probe()).await.ok();
-        (backend.name.clone(), within(outcome))
+        let outcome = match tokio::time::timeout(limit, backend.probe()).await {
+            Ok(Some(outcome)) => outcome,
+            Ok(None) => previous
+                .and_then(|p| p.backends.iter().find(|(name, _)| *name == backend.name))
+                .map(|(_, outcome)| outcome.clone())
+                .unwrap_or(Ok(())),
+            Err(_) => Err(no_answer()),
+        };
+        (backend.name.clone(), outcome)
     }));
     let (storage, backends) = tokio::join!(storage, backends);
     Round {

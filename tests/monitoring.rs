@@ -17,17 +17,6 @@ fn value(m: &Metrics, name: &str, labels: &[(&str, &str)]) -> f64 {
         .unwrap_or_else(|| panic!("no {name} {labels:?} on the metrics page:\n{}", m.text))
 }
 
-/// The one access-log line of the request with this id.
-fn access_line(gw: &Gateway, request_id: &str) -> Value {
-    let lines: Vec<Value> = gw
-        .access_lines()
-        .into_iter()
-        .filter(|l| l["request_id"] == request_id)
-        .collect();
-    assert_eq!(lines.len(), 1, "one line for {request_id}: {lines:?}");
-    lines.into_iter().next().unwrap()
-}
-
 #[tokio::test]
 async fn native_traffic_is_counted_by_route_status_and_backend() {
     let gw = Gateway::start(Store::Sqlite).await;
@@ -192,6 +181,62 @@ async fn upstream_time_is_told_apart_from_the_gateways_own() {
 }
 
 #[tokio::test]
+async fn timed_out_upstream_calls_count_in_the_upstream_part() {
+    // Each attempt may take 300 ms, and a timed-out read is tried once more.
+    let gw = Gateway::start_ninja_with("timeout = \"300ms\"\nretries = 1\n").await;
+    gw.fake().inject(Fault::Hang);
+    let reply = send(
+        gw.raw("GET", "/api/v1/clients")
+            .header("x-request-id", "hung-1"),
+    )
+    .await;
+    assert_eq!(reply.status, 504, "{reply:?}");
+    // Two exchanges, each given up after its 300 ms: no status, at least 600 ms upstream.
+    let line = gw.access_line("hung-1").await;
+    assert_eq!(line["upstream_calls"], 2, "{line}");
+    assert!(line.get("upstream_status").is_none(), "{line}");
+    let upstream_ms = line["upstream_ms"].as_f64().unwrap_or(0.0);
+    assert!(upstream_ms >= 600.0, "{line}");
+    let m = gw.metrics().await;
+    let timed_out = [
+        ("backend", "local"),
+        ("operation", "clients.list"),
+        ("outcome", "upstream_timeout"),
+    ];
+    assert_eq!(value(&m, names::UPSTREAM_CALLS, &timed_out), 2.0);
+    let list = [("route", "/api/v1/clients"), ("backend", "local")];
+    let sum = format!("{}_sum", names::HTTP_REQUEST_UPSTREAM);
+    assert!(value(&m, &sum, &list) >= 0.6, "{}", m.text);
+}
+
+#[tokio::test]
+async fn an_attempt_the_request_timeout_cuts_short_is_counted_as_cancelled() {
+    // The request may take 500 ms; the attempt would wait 10 s for the hung vendor.
+    let serve = Serve::Ninja {
+        upstream_toml: String::new(),
+    };
+    let env = [("NESTGATE__SERVER__REQUEST_TIMEOUT", "500ms")];
+    let gw = Gateway::start_serving(serve, "", &env).await;
+    gw.fake().inject(Fault::Hang);
+    let reply = send(
+        gw.raw("GET", "/api/v1/clients")
+            .header("x-request-id", "cut-1"),
+    )
+    .await;
+    assert_eq!(reply.status, 504, "{reply:?}");
+    let line = gw.access_line("cut-1").await;
+    assert_eq!(line["route"], "/api/v1/clients");
+    assert_eq!(line["upstream_calls"], 1, "{line}");
+    let m = gw.metrics().await;
+    let cancelled = [
+        ("backend", "local"),
+        ("operation", "clients.list"),
+        ("outcome", "cancelled"),
+    ];
+    assert_eq!(value(&m, names::UPSTREAM_CALLS, &cancelled), 1.0);
+}
+
+#[tokio::test]
 async fn retries_and_the_breaker_are_counted_per_backend() {
     let gw =
         Gateway::start_ninja_with("retries = 1\nbreaker_failures = 2\nbreaker_cooldown = \"1h\"\n")
@@ -231,7 +276,7 @@ async fn retries_and_the_breaker_are_counted_per_backend() {
         1.0
     );
     // The refused request made no exchange, so its line has no upstream part.
-    let line = access_line(&gw, "refused-1");
+    let line = gw.access_line("refused-1").await;
     assert_eq!(line["status"], 503);
     assert!(line.get("upstream_ms").is_none(), "{line}");
 }
@@ -265,7 +310,7 @@ async fn each_request_has_one_access_log_line_with_its_upstream_part() {
     .await;
     assert_eq!(created.status, 201, "{created:?}");
     assert_eq!(created.header("x-request-id"), Some("create-42"));
-    let line = access_line(&gw, "create-42");
+    let line = gw.access_line("create-42").await;
     assert_eq!(line["level"], "INFO");
     assert_eq!(line["method"], "POST");
     assert_eq!(line["route"], "/api/v1/clients");
@@ -299,7 +344,7 @@ async fn each_request_has_one_access_log_line_with_its_upstream_part() {
     )
     .await;
     assert_eq!(missing.status, 404, "{missing:?}");
-    let line = access_line(&gw, "get-404");
+    let line = gw.access_line("get-404").await;
     assert_eq!(line["route"], "/api/v1/clients/{id}");
     assert_eq!(line["upstream_status"], 404, "{line}");
     assert!(!line.to_string().contains("987654"), "{line}");
@@ -312,7 +357,7 @@ async fn each_request_has_one_access_log_line_with_its_upstream_part() {
     )
     .await;
     assert_eq!(health.status, 200);
-    let line = access_line(&gw, "health-1");
+    let line = gw.access_line("health-1").await;
     assert_eq!(line["route"], "/healthz");
     for absent in [
         "org",
@@ -328,10 +373,14 @@ async fn each_request_has_one_access_log_line_with_its_upstream_part() {
 #[tokio::test]
 async fn request_ids_are_kept_when_sane_replaced_otherwise_and_sent_upstream() {
     let gw = Gateway::start_ninja().await;
+    // The id of the last call the fake saw, readiness probes aside.
     let sent_upstream = |gw: &Gateway| {
         let seen = gw.fake().requests();
-        seen.last()
-            .and_then(|r| r.header("x-request-id").map(str::to_string))
+        seen.iter()
+            .rev()
+            .filter_map(|r| r.header("x-request-id"))
+            .find(|id| *id != "readyz")
+            .map(str::to_string)
     };
     // Sane: kept, echoed, forwarded.
     let sane = "client-chose-this_id.1";
@@ -355,7 +404,7 @@ async fn request_ids_are_kept_when_sane_replaced_otherwise_and_sent_upstream() {
         assert_ne!(given, insane);
         assert_eq!(given.len(), 36, "a UUID: {given}");
         assert_eq!(sent_upstream(&gw), Some(given.clone()));
-        access_line(&gw, &given);
+        gw.access_line(&given).await;
     }
     // None given: one is made. Echoed on errors too, from every layer.
     for (method, path) in [

@@ -68,25 +68,30 @@ impl Backend {
     }
 
     /// Straight to the adapter: a probe must see the upstream, not the breaker's memory of it.
-    /// A rate-limited upstream is up (it answered), just busy. Only the periodic prober calls
-    /// this (see `crate::readiness`), so callers cannot drive probes.
-    pub async fn probe(&self) -> Result<(), String> {
+    /// Only the periodic prober calls this (see `crate::readiness`), so callers cannot drive
+    /// probes. `None`: no call was made, because the organization is held by a rate limit, so
+    /// nothing new is known of the upstream.
+    pub async fn probe(&self) -> Option<Result<(), String>> {
         match &self.probe_as {
             Some(ctx) => {
                 let mut ctx = ctx.clone();
+                ctx.upstream = UpstreamTrace::default();
                 if let Some(holds) = &self.holds {
                     ctx.quota = holds.quota(&ctx.org);
                 }
                 match self.adapter.probe(&ctx).await {
-                    // Rate limited, or held: the upstream answered; it is up, just busy. A
-                    // limit the probe ran into holds the organization's calls too.
+                    Err(e) if e.kind == ErrorKind::RateLimited && ctx.upstream.exchanges() == 0 => {
+                        None
+                    }
+                    // Rate limited by the upstream: it answered, so it is up, just busy. The
+                    // limit holds the organization's calls too.
                     Err(e) if e.kind == ErrorKind::RateLimited => {
                         if let Some(wait) = e.retry_after {
                             ctx.quota.spent_for(wait);
                         }
-                        Ok(())
+                        Some(Ok(()))
                     }
-                    other => other.map_err(|e| e.message),
+                    other => Some(other.map_err(|e| e.message)),
                 }
             }
             None if self.kind == "native" => {
@@ -98,10 +103,10 @@ impl Backend {
                     quota: Default::default(),
                     upstream: Default::default(),
                 };
-                self.adapter.probe(&ctx).await.map_err(|e| e.message)
+                Some(self.adapter.probe(&ctx).await.map_err(|e| e.message))
             }
             // No organization uses it, so no credential to probe with, and nobody to serve.
-            None => Ok(()),
+            None => Some(Ok(())),
         }
     }
 }

@@ -157,32 +157,55 @@ where
     }
 
     fn call(&mut self, call: Call) -> Self::Future {
-        let operation = format!(
-            "{}.{}",
-            call.op.resource().as_str(),
-            call.op.action().as_str()
-        );
-        let backend = self.backend.to_string();
-        let started = Instant::now();
+        let mut attempt = Attempt {
+            backend: self.backend.to_string(),
+            operation: format!(
+                "{}.{}",
+                call.op.resource().as_str(),
+                call.op.action().as_str()
+            ),
+            started: Instant::now(),
+            outcome: CANCELLED,
+        };
         let future = self.inner.call(call);
         Box::pin(async move {
             let outcome = future.await;
-            let labels = [
-                ("backend", backend),
-                ("operation", operation),
-                (
-                    "outcome",
-                    match &outcome {
-                        Ok(_) => "ok",
-                        Err(error) => error.kind.as_str(),
-                    }
-                    .to_string(),
-                ),
-            ];
-            metrics::counter!(names::UPSTREAM_CALLS, &labels).increment(1);
-            metrics::histogram!(names::UPSTREAM_CALL_DURATION, &labels).record(started.elapsed());
+            attempt.ended(&outcome);
             outcome
         })
+    }
+}
+
+/// The outcome of an attempt given up before it ended (the request's timeout, or its caller
+/// hanging up): it is counted all the same, since a hung upstream is what operators look for.
+const CANCELLED: &str = "cancelled";
+
+/// One attempt, counted and timed when dropped, however it ends.
+struct Attempt {
+    backend: String,
+    operation: String,
+    started: Instant,
+    outcome: &'static str,
+}
+
+impl Attempt {
+    fn ended(&mut self, outcome: &Result<Reply, AdapterError>) {
+        self.outcome = match outcome {
+            Ok(_) => "ok",
+            Err(error) => error.kind.as_str(),
+        };
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        let labels = [
+            ("backend", std::mem::take(&mut self.backend)),
+            ("operation", std::mem::take(&mut self.operation)),
+            ("outcome", self.outcome.to_string()),
+        ];
+        metrics::counter!(names::UPSTREAM_CALLS, &labels).increment(1);
+        metrics::histogram!(names::UPSTREAM_CALL_DURATION, &labels).record(self.started.elapsed());
     }
 }
 
@@ -472,7 +495,12 @@ impl QuotaKeeper for OrgQuota {
     }
 
     fn held(&self) -> Option<Duration> {
-        self.state.remaining(&self.org)
+        let held = self.state.remaining(&self.org);
+        if held.is_some() {
+            // The adapter asks before each call and makes none while held: a wait.
+            self.state.count_wait();
+        }
+        held
     }
 }
 
@@ -480,8 +508,7 @@ impl HoldState {
     fn check(&self, org: &str) -> Result<(), AdapterError> {
         match self.remaining(org) {
             Some(wait) => {
-                metrics::counter!(names::RATE_LIMIT_WAITS, "backend" => self.backend.clone())
-                    .increment(1);
+                self.count_wait();
                 Err(AdapterError {
                     retry_after: Some(wait),
                     ..AdapterError::new(
@@ -495,6 +522,11 @@ impl HoldState {
             }
             None => Ok(()),
         }
+    }
+
+    /// A call refused without reaching the upstream, because of a hold.
+    fn count_wait(&self) {
+        metrics::counter!(names::RATE_LIMIT_WAITS, "backend" => self.backend.clone()).increment(1);
     }
 
     /// How long `org` must still wait, if it must (an expired hold is forgotten).

@@ -30,14 +30,21 @@ pub async fn readyz(app: &App) -> HttpResponse {
         .iter()
         .map(|(name, o)| (name.clone(), outcome(o)))
         .collect();
-    let ready = round.ready();
-    let body = json!({
+    // Rounds that stopped coming mean the prober is stuck: what it last saw is no longer news.
+    let settings = &app.settings;
+    let overdue = 2 * settings.readiness_interval + settings.readiness_timeout;
+    let stalled = round.at.elapsed().is_ok_and(|age| age > overdue);
+    let ready = round.ready() && !stalled;
+    let mut body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "storage": outcome(&round.storage),
         "backends": backends,
         "checked_at": chrono::DateTime::<chrono::Utc>::from(round.at)
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     });
+    if stalled {
+        body["probes"] = json!("stalled: no round of probes finished recently");
+    }
     let status = if ready {
         StatusCode::OK
     } else {

@@ -5,39 +5,21 @@
 //! [`CATALOG`] lists every metric with its labels and meaning: the exporter describes them from
 //! it (`# HELP`), and a test holds the README's metrics reference and the Grafana dashboard to it.
 
-/// Requests answered, by `method`, `route` (template), `status` and `backend` (`none` when no
-/// backend was involved).
+// Each is described, with its labels, in [`CATALOG`].
 pub const HTTP_REQUESTS: &str = "nestgate_http_requests_total";
-/// The whole time to answer a request, by `method`, `route` and `backend`.
 pub const HTTP_REQUEST_DURATION: &str = "nestgate_http_request_duration_seconds";
-/// Of a request's time, the part spent waiting on its upstream's answers (requests that called
-/// an upstream only).
 pub const HTTP_REQUEST_UPSTREAM: &str = "nestgate_http_request_upstream_seconds";
-/// Of a request's time, the gateway's own part: the whole minus the upstream part (requests
-/// that called an upstream only).
 pub const HTTP_REQUEST_OVERHEAD: &str = "nestgate_http_request_overhead_seconds";
-/// Requests being answered now.
 pub const HTTP_IN_FLIGHT: &str = "nestgate_http_requests_in_flight";
-/// Calls into a backend (one per attempt), by `backend`, `operation` (`invoices.list`, …) and
-/// `outcome` (`ok` or the error kind).
 pub const UPSTREAM_CALLS: &str = "nestgate_upstream_calls_total";
-/// How long each of those calls took.
 pub const UPSTREAM_CALL_DURATION: &str = "nestgate_upstream_call_duration_seconds";
-/// Upstream calls tried again after a transient failure, by `backend`.
 pub const UPSTREAM_RETRIES: &str = "nestgate_upstream_retries_total";
-/// Times a backend's circuit breaker opened, by `backend`.
 pub const BREAKER_OPENED: &str = "nestgate_upstream_breaker_opened_total";
-/// A backend's breaker now: 0 closed, 1 open, 2 letting a trial call through.
 pub const BREAKER_STATE: &str = "nestgate_upstream_breaker_state";
-/// Calls refused without reaching the upstream because it asked for a pause, by `backend`.
 pub const RATE_LIMIT_WAITS: &str = "nestgate_upstream_rate_limit_waits_total";
-/// The last readiness probe of each `check` (`storage`, or a backend's name): 1 passed, 0 failed.
 pub const READINESS_UP: &str = "nestgate_readiness_check_up";
-/// Access tokens issued, by `grant` (`client_credentials`, `refresh_token`: a refresh).
 pub const TOKENS_ISSUED: &str = "nestgate_auth_tokens_issued_total";
-/// Spent refresh tokens presented again (each revokes every session of its key).
 pub const REFRESH_REUSE: &str = "nestgate_auth_refresh_reuse_total";
-/// Revocations made by this instance, by `kind` (`key`, `session`, `token`).
 pub const REVOCATIONS: &str = "nestgate_auth_revocations_total";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +100,8 @@ pub const CATALOG: &[Metric] = &[
         UPSTREAM_CALLS,
         Kind::Counter,
         &["backend", "operation", "outcome"],
-        "Calls into a backend, one per attempt (for the native backend: its store).",
+        "Calls into a backend, one per attempt (for the native backend: its store); outcome \
+         `cancelled` is an attempt given up before it ended.",
     ),
     metric(
         UPSTREAM_CALL_DURATION,
@@ -148,7 +131,7 @@ pub const CATALOG: &[Metric] = &[
         RATE_LIMIT_WAITS,
         Kind::Counter,
         &["backend"],
-        "Calls refused without reaching the upstream, because it asked for a pause.",
+        "Calls not made because the upstream had asked for a pause.",
     ),
     metric(
         READINESS_UP,

@@ -280,6 +280,10 @@ impl Gateway {
             let token = reply.json["access_token"].as_str().unwrap().to_string();
             gateway.tokens.insert(org, token);
         }
+        // The first round of readiness probes is done before the test starts, so that its
+        // upstream calls do not land among the test's own (the next is `[readiness] interval`
+        // away: 10 s unless the test says otherwise).
+        send(gateway.client.get(gateway.url("/readyz"))).await;
         gateway
     }
 
@@ -445,6 +449,24 @@ impl Gateway {
             reply.headers
         );
         Metrics::parse(&String::from_utf8(reply.bytes).expect("UTF-8"))
+    }
+
+    /// The one access-log line of the request with this id. It is written before the answer
+    /// leaves, but read from the gateway's stdout by another thread: wait for it a little.
+    pub async fn access_line(&self, request_id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let lines: Vec<Value> = self
+                .access_lines()
+                .into_iter()
+                .filter(|l| l["request_id"] == request_id)
+                .collect();
+            if !lines.is_empty() || Instant::now() > deadline {
+                assert_eq!(lines.len(), 1, "one line for {request_id}: {lines:?}");
+                return lines.into_iter().next().unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The access-log lines printed so far, parsed.

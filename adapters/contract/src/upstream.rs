@@ -43,11 +43,12 @@ pub fn credential(
     Ok(value)
 }
 
-/// An upstream answer, read whole.
+/// An upstream answer: its head, and its body read whole. The body can fail (too large, cut
+/// off) after the head arrived; the head may still say something (a spent rate limit).
 pub struct Exchanged {
     pub status: u16,
     pub headers: HeaderMap,
-    pub bytes: Bytes,
+    pub body: Result<Bytes, AdapterError>,
 }
 
 /// One exchange with the vendor, made the way every call must be: not while the organization's
@@ -74,11 +75,11 @@ pub async fn exchange(
     let status = response.status().as_u16();
     noted.status = Some(status);
     let headers = std::mem::take(response.headers_mut());
-    let bytes = read_body(&mut response, max_body).await?;
+    let body = read_body(&mut response, max_body).await;
     Ok(Exchanged {
         status,
         headers,
-        bytes,
+        body,
     })
 }
 

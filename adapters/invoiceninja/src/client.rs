@@ -63,7 +63,7 @@ impl Client {
         let upstream::Exchanged {
             status,
             headers,
-            bytes,
+            body,
         } = upstream::exchange(ctx, request, self.max_body_bytes).await?;
         let retry_after = headers
             .get(header::RETRY_AFTER)
@@ -73,7 +73,7 @@ impl Client {
         Ok(Answer {
             status,
             retry_after,
-            bytes,
+            bytes: body?,
         })
     }
 

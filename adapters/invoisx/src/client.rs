@@ -70,7 +70,7 @@ impl Client {
         let upstream::Exchanged {
             status,
             headers,
-            bytes,
+            body,
         } = upstream::exchange(ctx, request, self.max_body_bytes).await?;
         let quota = RateLimitHeaders::read(&headers);
         if status != 429 && quota.remaining == Some(0) {
@@ -80,7 +80,7 @@ impl Client {
         Ok(Answer {
             status,
             retry_after: quota.retry_after.or(quota.until_reset),
-            bytes,
+            bytes: body?,
         })
     }
 
