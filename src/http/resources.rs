@@ -17,7 +17,9 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use nestgate_contract::input::{Mode, is_valid_id, parse_draft};
-use nestgate_contract::{Action, CallContext, Feature, Op, Record, Reply, Resource};
+use nestgate_contract::{
+    Action, CallContext, Feature, ListQuery, Op, Page, Record, Reply, Resource,
+};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
@@ -215,30 +217,41 @@ where
     Ok(match reply {
         Reply::Record(record) if call.action == Action::Create => created(&record),
         Reply::Record(record) => respond::json(StatusCode::OK, &record),
-        Reply::Page(page) => {
-            let query = list_query.unwrap_or_default();
-            let total_pages = query::total_pages(page.total, query.per_page);
-            let body = ListBody {
-                data: &page.records,
-                meta: ListMeta {
-                    page: query.page,
-                    per_page: query.per_page,
-                    total: page.total,
-                    total_pages,
-                },
-            };
-            let mut response = respond::json(StatusCode::OK, &body);
-            if let Some(link) =
-                query::link_header(parts.uri.path(), parts.uri.query(), &query, page.total)
-                && let Ok(value) = HeaderValue::from_str(&link)
-            {
-                response.headers_mut().insert(header::LINK, value);
-            }
-            response
-        }
+        Reply::Page(page) => list_response(
+            &page,
+            &list_query.unwrap_or_default(),
+            parts.uri.path(),
+            parts.uri.query(),
+        ),
         Reply::Done => respond::no_content(),
         Reply::Pdf(bytes) => pdf(bytes),
     })
+}
+
+/// A list's answer: `{"data": [...], "meta": {...}}` of API.md ("Lists"), with its `Link`
+/// header. `path` and `raw_query` are the request's, for the links.
+pub fn list_response(
+    page: &Page,
+    query: &ListQuery,
+    path: &str,
+    raw_query: Option<&str>,
+) -> HttpResponse {
+    let body = ListBody {
+        data: &page.records,
+        meta: ListMeta {
+            page: query.page,
+            per_page: query.per_page,
+            total: page.total,
+            total_pages: query::total_pages(page.total, query.per_page),
+        },
+    };
+    let mut response = respond::json(StatusCode::OK, &body);
+    if let Some(link) = query::link_header(path, raw_query, query, page.total)
+        && let Ok(value) = HeaderValue::from_str(&link)
+    {
+        response.headers_mut().insert(header::LINK, value);
+    }
+    response
 }
 
 /// `{"data": [...], "meta": {...}}` of API.md ("Lists").
