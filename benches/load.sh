@@ -13,6 +13,7 @@
 # ratios the targets are stated in. nestgate's resident memory (VmRSS) is sampled under load.
 #
 # Usage: bash benches/load.sh            (DURATION=10s CONNECTIONS=32 THREADS=1 by default)
+#        PERF_RUN=nestgate_ninja bash benches/load.sh   also records a perf profile of that run
 # Needs nginx and wrk (Debian packages; installed with apt-get when missing and allowed).
 set -euo pipefail
 
@@ -184,8 +185,18 @@ run() { # name, then wrk's arguments
     local name=$1
     shift
     echo "running $name ($DURATION, $CONNECTIONS connections, $THREADS wrk thread(s))" >&2
-    local out
+    local out perf_pid=""
+    if [ "${PERF_RUN:-}" = "$name" ]; then
+        # Profile nestgate during this run: PERF_RUN=nestgate_ninja bash benches/load.sh
+        perf record -q -F 999 -g -p "$GATEWAY_PID" -o "$ROOT/target/perf-$name.data" &
+        perf_pid=$!
+    fi
     out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@")
+    if [ -n "$perf_pid" ]; then
+        kill -INT "$perf_pid"
+        wait "$perf_pid" || true
+        echo "profile: perf report -i target/perf-$name.data" >&2
+    fi
     echo "$out" > "$WORK/wrk-$name.txt"
     RPS[$name]=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
     P50[$name]=$(to_ms "$(echo "$out" | awk '$1 == "50%" {print $2}')")

@@ -102,7 +102,9 @@ impl Drop for Noted<'_> {
 /// hold an unbounded body).
 async fn read_body(response: &mut reqwest::Response, max: usize) -> Result<Bytes, AdapterError> {
     let status = response.status().as_u16();
-    let mut bytes = Vec::new();
+    // Sized once from Content-Length where it is given (and believable), not grown chunk by chunk.
+    let expected = response.content_length().unwrap_or(0).min(max as u64) as usize;
+    let mut bytes = Vec::with_capacity(expected);
     while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
         if bytes.len() + chunk.len() > max {
             return Err(AdapterError::new(
@@ -118,13 +120,16 @@ async fn read_body(response: &mut reqwest::Response, max: usize) -> Result<Bytes
 
 /// A success's body as JSON.
 pub fn json_body(status: u16, bytes: &[u8]) -> Result<serde_json::Value, AdapterError> {
-    serde_json::from_slice(bytes).map_err(|_| {
-        AdapterError::new(
-            ErrorKind::Upstream,
-            "the upstream answered with something that is not JSON",
-        )
-        .with_upstream_status(status)
-    })
+    serde_json::from_slice(bytes).map_err(|_| not_json(status))
+}
+
+/// A success whose body could not be read as the JSON it should be.
+pub fn not_json(status: u16) -> AdapterError {
+    AdapterError::new(
+        ErrorKind::Upstream,
+        "the upstream answered with something that is not JSON",
+    )
+    .with_upstream_status(status)
 }
 
 /// A transport failure: nothing usable came back. A refused connection certainly did nothing,

@@ -3,6 +3,7 @@
 
 use crate::config::NinjaConfig;
 use crate::error::parse_error;
+use crate::fields::{self, Fields};
 use bytes::Bytes;
 use nestgate_contract::upstream;
 use nestgate_contract::{AdapterError, CallContext};
@@ -75,6 +76,22 @@ impl Client {
             retry_after,
             bytes: body?,
         })
+    }
+
+    /// [`Client::json`] for a list answer, its rows read as `row`: only the fields the mapping
+    /// uses are built (see `fields`).
+    pub async fn list_page(
+        &self,
+        ctx: &CallContext,
+        path: &str,
+        query: &[(&str, String)],
+        row: &Fields<'_>,
+    ) -> Result<Value, AdapterError> {
+        let answer = self.send(ctx, Method::GET, path, query, None).await?;
+        if !(200..300).contains(&answer.status) {
+            return Err(parse_error(&answer));
+        }
+        fields::list_page(&answer.bytes, row).map_err(|_| upstream::not_json(answer.status))
     }
 
     /// [`Client::send`] for calls answered with JSON: a success's body, or the mapped error.

@@ -25,6 +25,7 @@ pub mod config;
 
 mod client;
 mod error;
+mod fields;
 mod lookup;
 mod mapping;
 
@@ -405,10 +406,18 @@ impl NinjaAdapter {
         if !q.include_archived && status.is_none() {
             params.push(("per_page", q.per_page.to_string()));
             params.push(("page", q.page.to_string()));
-            let envelope = self
-                .client
-                .json(ctx, Method::GET, path(resource), &params, None)
-                .await?;
+            let envelope = match fields::of_rows(resource) {
+                Some(row) => {
+                    let answer = self.client.list_page(ctx, path(resource), &params, row);
+                    answer.await?
+                }
+                None => {
+                    let answer = self
+                        .client
+                        .json(ctx, Method::GET, path(resource), &params, None);
+                    answer.await?
+                }
+            };
             let (rows, total) = rows_and_total(envelope);
             let records = self.records(ctx, resource, rows).await?;
             return Ok(Page { records, total });
@@ -1059,7 +1068,9 @@ fn rows_and_total(mut envelope: Value) -> (Vec<Value>, u64) {
 /// list's fast path maps it. For the benchmarks (`benches/lists.rs`), not for other callers.
 #[doc(hidden)]
 pub fn map_clients_page(bytes: &[u8]) -> Result<Page, AdapterError> {
-    let (rows, total) = rows_and_total(nestgate_contract::upstream::json_body(200, bytes)?);
+    let envelope = fields::list_page(bytes, &fields::CLIENT)
+        .map_err(|_| nestgate_contract::upstream::not_json(200))?;
+    let (rows, total) = rows_and_total(envelope);
     let records = rows
         .iter()
         .map(|r| Record::Client(mapping::client(V(r))))
