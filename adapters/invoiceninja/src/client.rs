@@ -88,9 +88,7 @@ impl Client {
         row: &Fields<'_>,
     ) -> Result<Value, AdapterError> {
         let answer = self.send(ctx, Method::GET, path, query, None).await?;
-        if !(200..300).contains(&answer.status) {
-            return Err(parse_error(&answer));
-        }
+        success(&answer)?;
         fields::list_page(&answer.bytes, row).map_err(|_| upstream::not_json(answer.status))
     }
 
@@ -104,9 +102,16 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<Value, AdapterError> {
         let answer = self.send(ctx, method, path, query, body).await?;
-        if !(200..300).contains(&answer.status) {
-            return Err(parse_error(&answer));
-        }
+        success(&answer)?;
         upstream::json_body(answer.status, &answer.bytes)
+    }
+}
+
+/// A 2xx answer, or the error the answer says.
+fn success(answer: &Answer) -> Result<(), AdapterError> {
+    if (200..300).contains(&answer.status) {
+        Ok(())
+    } else {
+        Err(parse_error(answer))
     }
 }

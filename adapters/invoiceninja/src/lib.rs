@@ -406,17 +406,10 @@ impl NinjaAdapter {
         if !q.include_archived && status.is_none() {
             params.push(("per_page", q.per_page.to_string()));
             params.push(("page", q.page.to_string()));
+            let (client, at) = (&self.client, path(resource));
             let envelope = match fields::of_rows(resource) {
-                Some(row) => {
-                    let answer = self.client.list_page(ctx, path(resource), &params, row);
-                    answer.await?
-                }
-                None => {
-                    let answer = self
-                        .client
-                        .json(ctx, Method::GET, path(resource), &params, None);
-                    answer.await?
-                }
+                Some(row) => client.list_page(ctx, at, &params, row).await?,
+                None => client.json(ctx, Method::GET, at, &params, None).await?,
             };
             let (rows, total) = rows_and_total(envelope);
             let records = self.records(ctx, resource, rows).await?;
