@@ -43,6 +43,25 @@ pub fn credential(
     Ok(value)
 }
 
+/// A call to `url` with the caller's query (when it has one) and JSON body (when it has one);
+/// the adapter adds its credential header.
+pub fn request(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    query: &[(&str, String)],
+    body: Option<&serde_json::Value>,
+) -> reqwest::RequestBuilder {
+    let mut request = http.request(method, url);
+    if !query.is_empty() {
+        request = request.query(query);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    request
+}
+
 /// An upstream answer: its head, and its body read whole. The body can fail (too large, cut
 /// off) after the head arrived; the head may still say something (a spent rate limit).
 pub struct Exchanged {

@@ -51,16 +51,9 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<Answer, AdapterError> {
         let token = upstream::credential(ctx, str::to_string)?;
-        let mut request = self
-            .http
-            .request(method, format!("{}/{path}", self.api))
-            .header("x-ninja-token", token);
-        if !query.is_empty() {
-            request = request.query(query);
-        }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
+        let url = format!("{}/{path}", self.api);
+        let request =
+            upstream::request(&self.http, method, url, query, body).header("x-ninja-token", token);
         let upstream::Exchanged {
             status,
             headers,

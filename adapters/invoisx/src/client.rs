@@ -57,16 +57,9 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<Answer, AdapterError> {
         let bearer = upstream::credential(ctx, |token| format!("Bearer {token}"))?;
-        let mut request = self
-            .http
-            .request(method, format!("{}/{path}", self.api))
+        let url = format!("{}/{path}", self.api);
+        let request = upstream::request(&self.http, method, url, query, body)
             .header(header::AUTHORIZATION, bearer);
-        if !query.is_empty() {
-            request = request.query(query);
-        }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
         let upstream::Exchanged {
             status,
             headers,
