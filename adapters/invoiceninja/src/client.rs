@@ -3,7 +3,6 @@
 
 use crate::config::NinjaConfig;
 use crate::error::parse_error;
-use crate::fields::{self, Fields};
 use bytes::Bytes;
 use nestgate_contract::upstream;
 use nestgate_contract::{AdapterError, CallContext};
@@ -71,21 +70,21 @@ impl Client {
         })
     }
 
-    /// [`Client::json`] for a list answer, its rows read as `row`: only the fields the mapping
-    /// uses are built (see `fields`).
-    pub async fn list_page(
+    /// [`Client::send`] for calls that must succeed: a success's answer, or the mapped error.
+    pub async fn ok(
         &self,
         ctx: &CallContext,
+        method: Method,
         path: &str,
         query: &[(&str, String)],
-        row: &Fields<'_>,
-    ) -> Result<Value, AdapterError> {
-        let answer = self.send(ctx, Method::GET, path, query, None).await?;
+        body: Option<&Value>,
+    ) -> Result<Answer, AdapterError> {
+        let answer = self.send(ctx, method, path, query, body).await?;
         success(&answer)?;
-        fields::list_page(&answer.bytes, row).map_err(|_| upstream::not_json(answer.status))
+        Ok(answer)
     }
 
-    /// [`Client::send`] for calls answered with JSON: a success's body, or the mapped error.
+    /// [`Client::ok`] for calls answered with JSON: a success's body, read whole.
     pub async fn json(
         &self,
         ctx: &CallContext,
@@ -94,8 +93,7 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Value, AdapterError> {
-        let answer = self.send(ctx, method, path, query, body).await?;
-        success(&answer)?;
+        let answer = self.ok(ctx, method, path, query, body).await?;
         upstream::json_body(answer.status, &answer.bytes)
     }
 }

@@ -9,8 +9,9 @@
 //! - strings: v4 writes `""` for unset; that is `null` here.
 
 use crate::lookup;
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
-use nestgate_contract::money::{from_json, round_amount};
+use crate::read::{Object, V};
+use chrono::NaiveDate;
+use nestgate_contract::money::round_amount;
 use nestgate_contract::records::{
     Address, Client, Expense, Invoice, InvoiceStatus, LineItem, Payment, Product,
 };
@@ -18,77 +19,6 @@ use nestgate_contract::{AdapterError, ErrorKind, Resource};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
-
-/// Read access to one v4 object, lenient the way v4's own output is.
-#[derive(Clone, Copy)]
-pub(crate) struct V<'a>(pub &'a Value);
-
-impl<'a> V<'a> {
-    pub fn get(self, key: &str) -> V<'a> {
-        static NULL: Value = Value::Null;
-        V(self.0.get(key).unwrap_or(&NULL))
-    }
-
-    /// A string field; `""` and `null` are unset.
-    pub fn text(self, key: &str) -> Option<String> {
-        match self.0.get(key) {
-            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
-            _ => None,
-        }
-    }
-
-    pub fn int(self, key: &str) -> i64 {
-        match self.0.get(key) {
-            Some(Value::Number(n)) => n
-                .as_i64()
-                .or_else(|| n.as_f64().map(|f| f as i64))
-                .unwrap_or(0),
-            Some(Value::String(s)) => s.trim().parse().unwrap_or(0),
-            _ => 0,
-        }
-    }
-
-    /// A money or quantity field, exactly as v4 wrote it.
-    pub fn dec(self, key: &str) -> Decimal {
-        self.0.get(key).and_then(from_json).unwrap_or_default()
-    }
-
-    pub fn flag(self, key: &str) -> bool {
-        match self.0.get(key) {
-            Some(Value::Bool(b)) => *b,
-            Some(Value::Number(n)) => n.as_i64().unwrap_or(0) != 0,
-            _ => false,
-        }
-    }
-
-    pub fn date(self, key: &str) -> Option<NaiveDate> {
-        self.text(key)
-            .and_then(|s| NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok())
-    }
-
-    pub fn time(self, key: &str) -> DateTime<Utc> {
-        Utc.timestamp_opt(self.int(key), 0)
-            .single()
-            .unwrap_or_default()
-    }
-
-    /// Soft-deleted with `is_deleted`: gone, as far as a client of the gateway can tell.
-    pub fn is_deleted(self) -> bool {
-        self.flag("is_deleted")
-    }
-
-    /// Archived (trashed) but not deleted.
-    pub fn is_archived(self) -> bool {
-        !self.0.get("archived_at").unwrap_or(&Value::Null).is_null() && !self.is_deleted()
-    }
-
-    pub fn items(self, key: &str) -> &'a [Value] {
-        self.0
-            .get(key)
-            .and_then(Value::as_array)
-            .map_or(&[], Vec::as_slice)
-    }
-}
 
 /// `inv_12` for v4's invoice 12.
 pub(crate) fn id(resource: Resource, public_id: i64) -> String {
@@ -131,16 +61,19 @@ pub(crate) fn currency_id(code: &str, field: &str) -> Result<i64, AdapterError> 
 // Clients
 
 /// The contact whose email and phone are the client's: the primary one, else the first.
-fn primary_contact(client: V<'_>) -> Option<V<'_>> {
-    let contacts = client.items("contacts");
-    contacts
-        .iter()
-        .find(|c| V(c).flag("is_primary"))
-        .or_else(|| contacts.first())
-        .map(V)
+fn primary_contact<'a, O: Object<'a>>(client: O) -> Option<O> {
+    let mut contacts = client.each("contacts");
+    let first = contacts.next()?;
+    Some(
+        std::iter::once(first)
+            .chain(contacts)
+            .find(|c| c.flag("is_primary"))
+            .unwrap_or(first),
+    )
 }
 
-pub(crate) fn client(v: V<'_>) -> Client {
+/// A client, from a whole v4 client or a list row.
+pub(crate) fn client<'a>(v: impl Object<'a>) -> Client {
     let contact = primary_contact(v);
     let address = Address {
         line1: v.text("address1"),
@@ -219,8 +152,9 @@ pub(crate) fn client_body(client: &Client, stored: Option<V<'_>>) -> Result<Valu
 // ---------------------------------------------------------------------------------------------
 // Products
 
-/// v4 products have a key and notes but no name: the name is kept in `custom_value1`.
-pub(crate) fn product(v: V<'_>, default_currency: &str) -> Product {
+/// v4 products have a key and notes but no name: the name is kept in `custom_value1`. From a
+/// whole v4 product or a list row.
+pub(crate) fn product<'a>(v: impl Object<'a>, default_currency: &str) -> Product {
     let updated = v.time("updated_at");
     Product {
         id: id(Resource::Products, v.int("id")),
