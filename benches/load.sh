@@ -9,17 +9,21 @@
 #   5. nestgate's POST /api/v1/auth/token (client_credentials: a session and a refresh token
 #      committed to SQLite, then a signed JWT).
 #
-# For each: requests/s, p50 and p99 latency, non-2xx answers and socket errors (wrk), and the
-# ratios the targets are stated in. nestgate's resident memory (VmRSS) is sampled under load.
+# For each: requests/s, p50 and p99 latency, non-2xx answers and socket errors (wrk), the CPU
+# time the serving side (nginx and nestgate, not wrk) spent per request, and the ratios the
+# targets are stated in. nestgate's resident memory (VmRSS) is sampled under load.
 #
 # Usage: bash benches/load.sh            (DURATION=10s CONNECTIONS=32 THREADS=1 by default)
 #        PERF_RUN=nestgate_ninja bash benches/load.sh   also records a perf profile of that run
+#        RUNS="nginx_static nestgate_native_get" bash benches/load.sh   only these runs
 # Needs nginx and wrk (Debian packages; installed with apt-get when missing and allowed).
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-1}
+ALL_RUNS="nginx_static nginx_proxy nestgate_ninja nestgate_native_get nestgate_token"
+RUNS=${RUNS:-$ALL_RUNS}
 STATIC_PORT=${STATIC_PORT:-18181}
 PROXY_PORT=${PROXY_PORT:-18182}
 GATEWAY_PORT=${GATEWAY_PORT:-18183}
@@ -173,7 +177,17 @@ EOF
 SAMPLER_PID=$!
 
 # --- the runs --------------------------------------------------------------------------------
-declare -A RPS P50 P99 ERRORS
+declare -A RPS P50 P99 ERRORS CPU_US
+# CPU time (user + system, in clock ticks) of every serving process: nginx's master and
+# workers, and nestgate. Per request, it is less at the mercy of a shared machine than
+# requests/s: time spent waiting for a core does not count.
+serving_ticks() {
+    local master pids
+    master=$(cat "$WORK/nginx.pid")
+    pids="$master $(pgrep -P "$master" | tr '\n' ' ') $GATEWAY_PID"
+    for pid in $pids; do awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || true; done |
+        awk '{sum += $1} END {print sum}'
+}
 to_ms() { # wrk prints 812.00us, 1.23ms, 1.02s
     awk -v v="$1" 'BEGIN {
         if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
@@ -184,6 +198,7 @@ to_ms() { # wrk prints 812.00us, 1.23ms, 1.02s
 run() { # name, then wrk's arguments
     local name=$1
     shift
+    [[ " $RUNS " == *" $name "* ]] || return 0
     echo "running $name ($DURATION, $CONNECTIONS connections, $THREADS wrk thread(s))" >&2
     local out perf_pid=""
     if [ "${PERF_RUN:-}" = "$name" ]; then
@@ -191,7 +206,10 @@ run() { # name, then wrk's arguments
         perf record -q -F 999 -g -p "$GATEWAY_PID" -o "$ROOT/target/perf-$name.data" &
         perf_pid=$!
     fi
+    local ticks_before ticks_after
+    ticks_before=$(serving_ticks)
     out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@")
+    ticks_after=$(serving_ticks)
     if [ -n "$perf_pid" ]; then
         kill -INT "$perf_pid"
         wait "$perf_pid" || true
@@ -205,6 +223,10 @@ run() { # name, then wrk's arguments
     non2xx=$(echo "$out" | awk '/Non-2xx or 3xx responses:/ {print $NF}')
     socket=$(echo "$out" | awk -F'[ ,]+' '/Socket errors:/ {print $4 + $6 + $8 + $10}')
     ERRORS[$name]=$(( ${non2xx:-0} + ${socket:-0} ))
+    local requests
+    requests=$(echo "$out" | awk '/requests in/ {print $1}')
+    CPU_US[$name]=$(awk -v t=$(( ticks_after - ticks_before )) -v hz="$(getconf CLK_TCK)" \
+        -v n="${requests:-0}" 'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "n/a" }')
 }
 
 run nginx_static "http://127.0.0.1:$STATIC_PORT/api/v1/clients"
@@ -216,19 +238,23 @@ run nestgate_token -s "$WORK/token.lua" "$GW/api/v1/auth/token"
 RSS_KIB=$(cat "$WORK/rss-peak-kib" 2>/dev/null || echo 0)
 
 # --- the report ------------------------------------------------------------------------------
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 echo
 echo "loopback load, $(nproc) cores, $DURATION per run, $CONNECTIONS connections, wrk -t$THREADS"
-printf '%-22s %12s %10s %10s %8s\n' run "requests/s" "p50 ms" "p99 ms" errors
-for name in nginx_static nginx_proxy nestgate_ninja nestgate_native_get nestgate_token; do
-    printf '%-22s %12s %10s %10s %8s\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${ERRORS[$name]}"
+printf '%-22s %12s %10s %10s %8s %12s\n' run "requests/s" "p50 ms" "p99 ms" errors "cpu us/req"
+for name in $ALL_RUNS; do
+    [ -n "${RPS[$name]:-}" ] || continue
+    printf '%-22s %12s %10s %10s %8s %12s\n' "$name" "${RPS[$name]}" "${P50[$name]}" \
+        "${P99[$name]}" "${ERRORS[$name]}" "${CPU_US[$name]}"
 done
 echo
-IN_RATIO=$(ratio "${RPS[nestgate_ninja]}" "${RPS[nginx_proxy]}")
-NATIVE_RATIO=$(ratio "${RPS[nestgate_native_get]}" "${RPS[nginx_static]}")
+IN_RATIO=$(ratio "${RPS[nestgate_ninja]:-}" "${RPS[nginx_proxy]:-}")
+NATIVE_RATIO=$(ratio "${RPS[nestgate_native_get]:-}" "${RPS[nginx_static]:-}")
 RSS_MIB=$(awk -v k="$RSS_KIB" 'BEGIN { printf "%.1f", k / 1024 }')
 echo "nestgate Invoice Ninja / nginx proxy: $IN_RATIO   (target >= 0.80)"
 echo "nestgate native GET / nginx static:   $NATIVE_RATIO   (target >= 0.50)"
+echo "serving CPU per request, Invoice Ninja / nginx proxy: $(ratio "${CPU_US[nestgate_ninja]:-}" "${CPU_US[nginx_proxy]:-}")x"
+echo "serving CPU per request, native GET / nginx static:   $(ratio "${CPU_US[nestgate_native_get]:-}" "${CPU_US[nginx_static]:-}")x"
 echo "nestgate peak RSS under load:         $RSS_MIB MiB   (target < 100)"
 TOTAL_ERRORS=0
 for name in "${!ERRORS[@]}"; do TOTAL_ERRORS=$(( TOTAL_ERRORS + ERRORS[$name] )); done
