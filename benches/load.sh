@@ -203,7 +203,9 @@ run() { # name, then wrk's arguments
     local out perf_pid=""
     if [ "${PERF_RUN:-}" = "$name" ]; then
         # Profile nestgate during this run: PERF_RUN=nestgate_ninja bash benches/load.sh
-        perf record -q -F 999 -g -p "$GATEWAY_PID" -o "$ROOT/target/perf-$name.data" &
+        # Call stacks from DWARF: the release build keeps no frame pointers.
+        perf record -q -F 250 --call-graph dwarf,16384 -p "$GATEWAY_PID" \
+            -o "$ROOT/target/perf-$name.data" &
         perf_pid=$!
     fi
     local ticks_before ticks_after
@@ -213,7 +215,7 @@ run() { # name, then wrk's arguments
     if [ -n "$perf_pid" ]; then
         kill -INT "$perf_pid"
         wait "$perf_pid" || true
-        echo "profile: perf report -i target/perf-$name.data" >&2
+        echo "profile: perf report --children -i target/perf-$name.data" >&2
     fi
     echo "$out" > "$WORK/wrk-$name.txt"
     RPS[$name]=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
