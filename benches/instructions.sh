@@ -11,16 +11,21 @@ set -euo pipefail
 BENCH=$1 ID=$2 FUNCTION=$3
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || apt-get install -y -q valgrind >/dev/null
-BINARY=$(cargo bench --bench "$BENCH" --no-run --message-format=json 2>/dev/null |
+BINARY=$(cargo bench --bench "$BENCH" --no-run --message-format=json |
     python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["bench"]:
         print(m["executable"])' | tail -1)
+[ -n "$BINARY" ] || { echo "cargo built no benchmark named $BENCH" >&2; exit 1; }
 OUT=$(mktemp)
-trap 'rm -f "$OUT"' EXIT
-valgrind --tool=callgrind --callgrind-out-file="$OUT" --toggle-collect="$FUNCTION" \
-    "$BINARY" --bench "$ID" --profile-time 2 >/dev/null 2>&1
+LOG=$(mktemp)
+trap 'rm -f "$OUT" "$LOG"' EXIT
+if ! valgrind --tool=callgrind --callgrind-out-file="$OUT" --toggle-collect="$FUNCTION" \
+    "$BINARY" --bench "$ID" --profile-time 2 >"$LOG" 2>&1; then
+    tail -20 "$LOG" >&2
+    exit 1
+fi
 python3 - "$OUT" "$FUNCTION" <<'PY'
 import re, sys
 path, function = sys.argv[1], sys.argv[2]

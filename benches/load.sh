@@ -24,6 +24,9 @@ CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-1}
 ALL_RUNS="nginx_static nginx_proxy nestgate_ninja nestgate_native_get nestgate_token"
 RUNS=${RUNS:-$ALL_RUNS}
+for name in $RUNS; do
+    [[ " $ALL_RUNS " == *" $name "* ]] || { echo "unknown run $name (runs: $ALL_RUNS)" >&2; exit 2; }
+done
 STATIC_PORT=${STATIC_PORT:-18181}
 PROXY_PORT=${PROXY_PORT:-18182}
 GATEWAY_PORT=${GATEWAY_PORT:-18183}
@@ -184,7 +187,7 @@ declare -A RPS P50 P99 ERRORS CPU_US
 serving_ticks() {
     local master pids
     master=$(cat "$WORK/nginx.pid")
-    pids="$master $(pgrep -P "$master" | tr '\n' ' ') $GATEWAY_PID"
+    pids="$master $(pgrep -P "$master" | tr '\n' ' ' || true) $GATEWAY_PID"
     for pid in $pids; do awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || true; done |
         awk '{sum += $1} END {print sum}'
 }

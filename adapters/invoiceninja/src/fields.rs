@@ -81,7 +81,8 @@ pub(crate) struct Page<'de> {
 /// A v4 list answer, `{"data": [...], "meta": {...}}`, its rows read as `row`. Nothing is
 /// copied: every kept field stays the raw text of its value, read when the mapping asks.
 pub(crate) fn list_page<'de>(bytes: &'de [u8], row: &Fields<'_>) -> serde_json::Result<Page<'de>> {
-    // Checked as UTF-8 once, as a whole: read from bytes, serde_json would check every string.
+    // Checked as UTF-8 once, as a whole (read from bytes, serde_json would check string by
+    // string); a page with invalid UTF-8 anywhere is refused, as a `Value` parse refuses it.
     let text = std::str::from_utf8(bytes).map_err(serde::de::Error::custom)?;
     let page = Fields(&[("data", Keep::Each(row)), ("meta", Keep::Whole)]);
     let mut reader = serde_json::Deserializer::from_str(text);
@@ -93,7 +94,7 @@ pub(crate) fn list_page<'de>(bytes: &'de [u8], row: &Fields<'_>) -> serde_json::
     };
     let total = V(&meta).get("pagination").int("total").max(0) as u64;
     let rows = match envelope.into_kept("data") {
-        Some(Kept::Rows(rows)) => rows,
+        Some(Kept::Rows(Some(rows))) => rows,
         _ => Vec::new(),
     };
     Ok(Page { rows, total })
@@ -107,8 +108,8 @@ pub(crate) struct Row<'de>(Vec<(&'static str, Kept<'de>)>);
 enum Kept<'de> {
     /// The value's JSON text.
     Raw(&'de RawValue),
-    /// An array of objects (`null` reads as none).
-    Rows(Vec<Row<'de>>),
+    /// An array of objects, or `None` for `null`.
+    Rows(Option<Vec<Row<'de>>>),
 }
 
 impl<'de> Row<'de> {
@@ -133,15 +134,15 @@ impl<'de> Row<'de> {
 impl<'a, 'de: 'a> read::Object<'a> for &'a Row<'de> {
     fn field(self, key: &str) -> Scalar<'a> {
         match self.kept(key) {
-            None => Scalar::Null,
-            Some(Kept::Rows(_)) => Scalar::Nested,
+            None | Some(Kept::Rows(None)) => Scalar::Null,
+            Some(Kept::Rows(Some(_))) => Scalar::Nested,
             Some(Kept::Raw(raw)) => scalar(raw.get()),
         }
     }
 
     fn each(self, key: &str) -> impl Iterator<Item = &'a Row<'de>> {
         match self.kept(key) {
-            Some(Kept::Rows(rows)) => rows.as_slice(),
+            Some(Kept::Rows(Some(rows))) => rows.as_slice(),
             _ => &[],
         }
         .iter()
@@ -154,7 +155,8 @@ fn scalar(json: &str) -> Scalar<'_> {
         Some(b'"') => {
             let inner = &json[1..json.len() - 1];
             if inner.contains('\\') {
-                serde_json::from_str(json).map_or(Scalar::Nested, |s| Scalar::Text(Cow::Owned(s)))
+                // Decodes: `kept_raw` refused the page if it would not.
+                serde_json::from_str(json).map_or(Scalar::Null, |s| Scalar::Text(Cow::Owned(s)))
             } else {
                 Scalar::Text(Cow::Borrowed(inner))
             }
@@ -165,6 +167,16 @@ fn scalar(json: &str) -> Scalar<'_> {
         Some(b'{' | b'[') => Scalar::Nested,
         _ => Scalar::Null,
     }
+}
+
+/// A kept value's text, refused as a `Value` parse would refuse it. Skipping over a string does
+/// not decode its escapes, so one that holds any (a lone surrogate, say) is decoded here once.
+fn kept_raw<E: de::Error>(raw: &RawValue) -> Result<&RawValue, E> {
+    let json = raw.get();
+    if json.starts_with('"') && json.contains('\\') {
+        serde_json::from_str::<String>(json).map_err(E::custom)?;
+    }
+    Ok(raw)
 }
 
 /// An object read as its fields (or `null`, read as no fields).
@@ -193,7 +205,9 @@ impl<'de> Visitor<'de> for Object<'_> {
         let mut row = Vec::with_capacity(self.0.0.len());
         while let Some(Key(key)) = map.next_key()? {
             match self.0.0.iter().find(|(name, _)| *name == key) {
-                Some((name, Keep::Whole)) => row.push((*name, Kept::Raw(map.next_value()?))),
+                Some((name, Keep::Whole)) => {
+                    row.push((*name, Kept::Raw(kept_raw(map.next_value()?)?)));
+                }
                 Some((name, Keep::Each(fields))) => {
                     row.push((*name, Kept::Rows(map.next_value_seed(Each(fields))?)));
                 }
@@ -206,11 +220,11 @@ impl<'de> Visitor<'de> for Object<'_> {
     }
 }
 
-/// An array of objects, each read as its fields (or `null`, read as none).
+/// An array of objects, each read as its fields (or `null`).
 struct Each<'f>(&'f Fields<'f>);
 
 impl<'de> DeserializeSeed<'de> for Each<'_> {
-    type Value = Vec<Row<'de>>;
+    type Value = Option<Vec<Row<'de>>>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_any(self)
@@ -218,14 +232,14 @@ impl<'de> DeserializeSeed<'de> for Each<'_> {
 }
 
 impl<'de> Visitor<'de> for Each<'_> {
-    type Value = Vec<Row<'de>>;
+    type Value = Option<Vec<Row<'de>>>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an array of objects or null")
     }
 
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Vec::new())
+        Ok(None)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
@@ -233,7 +247,7 @@ impl<'de> Visitor<'de> for Each<'_> {
         while let Some(row) = seq.next_element_seed(Object(self.0))? {
             rows.push(row);
         }
-        Ok(rows)
+        Ok(Some(rows))
     }
 }
 
@@ -316,6 +330,7 @@ mod tests {
                 readers(V(w), k, key);
             }
             assert_eq!(V(w).is_archived(), k.is_archived());
+            assert_eq!(V(w).field("contacts"), k.field("contacts"));
             let (a, b): (Vec<_>, Vec<_>) = (
                 V(w).each("contacts").collect(),
                 k.each("contacts").collect(),
@@ -346,5 +361,9 @@ mod tests {
         assert!(list_page(br#"{"data":[1]}"#, &CLIENT).is_err());
         assert!(list_page(b"{\"data\":[{\"name\":\"\xff\"}]}", &CLIENT).is_err());
         assert!(list_page(br#"{"data":[]} trailing"#, &CLIENT).is_err());
+        // A kept string that does not decode is refused, as a `Value` parse refuses it.
+        let lone_surrogate = br#"{"data":[{"id":1,"name":"\ud800"}],"meta":{}}"#;
+        assert!(serde_json::from_slice::<Value>(lone_surrogate).is_err());
+        assert!(list_page(lone_surrogate, &CLIENT).is_err());
     }
 }

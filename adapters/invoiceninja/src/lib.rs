@@ -1078,8 +1078,9 @@ fn map_rows(
         .rows
         .iter()
         .map(|r| match resource {
+            Resource::Clients => Record::Client(mapping::client(r)),
             Resource::Products => Record::Product(mapping::product(r, default_currency)),
-            _ => Record::Client(mapping::client(r)),
+            other => unreachable!("fields::of_rows keeps no row fields for {other:?}"),
         })
         .collect();
     Ok(Page {

@@ -62,14 +62,8 @@ pub(crate) fn currency_id(code: &str, field: &str) -> Result<i64, AdapterError> 
 
 /// The contact whose email and phone are the client's: the primary one, else the first.
 fn primary_contact<'a, O: Object<'a>>(client: O) -> Option<O> {
-    let mut contacts = client.each("contacts");
-    let first = contacts.next()?;
-    Some(
-        std::iter::once(first)
-            .chain(contacts)
-            .find(|c| c.flag("is_primary"))
-            .unwrap_or(first),
-    )
+    (client.each("contacts").find(|c| c.flag("is_primary")))
+        .or_else(|| client.each("contacts").next())
 }
 
 /// A client, from a whole v4 client or a list row.
