@@ -151,6 +151,35 @@ pub fn not_json(status: u16) -> AdapterError {
     .with_upstream_status(status)
 }
 
+/// What the status alone says of an answer no vendor rule explained (each vendor words its own
+/// 4xx refusals first): a redirect, an upstream down or failing, or a status nothing expects.
+/// `message` is the vendor's own short, plain wording, where it gave one.
+pub fn status_error(status: u16, message: Option<&str>) -> AdapterError {
+    match status {
+        300..=399 => AdapterError::new(
+            ErrorKind::Upstream,
+            "the upstream redirected instead of answering (a refused request it did not explain)",
+        ),
+        // 502/503/504: down, in maintenance or overloaded; trying again later may work.
+        502..=504 => AdapterError::new(
+            ErrorKind::UpstreamUnavailable,
+            format!("the upstream is unavailable (HTTP {status})"),
+        )
+        .temporary(),
+        500..=599 => AdapterError::new(
+            ErrorKind::Upstream,
+            format!(
+                "the upstream failed: \"{}\"",
+                message.unwrap_or("Server Error")
+            ),
+        ),
+        _ => AdapterError::new(
+            ErrorKind::Upstream,
+            format!("the upstream answered with an unexpected HTTP {status}"),
+        ),
+    }
+}
+
 /// A transport failure: nothing usable came back. A refused connection certainly did nothing,
 /// so only that one is safe to retry whatever the call.
 pub fn unreachable(error: reqwest::Error) -> AdapterError {

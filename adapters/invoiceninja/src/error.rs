@@ -4,6 +4,7 @@
 
 use crate::client::Answer;
 use nestgate_contract::error::from_laravel_errors;
+use nestgate_contract::upstream;
 use nestgate_contract::{AdapterError, ErrorKind};
 use serde_json::Value;
 use std::time::Duration;
@@ -49,11 +50,6 @@ pub(crate) fn parse_error(answer: &Answer) -> AdapterError {
         (404, _) => AdapterError::new(ErrorKind::NotFound, "the record does not exist"),
         // 422 {"message":"The given data was invalid.","errors":{"field":["msg"]}} (Laravel).
         (422, Some(body)) => validation(body),
-        // A 302 is Laravel's answer to a failed validation when it thinks we do not expect JSON.
-        (300..=399, _) => AdapterError::new(
-            ErrorKind::Upstream,
-            "the upstream redirected instead of answering (a refused request it did not explain)",
-        ),
         (429, _) => AdapterError {
             retry_after: Some(answer.retry_after.unwrap_or(Duration::from_secs(60))),
             ..AdapterError::new(ErrorKind::RateLimited, "the upstream asked to slow down")
@@ -67,24 +63,9 @@ pub(crate) fn parse_error(answer: &Answer) -> AdapterError {
                 message.as_deref().unwrap_or("bad request")
             ),
         ),
-        // 502/503/504: down, in maintenance or overloaded; trying again later may work.
-        (502..=504, _) => AdapterError::new(
-            ErrorKind::UpstreamUnavailable,
-            format!("the upstream is unavailable (HTTP {status})"),
-        )
-        .temporary(),
-        // 500 {"message":"Server Error"} or a hosted HTML error page: a failure of the vendor.
-        (500..=599, _) => AdapterError::new(
-            ErrorKind::Upstream,
-            format!(
-                "the upstream failed: \"{}\"",
-                message.as_deref().unwrap_or("Server Error")
-            ),
-        ),
-        _ => AdapterError::new(
-            ErrorKind::Upstream,
-            format!("the upstream answered with an unexpected HTTP {status}"),
-        ),
+        // A 302 is Laravel's answer to a failed validation when it thinks we do not expect
+        // JSON; 500 {"message":"Server Error"} or a hosted HTML page is a failure of the vendor.
+        _ => upstream::status_error(status, message.as_deref()),
     };
     error.with_upstream_status(status)
 }

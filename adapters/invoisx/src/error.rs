@@ -5,6 +5,7 @@
 
 use crate::client::Answer;
 use nestgate_contract::error::from_laravel_errors;
+use nestgate_contract::upstream;
 use nestgate_contract::{AdapterError, ErrorKind};
 use serde_json::Value;
 use std::time::Duration;
@@ -83,33 +84,13 @@ pub(crate) fn parse_error(answer: &Answer) -> AdapterError {
                 quoted()
             ),
         ),
-        (300..=399, _) => AdapterError::new(
-            ErrorKind::Upstream,
-            "the upstream redirected instead of answering (a refused request it did not explain)",
-        ),
         // 403 without a known code, 405, 400: the gateway sent something this InvoisX does not
         // accept; a gateway/vendor mismatch, not the caller's fault.
         (400..=499, _) => AdapterError::new(
             ErrorKind::Upstream,
             format!("the upstream refused the call: \"{}\"", quoted()),
         ),
-        // 502/503/504: down, in maintenance or overloaded; trying again later may work.
-        (502..=504, _) => AdapterError::new(
-            ErrorKind::UpstreamUnavailable,
-            format!("the upstream is unavailable (HTTP {status})"),
-        )
-        .temporary(),
-        (500..=599, _) => AdapterError::new(
-            ErrorKind::Upstream,
-            format!(
-                "the upstream failed: \"{}\"",
-                message.as_deref().unwrap_or("Server Error")
-            ),
-        ),
-        _ => AdapterError::new(
-            ErrorKind::Upstream,
-            format!("the upstream answered with an unexpected HTTP {status}"),
-        ),
+        _ => upstream::status_error(status, message.as_deref()),
     };
     error.with_upstream_status(status)
 }
