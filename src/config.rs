@@ -116,6 +116,11 @@ pub struct ServerSection {
     pub max_concurrent_requests: usize,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     pub shutdown_grace: HumanDuration,
+    /// A connection that has not sent a complete request head this long after it was accepted
+    /// (or after its previous answer) is closed: silent sockets cannot pile up.
+    pub header_read_timeout: HumanDuration,
+    /// Client connections open at once; lowered at start-up to stay below the open-file limit.
+    pub max_connections: usize,
 }
 
 impl Default for ServerSection {
@@ -126,6 +131,8 @@ impl Default for ServerSection {
             request_timeout: HumanDuration(Duration::from_secs(30)),
             max_concurrent_requests: 1024,
             shutdown_grace: HumanDuration(Duration::from_secs(30)),
+            header_read_timeout: HumanDuration(Duration::from_secs(10)),
+            max_connections: 10_000,
         }
     }
 }
@@ -392,6 +399,8 @@ pub struct Settings {
     pub request_timeout: Duration,
     pub max_concurrent_requests: usize,
     pub shutdown_grace: Duration,
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
     pub storage_url: StorageUrl,
     pub storage_max_connections: u32,
     pub log_json: bool,
@@ -524,6 +533,20 @@ impl FileConfig {
             problems.push(problem(
                 "server.max_concurrent_requests",
                 "must be between 1 and 100000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.server.max_connections) {
+            problems.push(problem(
+                "server.max_connections",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if !(Duration::from_millis(100)..=Duration::from_secs(600))
+            .contains(&self.server.header_read_timeout.0)
+        {
+            problems.push(problem(
+                "server.header_read_timeout",
+                "must be between 100ms and 10m",
             ));
         }
         const HOUR: Duration = Duration::from_secs(3600);
@@ -679,6 +702,8 @@ impl FileConfig {
             request_timeout: self.server.request_timeout.0,
             max_concurrent_requests: self.server.max_concurrent_requests,
             shutdown_grace: self.server.shutdown_grace.0,
+            header_read_timeout: self.server.header_read_timeout.0,
+            max_connections: self.server.max_connections,
             storage_url: StorageUrl(self.storage.url),
             storage_max_connections: self.storage.max_connections,
             log_json,

@@ -7,6 +7,21 @@ use nestgate_contract::{AdapterError, Blame, ErrorKind, FieldError};
 use serde_json::json;
 use std::time::Duration;
 
+/// The most characters of a message an error body shows (input quoted in it is cut).
+pub const MAX_MESSAGE_CHARS: usize = 300;
+/// The most characters of a detail's field or issue an error body shows.
+pub const MAX_DETAIL_CHARS: usize = 200;
+/// The most details an error body lists; `details_omitted` counts the rest.
+pub const MAX_DETAILS: usize = 20;
+
+/// `text`, or its first `max` characters and an ellipsis.
+fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => text.into(),
+        Some((end, _)) => format!("{}…", &text[..end]).into(),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -170,15 +185,26 @@ impl ApiError {
         }
     }
 
-    /// The body and headers of API.md ("Errors").
-    pub fn render(&self, request_id: &str) -> HttpResponse {
+    /// The body of API.md ("Errors"), as bytes. Bounded whatever the input quoted in it:
+    /// the message and each detail are cut to a fixed length, and at most [`MAX_DETAILS`]
+    /// details are listed, with `details_omitted` counting the rest.
+    pub fn body(&self, request_id: &str) -> Vec<u8> {
         let mut error = json!({
             "code": self.code,
-            "message": self.message,
+            "message": cut(&self.message, MAX_MESSAGE_CHARS),
             "request_id": request_id,
         });
         if !self.details.is_empty() {
-            error["details"] = json!(self.details);
+            let shown: Vec<_> = self
+                .details
+                .iter()
+                .take(MAX_DETAILS)
+                .map(|d| json!({"field": cut(&d.field, MAX_DETAIL_CHARS), "issue": cut(&d.issue, MAX_DETAIL_CHARS)}))
+                .collect();
+            error["details"] = json!(shown);
+            if self.details.len() > MAX_DETAILS {
+                error["details_omitted"] = json!(self.details.len() - MAX_DETAILS);
+            }
         }
         if let Some(backend) = &self.backend {
             error["backend"] = json!(backend);
@@ -186,7 +212,12 @@ impl ApiError {
         if let Some(status) = self.upstream_status {
             error["upstream_status"] = json!(status);
         }
-        let mut response = respond::json(self.status, &json!({ "error": error }));
+        serde_json::to_vec(&json!({ "error": error })).unwrap_or_default()
+    }
+
+    /// The body and headers of API.md ("Errors").
+    pub fn render(&self, request_id: &str) -> HttpResponse {
+        let mut response = respond::bytes(self.status, respond::JSON, self.body(request_id));
         let headers = response.headers_mut();
         if let Some(wait) = self.retry_after {
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);

@@ -366,10 +366,13 @@ async fn client_credentials_each(gw: &Gateway, keys: &[Key]) -> Vec<Reply> {
 async fn forged_and_broken_tokens_are_refused() {
     use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
     let gw = with_known_signing_key().await;
+    // The subject of a token must be an existing key (forged ones below name a real key, so
+    // that each is refused for its own defect).
+    let key = gw.create_key(&gw.org, "read:invoices").await;
     let now = chrono::Utc::now().timestamp();
     let claims = |exp: i64, iss: &str| {
         json!({
-            "iss": iss, "sub": "ak_live_forged", "org": gw.org, "scope": "read:invoices",
+            "iss": iss, "sub": key.client_id, "org": gw.org, "scope": "read:invoices",
             "iat": now - 10, "exp": exp, "jti": "forged-jti", "sid": "forged-sid",
         })
     };
@@ -434,6 +437,11 @@ async fn forged_and_broken_tokens_are_refused() {
             ),
         ),
         ("garbage", "not.a.token".to_string()),
+        ("a subject that names no key", {
+            let mut c = good.clone();
+            c["sub"] = json!("ak_live_forged");
+            sign(Algorithm::HS256, Some("k1"), SIGNING_KEY, &c)
+        }),
         ("no exp", {
             let mut c = good.clone();
             c.as_object_mut().unwrap().remove("exp");

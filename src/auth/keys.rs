@@ -8,6 +8,7 @@ use super::scope::Scopes;
 use super::secret::{self, Secret};
 use moka::future::Cache;
 use sqlx::{AnyPool, Row};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,6 +56,12 @@ pub struct KeyStore {
     pool: AnyPool,
     /// Live keys only: an unknown client_id is never cached, so nobody can fill the cache.
     live: Cache<String, Arc<ApiKey>>,
+    /// Every client_id in storage, revoked ones too (revocation is checked on its own), so
+    /// that a correctly signed access token naming no key is refused from memory.
+    known: std::sync::RwLock<HashSet<String>>,
+    /// Client_ids not known here, looked up in storage (a key another instance made since this
+    /// one started, or one that does not exist): at most one look-up per id every 10 s.
+    looked_up: Cache<String, bool>,
 }
 
 /// The columns every query reads, for [`from_row`] (a macro, so queries stay static strings).
@@ -87,7 +94,57 @@ impl KeyStore {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(60))
                 .build(),
+            known: Default::default(),
+            looked_up: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(10))
+                .build(),
         }
+    }
+
+    /// Learns every client_id in storage (at start-up).
+    pub async fn load_known(&self) -> Result<(), sqlx::Error> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT client_id FROM api_keys")
+            .fetch_all(&self.pool)
+            .await?;
+        self.known_ids().extend(ids);
+        Ok(())
+    }
+
+    fn known_ids(&self) -> std::sync::RwLockWriteGuard<'_, HashSet<String>> {
+        self.known
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether a key with this client_id exists, revoked or not: from memory for every key
+    /// this instance has seen, from storage (once per 10 s per id) for the others.
+    pub async fn exists(&self, client_id: &str) -> Result<bool, Arc<sqlx::Error>> {
+        let known = self
+            .known
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(client_id);
+        if known {
+            return Ok(true);
+        }
+        let pool = self.pool.clone();
+        let id = client_id.to_string();
+        let found = self
+            .looked_up
+            .try_get_with(client_id.to_string(), async move {
+                let row: Option<String> =
+                    sqlx::query_scalar("SELECT client_id FROM api_keys WHERE client_id = $1")
+                        .bind(id)
+                        .fetch_optional(&pool)
+                        .await?;
+                Ok::<_, sqlx::Error>(row.is_some())
+            })
+            .await?;
+        if found {
+            self.known_ids().insert(client_id.to_string());
+        }
+        Ok(found)
     }
 
     /// A new key; the secret is returned once and only its digest is kept.
@@ -119,6 +176,7 @@ impl KeyStore {
         .bind(key.created_at)
         .execute(&self.pool)
         .await?;
+        self.known_ids().insert(key.client_id.clone());
         Ok((key, secret))
     }
 

@@ -3,6 +3,7 @@
 //! - [`scope`]: the ten scopes, as a bitmask.
 //! - [`secret`]: random credentials, SHA-256 at rest, constant-time comparison.
 //! - [`keys`]: API keys in storage, live ones cached (moka).
+//! - [`attempts`]: a budget of failed client authentications per client_id and address.
 //! - [`tokens`]: HS256 access tokens: issue and verify, several keys for rotation.
 //! - [`sessions`]: refresh tokens: rotation by one conditional UPDATE, reuse detection.
 //! - [`revocations`]: what is revoked, in memory for every request and shared through storage.
@@ -10,6 +11,7 @@
 //! [`Auth`] ties them together: the grants of the token endpoint, revocation, and
 //! [`Auth::authenticate`], the per-request check, which touches memory only.
 
+pub mod attempts;
 pub mod keys;
 pub mod revocations;
 pub mod scope;
@@ -52,12 +54,22 @@ pub struct Caller(pub Result<Principal, ApiError>);
 
 impl Caller {
     /// The principal a resource handler needs; a request that never passed the auth step has
-    /// no credentials.
-    pub fn of<B>(req: &mut Request<B>) -> Result<Principal, ApiError> {
-        req.extensions_mut()
+    /// no credentials. The token's key must exist: a correctly signed token naming no key (a
+    /// signing secret shared with another deployment, a key row removed by hand) is refused.
+    pub async fn of<B>(req: &mut Request<B>, auth: &Auth) -> Result<Principal, ApiError> {
+        let principal = req
+            .extensions_mut()
             .remove::<Caller>()
             .map(|c| c.0)
-            .unwrap_or_else(|| Err(ApiError::credentials_missing()))
+            .unwrap_or_else(|| Err(ApiError::credentials_missing()))?;
+        match auth.keys.exists(&principal.client_id).await {
+            Ok(true) => Ok(principal),
+            Ok(false) => Err(ApiError::unauthorized("the access token is not valid")),
+            Err(error) => {
+                tracing::error!(%error, "key storage failed");
+                Err(ApiError::internal())
+            }
+        }
     }
 }
 
@@ -65,6 +77,17 @@ impl Caller {
 /// and the admin API authenticate otherwise).
 pub fn needs_token(path: &str) -> bool {
     path.starts_with("/api/v1/") && !path.starts_with("/api/v1/auth/")
+}
+
+/// The request's one `Authorization` header, if it has one. Two or more are refused (the
+/// error says so): which of them a reader took would decide who the caller is.
+pub fn authorization(headers: &HeaderMap) -> Result<Option<&http::HeaderValue>, &'static str> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let first = values.next();
+    match values.next() {
+        None => Ok(first),
+        Some(_) => Err("send one Authorization header, not several"),
+    }
 }
 
 /// A new token pair, as the token endpoint answers it.
@@ -88,6 +111,8 @@ pub enum GrantError {
     UnsupportedGrantType,
     /// Storage failed; logged with the request id.
     Unavailable,
+    /// Too many failed authentications of this client_id from this address; try again after.
+    TooManyFailures(Duration),
 }
 
 impl From<sqlx::Error> for GrantError {
@@ -145,8 +170,15 @@ pub fn requested_scopes(scope: Option<&str>) -> Result<Option<Scopes>, GrantErro
     scope
         .filter(|s| !s.trim().is_empty())
         .map(|text| {
-            Scopes::parse(text)
-                .map_err(|name| GrantError::InvalidScope(format!("`{name}` is not a scope")))
+            Scopes::parse(text).map_err(|name| match name.as_str() {
+                "" => GrantError::InvalidScope(
+                    "scopes are separated by single spaces (RFC 6749 §3.3)".into(),
+                ),
+                _ => GrantError::InvalidScope(format!(
+                    "`{}` is not a scope",
+                    name.chars().take(64).collect::<String>()
+                )),
+            })
         })
         .transpose()
 }
@@ -164,6 +196,7 @@ pub fn narrow(granted: Scopes, requested: Option<&str>) -> Result<Scopes, GrantE
 
 pub struct Auth {
     pub keys: KeyStore,
+    failures: attempts::FailureBudget,
     tokens: AccessTokens,
     sessions: Sessions,
     revocations: Revocations,
@@ -189,8 +222,11 @@ impl Auth {
         };
         let revocations = Revocations::new(settings.access_token_ttl);
         let loaded_seq = revocations.load(&pool).await?;
+        let keys = KeyStore::new(pool.clone());
+        keys.load_known().await?;
         Ok(Auth {
-            keys: KeyStore::new(pool.clone()),
+            keys,
+            failures: attempts::FailureBudget::default(),
             tokens: AccessTokens::new(&signing_keys, &settings.issuer, settings.access_token_ttl),
             sessions: Sessions::new(pool.clone(), settings.refresh_token_ttl),
             revocations,
@@ -203,7 +239,7 @@ impl Auth {
 
     /// The per-request check: a bearer token, verified locally, not revoked. Memory only.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
+        let Some(value) = authorization(headers).map_err(ApiError::invalid_request)? else {
             return Err(ApiError::credentials_missing());
         };
         let token = value.to_str().ok().and_then(|v| bearer(v)).ok_or_else(|| {
@@ -251,12 +287,28 @@ impl Auth {
         self.admin_token.is_some()
     }
 
-    /// The live key with these credentials (one answer for unknown, wrong secret and revoked).
-    pub async fn client(&self, client_id: &str, secret: &str) -> Result<Arc<ApiKey>, GrantError> {
-        self.keys
-            .authenticate(client_id, secret)
-            .await?
-            .ok_or(GrantError::InvalidClient)
+    /// The live key with these credentials (one answer for unknown, wrong secret and revoked),
+    /// within the failure budget of `client_id` from `from` (see [`attempts`]).
+    pub async fn client(
+        &self,
+        client_id: &str,
+        secret: &str,
+        from: Option<std::net::IpAddr>,
+    ) -> Result<Arc<ApiKey>, GrantError> {
+        if let Some(address) = from
+            && let Err(wait) = self.failures.check(client_id, address)
+        {
+            metrics::counter!(crate::telemetry::names::AUTH_FAILURES_LIMITED).increment(1);
+            return Err(GrantError::TooManyFailures(wait));
+        }
+        let key = self.keys.authenticate(client_id, secret).await?;
+        if let Some(address) = from {
+            match &key {
+                Some(_) => self.failures.succeeded(client_id, address),
+                None => self.failures.failed(client_id, address),
+            }
+        }
+        key.ok_or(GrantError::InvalidClient)
     }
 
     /// `grant_type=client_credentials`: a new session for `key`.

@@ -26,10 +26,20 @@ impl Scopes {
     pub const NONE: Scopes = Scopes(0);
     pub const ALL: Scopes = Scopes((1 << NAMES.len()) - 1);
 
-    /// A space-separated list (`"read:invoices write:clients"`); `Err` names the first unknown
-    /// scope. Repeats are harmless; an empty list is the empty set.
+    /// A list separated by single spaces (`"read:invoices write:clients"`, RFC 6749 §3.3);
+    /// `Err` names the first unknown scope, or is empty when the separators are not single
+    /// spaces (a tab, a line feed, two spaces in a row, a space at either end). Repeats are
+    /// harmless; an empty text is the empty set.
     pub fn parse(text: &str) -> Result<Scopes, String> {
-        Self::from_names(text.split_ascii_whitespace())
+        if text.is_empty() {
+            return Ok(Scopes::NONE);
+        }
+        if text.split(' ').any(str::is_empty)
+            || text.contains(|c: char| c.is_whitespace() && c != ' ')
+        {
+            return Err(String::new());
+        }
+        Self::from_names(text.split(' '))
     }
 
     pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Scopes, String> {
@@ -95,8 +105,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_single_spaces_separate_scopes() {
+        for text in [
+            "read:invoices\twrite:clients",
+            "read:invoices\nwrite:clients",
+            "read:invoices  write:clients",
+            " read:invoices",
+            "read:invoices ",
+        ] {
+            assert_eq!(Scopes::parse(text), Err(String::new()), "{text:?}");
+        }
+        assert!(Scopes::parse("read:invoices write:clients").is_ok());
+    }
+
+    #[test]
     fn parse_and_print() {
-        let s = Scopes::parse("write:clients  read:invoices read:invoices").unwrap();
+        let s = Scopes::parse("write:clients read:invoices read:invoices").unwrap();
         assert_eq!(s.to_string(), "read:invoices write:clients");
         assert_eq!(Scopes::parse("read:invoice").unwrap_err(), "read:invoice");
         assert_eq!(Scopes::parse("").unwrap(), Scopes::NONE);

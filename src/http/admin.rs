@@ -47,7 +47,8 @@ where
     match call {
         Call::CreateKey => {
             let (parts, body) = req.into_parts();
-            let (value, _) = body::read_json(&parts.headers, body, BODY_LIMIT).await?;
+            let (value, raw) = body::read_json(&parts.headers, body, BODY_LIMIT).await?;
+            body::check_unique_keys(&raw).map_err(ApiError::invalid_request)?;
             let (org, name, scopes) = new_key_request(app, &value)?;
             let (key, secret) = app
                 .auth
@@ -98,7 +99,8 @@ fn operator(app: &App, headers: &http::HeaderMap) -> Result<(), ApiError> {
             app.settings.auth.admin_token_env
         )));
     }
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
+    let Some(value) = crate::auth::authorization(headers).map_err(ApiError::invalid_request)?
+    else {
         return Err(ApiError::credentials_missing());
     };
     let token = value

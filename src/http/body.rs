@@ -36,7 +36,8 @@ where
         .and_then(|v| v.parse::<u64>().ok());
     let mut body = std::pin::pin!(body);
     let mut collected = BytesMut::new();
-    let mut too_large = declared.is_some_and(|len| len > limit as u64);
+    let too_large_declared = declared.is_some_and(|len| len > limit as u64);
+    let mut too_large = too_large_declared;
     if !too_large {
         while let Some(frame) = body.frame().await {
             let frame = frame
@@ -51,10 +52,21 @@ where
         }
     }
     if too_large {
-        drain(body, limit).await;
+        // A client that waits for `100 Continue` has sent nothing yet: answer at once, without
+        // asking for the body (polling it is what makes hyper send the `100`).
+        let body_asked_for = !too_large_declared || !expects_continue(headers);
+        if body_asked_for {
+            drain(body, limit).await;
+        }
         return Err(ApiError::payload_too_large(limit));
     }
     Ok(collected.freeze())
+}
+
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// Reads and discards what the client is still sending, within a budget of bytes and time, so
@@ -75,6 +87,48 @@ where
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(2), discard).await;
+}
+
+/// Refuses a JSON object that names a key more than once. serde_json keeps the last of
+/// repeated keys, so `{"client_id": A, "client_id": B}` would mean B here and A to anything
+/// that read the first (a proxy, a log, an auditor); credentials must mean one thing. Only the
+/// top level is checked; nested values are skipped without being built.
+pub fn check_unique_keys(raw: &[u8]) -> Result<(), String> {
+    use serde::de::{Deserializer, Error, IgnoredAny, MapAccess, Visitor};
+    struct Keys;
+    impl<'de> Visitor<'de> for Keys {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                map.next_value::<IgnoredAny>()?;
+                if !seen.insert(key.clone()) {
+                    let shown: String = key.chars().take(64).collect();
+                    return Err(A::Error::custom(format!(
+                        "`{shown}` is given more than once"
+                    )));
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut reader = serde_json::Deserializer::from_slice(raw);
+    match (&mut reader).deserialize_map(Keys) {
+        Ok(()) => Ok(()),
+        // Only the repetition is this check's to report; syntax is the caller's parse's.
+        Err(error) if error.is_data() => {
+            let message = error.to_string();
+            Err(message
+                .split(" at line ")
+                .next()
+                .unwrap_or(&message)
+                .to_string())
+        }
+        Err(_) => Ok(()),
+    }
 }
 
 /// Reads a JSON body for a create or an update.
@@ -114,6 +168,22 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_keys_are_refused() {
+        assert_eq!(
+            check_unique_keys(br#"{"a": 1, "b": {"a": 2, "a": 3}}"#),
+            Ok(())
+        );
+        assert_eq!(
+            check_unique_keys(br#"{"client_id": "A", "x": [1], "client_id": "B"}"#),
+            Err("`client_id` is given more than once".into())
+        );
+        // An escaped spelling is the same key.
+        assert!(check_unique_keys(br#"{"client_id": "A", "client\u005fid": "B"}"#).is_err());
+        // Not this check's business: syntax errors and non-objects pass to the caller's parse.
+        assert_eq!(check_unique_keys(b"{\"a\": "), Ok(()));
+    }
 
     #[test]
     fn json_content_types() {

@@ -28,6 +28,10 @@ use token::Endpoint;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The address a request came from, put in its extensions by the connection that carried it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub std::net::SocketAddr);
+
 /// A resource call: which resource, which action, which record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
@@ -193,7 +197,7 @@ where
         Target::Health => Ok(ops::healthz()),
         Target::Ready => Ok(ops::readyz(&app).await),
         Target::Metrics => ops::metrics(&app),
-        Target::Capabilities => resources::capabilities(&app, req),
+        Target::Capabilities => resources::capabilities(&app, req).await,
         Target::OAuth(endpoint) => Ok(token::handle(&app, endpoint, req).await),
         Target::Admin(call) => admin::handle(&app, call, req).await,
         Target::Resource(call) => resources::handle(&app, call, req, &request_id).await,

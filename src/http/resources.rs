@@ -28,8 +28,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// `GET /api/v1/capabilities`: what the caller's backend can do, from its declaration.
-pub fn capabilities<B>(app: &App, mut req: Request<B>) -> Result<HttpResponse, ApiError> {
-    let principal = Caller::of(&mut req)?;
+pub async fn capabilities<B>(app: &App, mut req: Request<B>) -> Result<HttpResponse, ApiError> {
+    let principal = Caller::of(&mut req, &app.auth).await?;
     let binding = binding_of(app, &principal.org)?;
     let caps = binding.backend.capabilities();
     let mut resources = Map::new();
@@ -86,7 +86,7 @@ where
 {
     let mut req = req;
     let observed = Observed::of(&req);
-    let principal = Caller::of(&mut req)?;
+    let principal = Caller::of(&mut req, &app.auth).await?;
     observed.acting_for(&principal.org);
     let scope = Scopes::required(call.resource, call.action);
     if !principal.scopes.contains(scope) {

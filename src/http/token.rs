@@ -51,12 +51,16 @@ where
     B: http_body::Body<Data = Bytes> + Send,
     B::Error: Into<BoxError>,
 {
+    let from = req
+        .extensions()
+        .get::<super::Peer>()
+        .map(|peer| peer.0.ip());
     let (headers, params) = match read(req).await {
         Ok(read) => read,
         Err(response) => return response,
     };
     let result = async {
-        let client = client(app, &headers, &params).await?;
+        let client = client(app, &headers, &params, from).await?;
         match (endpoint, param(&params, "grant_type")) {
             (Endpoint::Revoke, _) => {
                 let token = param(&params, "token")
@@ -121,6 +125,7 @@ async fn client(
     app: &App,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
+    from: Option<std::net::IpAddr>,
 ) -> Result<Option<Arc<ApiKey>>, GrantError> {
     let basic = basic_credentials(headers)?;
     let (id, secret) = match (basic, param(params, "client_secret")) {
@@ -143,12 +148,14 @@ async fn client(
         }
         (None, None) => return Ok(None),
     };
-    app.auth.client(&id, &secret).await.map(Some)
+    app.auth.client(&id, &secret, from).await.map(Some)
 }
 
 /// `Authorization: Basic base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1).
 fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, GrantError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
+    let Some(value) = crate::auth::authorization(headers)
+        .map_err(|message| GrantError::InvalidRequest(message.into()))?
+    else {
         return Ok(None);
     };
     let value = value.to_str().map_err(|_| GrantError::InvalidClient)?;
@@ -213,6 +220,7 @@ where
             let Value::Object(object) = value else {
                 return Err(invalid("the body must be a JSON object".into()));
             };
+            body::check_unique_keys(&raw).map_err(invalid)?;
             for (name, value) in object {
                 match value {
                     // RFC 6749 §3.1: a parameter without a value counts as omitted.
@@ -270,6 +278,12 @@ fn refusal(error: GrantError) -> HttpResponse {
             "temporarily_unavailable",
             "token state storage is unavailable; try again shortly",
         ),
+        GrantError::TooManyFailures(_) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many failed authentications of this client from this address; retry after \
+             the time in Retry-After",
+        ),
     };
     let mut response = oauth_error(status, code, description);
     if error == GrantError::InvalidClient {
@@ -283,6 +297,12 @@ fn refusal(error: GrantError) -> HttpResponse {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    if let GrantError::TooManyFailures(wait) = error {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
     }
     response
 }

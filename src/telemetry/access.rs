@@ -104,6 +104,22 @@ where
     }
 }
 
+/// Logs and counts a request that hyper refused while parsing its head (see
+/// `server::refusals`): no layer saw it, so its line has no method and the route names why.
+pub fn refused_before_parsing(request_id: &str, status: u16, route: &'static str) {
+    let observed = Arc::new(Observed::default());
+    observed.routed(route);
+    let mut entry = Entry {
+        request_id: request_id.to_string(),
+        method: "other",
+        started: Instant::now(),
+        observed,
+        status: None,
+    };
+    metrics::gauge!(names::HTTP_IN_FLIGHT).increment(1.0);
+    entry.answered(status);
+}
+
 /// One request in flight; written out when dropped, so that a request whose caller went away
 /// (its future dropped) is still logged and counted, as `499` like nginx's "client closed".
 struct Entry {

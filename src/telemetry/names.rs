@@ -21,6 +21,10 @@ pub const READINESS_UP: &str = "nestgate_readiness_check_up";
 pub const TOKENS_ISSUED: &str = "nestgate_auth_tokens_issued_total";
 pub const REFRESH_REUSE: &str = "nestgate_auth_refresh_reuse_total";
 pub const REVOCATIONS: &str = "nestgate_auth_revocations_total";
+pub const AUTH_FAILURES_LIMITED: &str = "nestgate_auth_failures_limited_total";
+pub const CONNECTIONS_OPEN: &str = "nestgate_connections_open";
+pub const CONNECTIONS_SHED: &str = "nestgate_connections_shed_total";
+pub const ACCEPT_ERRORS: &str = "nestgate_accept_errors_total";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -156,5 +160,32 @@ pub const CATALOG: &[Metric] = &[
         Kind::Counter,
         &["kind"],
         "Revocations made by this instance.",
+    ),
+    metric(
+        AUTH_FAILURES_LIMITED,
+        Kind::Counter,
+        &[],
+        "Token requests refused with 429 because their client_id had failed too often from \
+         their address.",
+    ),
+    metric(
+        CONNECTIONS_OPEN,
+        Kind::Gauge,
+        &[],
+        "Client connections open now.",
+    ),
+    metric(
+        CONNECTIONS_SHED,
+        Kind::Counter,
+        &["reason"],
+        "Client connections closed by the gateway before they were served: `head_timeout` (no \
+         complete request head in time), `evicted` (a silent one closed to make room at the \
+         cap), `over_capacity` (refused at the cap).",
+    ),
+    metric(
+        ACCEPT_ERRORS,
+        Kind::Counter,
+        &[],
+        "Failed accepts (such as running out of file descriptors); the listener backs off.",
     ),
 ];

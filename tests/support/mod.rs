@@ -82,6 +82,8 @@ pub struct Gateway {
     /// The fake InvoisX server behind an `invoisx` gateway.
     pub invoisx: Option<Arc<FakeInvoisx>>,
     extra_env: Vec<(String, String)>,
+    /// The soft limit on open files the process is started with (`ulimit -n`), if any.
+    open_file_limit: Option<u64>,
     /// An access token with every scope for `org` and for `other_org`, from real API keys.
     tokens: std::collections::HashMap<String, String>,
 }
@@ -261,6 +263,7 @@ impl Gateway {
             ))
             .chain(env.iter().cloned())
             .collect(),
+            open_file_limit: None,
             tokens: Default::default(),
         };
         gateway.spawn();
@@ -354,6 +357,7 @@ impl Gateway {
             ninja: self.ninja.clone(),
             invoisx: self.invoisx.clone(),
             extra_env: self.extra_env.clone(),
+            open_file_limit: self.open_file_limit,
             tokens: self.tokens.clone(),
         };
         gateway.spawn();
@@ -496,9 +500,26 @@ impl Gateway {
         self.tokens.get(org).map(String::as_str).unwrap_or_default()
     }
 
+    /// Starts the process with this limit on open files from its next start on.
+    pub fn set_open_file_limit(&mut self, limit: u64) {
+        self.open_file_limit = Some(limit);
+    }
+
     /// Starts the binary and waits for its "listening" line.
     pub fn spawn(&mut self) {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_nestgate"));
+        let binary = env!("CARGO_BIN_EXE_nestgate");
+        let mut command = match self.open_file_limit {
+            // The shell lowers the limit, then becomes the gateway.
+            Some(limit) => {
+                let mut shell = Command::new("sh");
+                shell
+                    .arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(binary);
+                shell
+            }
+            None => Command::new(binary),
+        };
         command
             .arg("serve")
             .arg("--config")
@@ -535,6 +556,11 @@ impl Gateway {
             });
         self.base = format!("http://{addr}");
         self.child = Some(child);
+    }
+
+    /// `kill -9`, then start again on the same configuration and storage.
+    pub fn restart(&mut self) {
+        self.kill_and_restart();
     }
 
     /// `kill -9`, then start again on the same configuration and storage.

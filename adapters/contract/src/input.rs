@@ -8,7 +8,7 @@
 //! Every problem is reported with its field path, all at once, never just the first.
 
 use crate::error::FieldError;
-use crate::money::parse_decimal;
+use crate::money::{parse_decimal, parse_plain_decimal};
 use crate::records::{
     Address, Client, Expense, Invoice, InvoiceStatus, LineItem, Payment, Product,
 };
@@ -289,7 +289,7 @@ fn text(value: &Value, max: usize) -> Result<String, String> {
 
 fn decimal(value: &Value, bounds: Bounds) -> Result<Decimal, String> {
     let parsed = match value {
-        Value::String(s) => parse_decimal(s),
+        Value::String(s) => parse_plain_decimal(s),
         Value::Number(n) => parse_decimal(&n.to_string()),
         _ => None,
     };

@@ -18,6 +18,23 @@ pub fn parse_decimal(text: &str) -> Option<Decimal> {
         .or_else(|| Decimal::from_scientific(text).ok())
 }
 
+/// A decimal as an API client writes it inside a JSON string: an optional minus, digits, and
+/// an optional fraction of at least one digit (`"1250.10"`, `"0.5"`, `"-3"`). Nothing else is a
+/// number to the gateway: no spaces, `+`, `_`, exponent, or a point without digits on both
+/// sides (`"10."`, `".5"`). A JSON number is already bounded by JSON's own grammar.
+pub fn parse_plain_decimal(text: &str) -> Option<Decimal> {
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let (whole, fraction) = match unsigned.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (unsigned, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || fraction.is_some_and(|f| !digits(f)) {
+        return None;
+    }
+    parse_decimal(text)
+}
+
 /// Minor-unit places of an ISO 4217 currency (`JPY` 0, `USD` 2, `BHD` 3). Unknown or fund codes: 2.
 pub fn minor_units(currency: &str) -> u32 {
     iso_currency::Currency::from_code(currency)
@@ -93,6 +110,14 @@ mod tests {
     #[test]
     fn parses_plain_and_scientific_text_exactly() {
         assert_eq!(parse_decimal("0.1").unwrap().to_string(), "0.1");
+        for plain in ["1250.10", "0.5", "-3", "007", "10"] {
+            assert!(parse_plain_decimal(plain).is_some(), "{plain}");
+        }
+        for odd in [
+            "1_000", " 10", "10 ", "+5", "10.", ".5", "1e3", "", "-", "1.2.3", "0x10",
+        ] {
+            assert_eq!(parse_plain_decimal(odd), None, "{odd}");
+        }
         assert_eq!(parse_decimal("1e3").unwrap(), dec("1000"));
         assert_eq!(
             parse_decimal("12.345678901234567890").unwrap().to_string(),

@@ -15,6 +15,13 @@
 //! Writes that touch two records (a payment and its invoice) run in one transaction and check the
 //! invoice's version, so concurrent payments can never overdraw an invoice; a unit that lost a
 //! race runs again from the start.
+//!
+//! Contention is resolved here, not handed to the client: an organization's writes take turns
+//! within this process ([`Turns`]), so they never race each other (on SQLite a transaction that
+//! read before writing cannot wait for the lock and fails at once; on PostgreSQL two payments
+//! of one invoice collide on its version). Races left, with other instances or with the
+//! gateway's own token writes, are run again for up to [`RETRY_FOR`]; only a store that stays
+//! locked that long answers `503`.
 
 pub mod config;
 mod error;
@@ -44,12 +51,35 @@ use std::future::Future;
 /// The native store's migrations; the gateway runs them against its storage at start-up.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// How often a unit of work that lost a race is tried again before giving up with `409`.
-const ATTEMPTS: u32 = 8;
+/// How long a unit of work that keeps losing races is tried again before giving up with `503`.
+const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct NativeAdapter {
     pool: AnyPool,
     capabilities: Capabilities,
+    turns: Turns,
+}
+
+/// One writer at a time per organization, in this process. Serializing costs nothing on SQLite
+/// (it has one writer anyway) and little on PostgreSQL (an organization's writes mostly touch
+/// the same few invoices); reads never wait. The map holds one entry per organization that has
+/// written, and organizations are configured, so it stays small.
+#[derive(Default)]
+struct Turns(
+    std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+);
+
+impl Turns {
+    async fn take(&self, org: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = {
+            let mut turns = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            turns.entry(org.to_string()).or_default().clone()
+        };
+        turn.lock_owned().await
+    }
 }
 
 impl NativeAdapter {
@@ -62,7 +92,11 @@ impl NativeAdapter {
                 "it has no mail transport configured, so it cannot email invoices",
             );
         }
-        NativeAdapter { pool, capabilities }
+        NativeAdapter {
+            pool,
+            capabilities,
+            turns: Turns::default(),
+        }
     }
 }
 
@@ -74,6 +108,11 @@ impl Adapter for NativeAdapter {
 
     async fn call(&self, ctx: &CallContext, op: Op) -> Result<Reply, AdapterError> {
         let org = ctx.org.as_str();
+        let _turn = if op.action().is_read() {
+            None
+        } else {
+            Some(self.turns.take(org).await)
+        };
         match op {
             Op::List { resource, query } => self.list(org, resource, &query).await,
             Op::Get { resource, id } => Ok(Reply::Record(self.get(org, resource, &id).await?)),
@@ -114,28 +153,32 @@ impl Adapter for NativeAdapter {
     }
 }
 
-/// Runs a unit of work until it does not lose a race, a bounded number of times.
+/// Runs a unit of work until it does not lose a race, for up to [`RETRY_FOR`].
 async fn retrying<T, F, Fut>(mut unit: F) -> Result<T, AdapterError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Failure>>,
 {
-    for attempt in 0..ATTEMPTS {
+    let started = std::time::Instant::now();
+    for attempt in 0u32.. {
         match unit().await {
             Ok(value) => return Ok(value),
             Err(Failure::Fail(error)) => return Err(error),
+            Err(Failure::Retry) if started.elapsed() >= RETRY_FOR => break,
             Err(Failure::Retry) => {
-                // Back off a little so that the winner's transaction can finish.
-                let pause = 2u64.pow(attempt.min(6)) + u64::from(attempt) * 3;
-                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                // Pauses grow to 32 ms, with jitter so that racing writers spread out while
+                // the winner's transaction finishes.
+                let ceiling = 1u64 << attempt.min(5);
+                let jitter = u64::from(started.elapsed().subsec_nanos()) % ceiling;
+                tokio::time::sleep(std::time::Duration::from_millis(ceiling / 2 + jitter)).await;
             }
         }
     }
     Err(busy())
 }
 
-/// Too many concurrent writers to one record: temporary (`503` with `Retry-After`), so a retry,
-/// with the same Idempotency-Key too, may succeed.
+/// The store stayed locked by other writers for [`RETRY_FOR`]: temporary (`503` with
+/// `Retry-After`), so a retry, with the same Idempotency-Key too, may succeed.
 fn busy() -> AdapterError {
     AdapterError {
         retry_after: Some(std::time::Duration::from_secs(1)),

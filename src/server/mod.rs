@@ -1,18 +1,25 @@
 //! The listener, the edge stack, and graceful shutdown.
+//!
+//! - [`admission`]: how many connections are held open, and for how long a silent one may stay.
+//! - [`refusals`]: hyper's own bare refusals (unparseable heads) turned into API.md's shape.
+
+pub mod admission;
+pub mod refusals;
 
 use crate::app::App;
 use crate::edge::{self, RescueLayer};
 use crate::telemetry::access::AccessLogLayer;
+use admission::{AcceptBackoff, Admission};
 use http::StatusCode;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use refusals::{ConnectionState, Watched};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::request_id::PropagateRequestIdLayer;
@@ -31,8 +38,6 @@ pub fn sensitive_headers() -> [http::HeaderName; 4] {
 
 /// The most a client may send as request headers (hyper answers 431 past it).
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
-/// A client must finish sending its headers within this (slow-loris protection).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight requests finish
 /// for up to `shutdown_grace`.
@@ -66,39 +71,73 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
             async move { Ok::<_, Infallible>(crate::http::handle(app, req).await) }
         });
 
+    let header_timeout = settings.header_read_timeout;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .max_buf_size(MAX_HEADER_BYTES);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEADER_BYTES as u32);
 
+    let nofile = admission::nofile_limit();
+    let admission = Admission::new(admission::effective_cap(settings.max_connections, nofile));
+    if admission.cap() < settings.max_connections {
+        tracing::info!(
+            configured = settings.max_connections,
+            cap = admission.cap(),
+            nofile = nofile.unwrap_or_default(),
+            "server.max_connections lowered to stay below the open-file limit"
+        );
+    }
+    let mut backoff = AcceptBackoff::default();
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
-                        // Out of file descriptors and the like: wait a moment instead of spinning.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        // Out of file descriptors and the like: pause instead of spinning.
+                        tokio::time::sleep(backoff.failed(&error)).await;
                         continue;
                     }
                 };
+                backoff.succeeded();
+                let Some(ticket) = admission.admit() else {
+                    // Full of connections that all spoke: closed at once, not left in the backlog.
+                    drop(stream);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(stack.clone());
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let state = ConnectionState::new(peer, ticket);
+                let service = TowerToHyperService::new(Connected {
+                    inner: stack.clone(),
+                    state: state.clone(),
+                });
+                let io = TokioIo::new(Watched::new(stream, state.clone()));
+                let connection = builder.serve_connection(io, service).into_owned();
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, "connection ended with an error");
+                    let mut connection = std::pin::pin!(connection);
+                    // Until its first request head is complete, a connection may be closed by
+                    // the deadline or to make room (dropping it closes the socket); after that,
+                    // hyper's header timeout and the request timeout watch it.
+                    tokio::select! {
+                        result = &mut connection => return ended(result),
+                        () = state.ticket.evicted() => return,
+                        () = tokio::time::sleep(header_timeout) => {
+                            if !state.ticket.has_spoken() {
+                                admission::shed("head_timeout");
+                                return;
+                            }
+                        }
                     }
+                    ended(connection.await);
                 });
             }
             () = &mut shutdown => break,
@@ -111,6 +150,44 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
         () = tokio::time::sleep(settings.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; closing the remaining connections");
         }
+    }
+}
+
+fn ended(result: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
+    if let Err(error) = result {
+        tracing::debug!(%error, "connection ended with an error");
+    }
+}
+
+/// The service of one connection: tells the connection's state that a request head arrived
+/// (so the connection is no longer silent, and an answer to it is not hyper's own), and gives
+/// each request its peer's address.
+#[derive(Clone)]
+struct Connected<S> {
+    inner: S,
+    state: Arc<ConnectionState>,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Connected<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> S::Future {
+        self.state.request_seen();
+        req.extensions_mut()
+            .insert(crate::http::Peer(self.state.peer));
+        self.inner.call(req)
     }
 }
 
