@@ -24,7 +24,7 @@ pub struct App {
     pub backends: Backends,
     pub idempotency: Idempotency,
     pub auth: Arc<Auth>,
-    /// The last round of readiness probes, kept by `Readiness::spawn`.
+    /// The last round of readiness probes, kept by [`App::spawn_readiness`].
     pub readiness: Readiness,
     /// The Prometheus page, when `[metrics] enabled`.
     pub metrics: Option<PrometheusHandle>,
@@ -57,5 +57,29 @@ impl App {
             backends,
             idempotency,
         })
+    }
+}
+
+impl App {
+    /// Probes storage and every backend at once, then every `[readiness] interval`, for the
+    /// life of the runtime; `/readyz` reports the last round.
+    pub fn spawn_readiness(self: &Arc<Self>) {
+        let app = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(app.settings.readiness_interval);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let previous = app.readiness.latest();
+                let round = crate::readiness::probe(
+                    &app.storage,
+                    &app.backends,
+                    app.settings.readiness_timeout,
+                    previous.as_deref(),
+                )
+                .await;
+                app.readiness.publish(round);
+            }
+        });
     }
 }

@@ -212,7 +212,7 @@ async fn serve(settings: config::Settings, source: Source) -> ExitCode {
     app.idempotency
         .spawn_expiry(std::time::Duration::from_secs(15 * 60));
     app.auth.spawn_background();
-    crate::readiness::Readiness::spawn(Arc::clone(&app));
+    app.spawn_readiness();
     if let Some(metrics) = &app.metrics {
         crate::telemetry::exporter::spawn_upkeep(metrics.clone());
     }

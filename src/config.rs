@@ -6,14 +6,17 @@
 //! [`FileConfig::validate`] checks what types cannot (references between sections, addresses,
 //! URLs) and yields the [`Settings`] the rest of the gateway runs on.
 
+use nestgate_contract::{BackendConfig, BackendKind, FieldProblem};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use nestgate_contract::Secret;
+pub use nestgate_contract::kind::HumanDuration;
 
 /// The default configuration, compiled in so that the binary runs with no file at all.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../config/nestgate.toml");
@@ -57,29 +60,6 @@ fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
     }
 }
 
-/// A duration written as `"10s"`, `"1h"`, `"30d"`.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct HumanDuration(pub Duration);
-
-impl fmt::Debug for HumanDuration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_duration(self.0))
-    }
-}
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
-            .map(HumanDuration)
-            .map_err(|_| {
-                serde::de::Error::custom(format!(
-                    "`{text}` is not a duration; write it like \"10s\", \"1h\" or \"30d\""
-                ))
-            })
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The file, as written
 
@@ -99,7 +79,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub auth: AuthSection,
     #[serde(default)]
-    pub backends: BTreeMap<String, BackendSection>,
+    pub backends: BTreeMap<String, crate::kinds::BackendSection>,
     #[serde(default)]
     pub orgs: BTreeMap<String, OrgSection>,
 }
@@ -121,6 +101,8 @@ pub struct ServerSection {
     pub header_read_timeout: HumanDuration,
     /// Client connections open at once; lowered at start-up to stay below the open-file limit.
     pub max_connections: usize,
+    /// The most a request head may take (request line and headers); past it, `431`.
+    pub max_header_bytes: usize,
 }
 
 impl Default for ServerSection {
@@ -133,6 +115,7 @@ impl Default for ServerSection {
             shutdown_grace: HumanDuration(Duration::from_secs(30)),
             header_read_timeout: HumanDuration(Duration::from_secs(10)),
             max_connections: 10_000,
+            max_header_bytes: 64 * 1024,
         }
     }
 }
@@ -243,71 +226,6 @@ pub struct SigningKeySection {
     pub secret_env: String,
 }
 
-/// `[backends.NAME]`, one per kind.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum BackendSection {
-    Native {},
-    Invoiceninja(UpstreamSection),
-    Invoisx(UpstreamSection),
-}
-
-/// What every upstream kind is configured with.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamSection {
-    /// The vendor's address: `https://app.invoiceninja.com` (Invoice Ninja, without `/api/v1`)
-    /// or `https://invoisx.com/api/v1` (InvoisX, the API root itself).
-    base_url: String,
-    /// One attempt of one upstream call, connection included.
-    #[serde(default = "default_upstream_timeout")]
-    timeout: HumanDuration,
-    #[serde(default = "default_connect_timeout")]
-    connect_timeout: HumanDuration,
-    /// Extra attempts of an idempotent call after a transient failure.
-    #[serde(default = "default_retries")]
-    retries: u32,
-    /// Consecutive upstream failures that open the circuit breaker.
-    #[serde(default = "default_breaker_failures")]
-    breaker_failures: u32,
-    /// How long an open breaker refuses calls before letting one through to test.
-    #[serde(default = "default_breaker_cooldown")]
-    breaker_cooldown: HumanDuration,
-}
-
-impl UpstreamSection {
-    fn settings(self) -> UpstreamSettings {
-        UpstreamSettings {
-            base_url: self.base_url,
-            timeout: self.timeout.0,
-            connect_timeout: self.connect_timeout.0,
-            retries: self.retries,
-            breaker_failures: self.breaker_failures,
-            breaker_cooldown: self.breaker_cooldown.0,
-        }
-    }
-}
-
-fn default_upstream_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(10))
-}
-
-fn default_connect_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(3))
-}
-
-fn default_retries() -> u32 {
-    2
-}
-
-fn default_breaker_failures() -> u32 {
-    5
-}
-
-fn default_breaker_cooldown() -> HumanDuration {
-    HumanDuration(Duration::from_secs(30))
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrgSection {
@@ -401,6 +319,7 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub header_read_timeout: Duration,
     pub max_connections: usize,
+    pub max_header_bytes: usize,
     pub storage_url: StorageUrl,
     pub storage_max_connections: u32,
     pub log_json: bool,
@@ -432,42 +351,27 @@ pub const MIN_SIGNING_KEY_BYTES: usize = 32;
 /// An operator token shorter than this is too easy to guess.
 pub const MIN_ADMIN_TOKEN_BYTES: usize = 16;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BackendSettings {
-    Native,
-    InvoiceNinja(UpstreamSettings),
-    Invoisx(UpstreamSettings),
+/// One `[backends.NAME]`, checked: its kind and the section that kind read.
+#[derive(Clone)]
+pub struct BackendSettings {
+    pub kind: &'static dyn BackendKind,
+    pub config: Arc<dyn BackendConfig>,
+}
+
+impl fmt::Debug for BackendSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackendSettings")
+            .field("kind", &self.kind.name())
+            .field("config", &self.config)
+            .finish()
+    }
 }
 
 impl BackendSettings {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            BackendSettings::Native => "native",
-            BackendSettings::InvoiceNinja(_) => "invoiceninja",
-            BackendSettings::Invoisx(_) => "invoisx",
-        }
+    /// The `kind = "…"` it was configured with.
+    pub fn kind_name(&self) -> &'static str {
+        self.kind.name()
     }
-
-    pub fn upstream(&self) -> Option<&UpstreamSettings> {
-        match self {
-            BackendSettings::Native => None,
-            BackendSettings::InvoiceNinja(upstream) | BackendSettings::Invoisx(upstream) => {
-                Some(upstream)
-            }
-        }
-    }
-}
-
-/// What every upstream backend shares: where it is, and how the shared resilience layers treat
-/// it (see `backends::stack`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamSettings {
-    pub base_url: String,
-    pub timeout: Duration,
-    pub connect_timeout: Duration,
-    pub retries: u32,
-    pub breaker_failures: u32,
-    pub breaker_cooldown: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -533,6 +437,12 @@ impl FileConfig {
             problems.push(problem(
                 "server.max_concurrent_requests",
                 "must be between 1 and 100000",
+            ));
+        }
+        if !(8 * 1024..=1024 * 1024).contains(&self.server.max_header_bytes) {
+            problems.push(problem(
+                "server.max_header_bytes",
+                "must be between 8192 and 1048576",
             ));
         }
         if !(1..=1_000_000).contains(&self.server.max_connections) {
@@ -615,18 +525,15 @@ impl FileConfig {
                     "`storage` names the storage check of /readyz; choose another name",
                 ));
             }
-            let settings = match section {
-                BackendSection::Native {} => BackendSettings::Native,
-                BackendSection::Invoiceninja(section) => {
-                    let upstream = section.settings();
-                    validate_upstream(&name, &upstream, &mut problems);
-                    BackendSettings::InvoiceNinja(upstream)
-                }
-                BackendSection::Invoisx(section) => {
-                    let upstream = section.settings();
-                    validate_upstream(&name, &upstream, &mut problems);
-                    BackendSettings::Invoisx(upstream)
-                }
+            let crate::kinds::BackendSection { kind, mut config } = section;
+            let located =
+                |p: FieldProblem| problem(format!("backends.{name}.{}", p.key), p.message);
+            problems.extend(config.validate().into_iter().map(located));
+            let env = |var: &str| std::env::var(var).ok();
+            problems.extend(config.resolve_secrets(&env).into_iter().map(located));
+            let settings = BackendSettings {
+                kind,
+                config: Arc::from(config),
             };
             backends.insert(name, settings);
         }
@@ -655,24 +562,26 @@ impl FileConfig {
                     "must be an ISO 4217 code such as \"USD\"",
                 ));
             }
-            let upstream = backends.get(&org.backend).and_then(|b| b.upstream());
+            let backend = backends.get(&org.backend);
             let path = format!("orgs.{name}.upstream_token_env");
-            let upstream_token = match (&org.upstream_token_env, upstream) {
-                (None, Some(_)) => {
+            let takes_credential = backend.map(|b| b.kind.takes_credential());
+            let upstream_token = match (&org.upstream_token_env, takes_credential) {
+                (None, Some(true)) => {
                     problems.push(problem(
                         path,
                         "is required: the backend is an upstream vendor, and the organization's own credential there comes from this environment variable",
                     ));
                     None
                 }
-                (Some(_), None) if backends.contains_key(&org.backend) => {
+                (Some(_), Some(false)) => {
+                    let kind = backend.map_or("", |b| b.kind_name());
                     problems.push(problem(
                         path,
-                        "the native backend takes no upstream credential",
+                        format!("the {kind} backend takes no upstream credential"),
                     ));
                     None
                 }
-                (Some(var), Some(_)) => match std::env::var(var) {
+                (Some(var), Some(true)) => match std::env::var(var) {
                     Ok(token) if !token.trim().is_empty() => Some(Secret::new(token.trim())),
                     _ => {
                         problems.push(problem(
@@ -704,6 +613,7 @@ impl FileConfig {
             shutdown_grace: self.server.shutdown_grace.0,
             header_read_timeout: self.server.header_read_timeout.0,
             max_connections: self.server.max_connections,
+            max_header_bytes: self.server.max_header_bytes,
             storage_url: StorageUrl(self.storage.url),
             storage_max_connections: self.storage.max_connections,
             log_json,
@@ -715,49 +625,6 @@ impl FileConfig {
             backends,
             orgs,
         })
-    }
-}
-
-/// An upstream's address and limits: a bad one is named before anything starts.
-fn validate_upstream(name: &str, upstream: &UpstreamSettings, problems: &mut Vec<Problem>) {
-    let url = &upstream.base_url;
-    let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
-    let authority = url.split("://").nth(1).unwrap_or_default();
-    if !scheme_ok || authority.is_empty() || authority.contains(['?', '#', '@', ' ']) {
-        problems.push(problem(
-            format!("backends.{name}.base_url"),
-            "must be an http(s) address like \"https://app.invoiceninja.com\" or \"https://invoisx.com/api/v1\", with no credentials, query or fragment",
-        ));
-    }
-    const MINUTE: Duration = Duration::from_secs(60);
-    for (field, value) in [
-        ("timeout", upstream.timeout),
-        ("connect_timeout", upstream.connect_timeout),
-    ] {
-        if value.is_zero() || value > MINUTE * 5 {
-            problems.push(problem(
-                format!("backends.{name}.{field}"),
-                "must be longer than zero and at most 5m",
-            ));
-        }
-    }
-    if upstream.retries > 5 {
-        problems.push(problem(
-            format!("backends.{name}.retries"),
-            "must be 0 to 5",
-        ));
-    }
-    if upstream.breaker_failures == 0 {
-        problems.push(problem(
-            format!("backends.{name}.breaker_failures"),
-            "must be at least 1",
-        ));
-    }
-    if upstream.breaker_cooldown.is_zero() || upstream.breaker_cooldown > MINUTE * 60 {
-        problems.push(problem(
-            format!("backends.{name}.breaker_cooldown"),
-            "must be longer than zero and at most 1h",
-        ));
     }
 }
 
@@ -873,7 +740,7 @@ mod tests {
         let settings = settings(&Source::Embedded).unwrap();
         assert_eq!(settings.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(settings.orgs["default"].backend, "local");
-        assert_eq!(settings.backends["local"], BackendSettings::Native);
+        assert_eq!(settings.backends["local"].kind_name(), "native");
     }
 
     #[test]
@@ -887,7 +754,7 @@ mod tests {
     fn every_semantic_problem_is_reported_with_its_path() {
         let err = from_text(
             "[server]\nlisten = \"nowhere\"\n[storage]\nurl = \"mysql://x\"\n\
-             [backends.local]\nkind = \"native\"\n[orgs.acme]\nbackend = \"ninja\"\ncurrency = \"EUX\"\n",
+             [backends.local]\nkind = \"native\"\n[orgs.acme]\nbackend = \"elsewhere\"\ncurrency = \"EUX\"\n",
         )
         .unwrap_err();
         let paths: Vec<&str> = err.0.iter().map(|p| p.path.as_str()).collect();

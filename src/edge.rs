@@ -1,10 +1,10 @@
-//! The edge stack's own layers: the request id, and the rescue layer that guarantees every
-//! error leaves in API.md's shape. The stack itself is assembled, in order, in [`crate::server`].
+//! The edge stack's own layer that guarantees every error leaves in API.md's shape. The stack
+//! is assembled, in order, by the server module; request ids are [`crate::request_id`]'s.
 
 use crate::error::ApiError;
-use crate::http::respond::{HttpResponse, Rendered};
+use crate::respond::{HttpResponse, Rendered};
 use futures_util::FutureExt;
-use http::{HeaderName, HeaderValue, Request, StatusCode};
+use http::{Request, StatusCode};
 use std::convert::Infallible;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -14,31 +14,6 @@ use std::time::Duration;
 use tower::{Layer, Service};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// A caller's id is kept when it is printable ASCII of at most 128 characters; anything else
-/// could corrupt a log line or a header, and is replaced.
-pub fn is_sane_request_id(id: &[u8]) -> bool {
-    (1..=128).contains(&id.len()) && id.iter().all(|b| (0x20..=0x7e).contains(b))
-}
-
-/// Keeps the caller's `X-Request-Id` if it is sane, or assigns a new one (a UUIDv7, so ids sort
-/// by time in the logs).
-pub fn assign_request_id<B>(mut req: Request<B>) -> Request<B> {
-    let sane = req
-        .headers()
-        .get(&REQUEST_ID)
-        .is_some_and(|v| is_sane_request_id(v.as_bytes()));
-    if !sane {
-        let id = uuid::Uuid::now_v7().to_string();
-        req.headers_mut().insert(
-            REQUEST_ID,
-            HeaderValue::from_str(&id).expect("a UUID is a header value"),
-        );
-    }
-    req
-}
 
 /// Turns whatever the layers below produce into API.md's error shape: errors (overload), bare
 /// statuses (the timeout's 504), and panics (500). Responses the gateway rendered pass untouched.
@@ -89,7 +64,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let request_id = crate::http::request_id(&req);
+        let request_id = crate::request_id::of(&req);
         if let Some(error) = self.not_ready.take() {
             return Box::pin(async move { Ok(error.render(&request_id)) });
         }
@@ -137,27 +112,5 @@ fn bare_status(status: StatusCode, timeout: Duration) -> ApiError {
             ApiError::invalid_request(s.canonical_reason().unwrap_or("bad request"))
         }
         _ => ApiError::internal(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_ids() {
-        assert!(is_sane_request_id(b"abc-123"));
-        assert!(!is_sane_request_id(b""));
-        assert!(!is_sane_request_id(&[b'a'; 129]));
-        assert!(!is_sane_request_id(b"a\x01b"));
-        let req = assign_request_id(
-            Request::builder()
-                .header("x-request-id", "mine")
-                .body(())
-                .unwrap(),
-        );
-        assert_eq!(req.headers()["x-request-id"], "mine");
-        let req = assign_request_id(Request::builder().body(()).unwrap());
-        assert_eq!(req.headers()["x-request-id"].len(), 36);
     }
 }

@@ -1,7 +1,7 @@
 //! The one mapping from an error to the status, headers and body of API.md. Handlers return
 //! errors as values; only [`ApiError::render`] turns them into HTTP.
 
-use crate::http::respond::{self, HttpResponse};
+use crate::respond::{self, HttpResponse};
 use http::{HeaderValue, StatusCode, header};
 use nestgate_contract::{AdapterError, Blame, ErrorKind, FieldError};
 use serde_json::json;

@@ -9,7 +9,7 @@
 //! hours are deleted by a background sweep.
 
 use crate::error::ApiError;
-use crate::http::respond::{self, HttpResponse};
+use crate::respond::{self, HttpResponse};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use sha2::{Digest, Sha256};

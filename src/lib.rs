@@ -8,8 +8,10 @@
 //! - [`cli`]: the `nestgate` command (`serve`, `check-config`, `keys`).
 //! - [`config`]: TOML + environment, validated into [`config::Settings`] before anything starts.
 //! - [`server`]: the listener, the edge stack of tower layers (read it top to bottom), shutdown.
-//! - [`edge`]: the edge stack's own layers: request id, rescue (errors in API.md's shape); the
-//!   access log is [`telemetry::access`].
+//! - [`edge`]: the edge stack's own layer, rescue (errors in API.md's shape); the access log
+//!   is [`telemetry::access`].
+//! - [`request_id`]: every request's id: kept, assigned, read.
+//! - [`respond`]: building responses (below everything that answers).
 //! - [`http`]: the router and handlers: resources, capabilities, the OAuth endpoints, the admin
 //!   API, health and readiness.
 //! - [`auth`]: API keys, access and refresh tokens, revocation, and who is calling (a
@@ -39,7 +41,10 @@ pub mod edge;
 pub mod error;
 pub mod http;
 pub mod idempotency;
+pub mod kinds;
 pub mod readiness;
+pub mod request_id;
+pub mod respond;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

@@ -2,7 +2,8 @@
 //! `/readyz` reports the last round. `/readyz` makes no call of its own, so however often it is
 //! asked, the upstreams see one probe per interval (each spends an organization's vendor quota).
 
-use crate::app::App;
+use crate::backends::Backends;
+use crate::storage::Storage;
 use crate::telemetry::names;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -44,19 +45,16 @@ impl Default for Readiness {
 }
 
 impl Readiness {
-    /// Probes at once, then every `[readiness] interval`, for the life of the runtime.
-    pub fn spawn(app: Arc<App>) {
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(app.settings.readiness_interval);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                every.tick().await;
-                let previous = app.readiness.last.borrow().clone();
-                let round = Arc::new(probe(&app, previous.as_deref()).await);
-                app.readiness.last.send_replace(Some(Arc::clone(&round)));
-                report_changes(previous.as_deref(), &round);
-            }
-        });
+    /// Publishes a round just made, and reports what changed since the one before.
+    pub fn publish(&self, round: Round) {
+        let round = Arc::new(round);
+        let previous = self.last.send_replace(Some(Arc::clone(&round)));
+        report_changes(previous.as_deref(), &round);
+    }
+
+    /// The last round published, if any, without waiting.
+    pub fn latest(&self) -> Option<Arc<Round>> {
+        self.last.borrow().clone()
     }
 
     /// The last round. Until the first one is done (just after start) this waits for it, for
@@ -71,19 +69,23 @@ impl Readiness {
     }
 }
 
-/// One round. A backend that could not be probed without spending a held quota keeps its
-/// outcome from the `previous` round (up, at start).
-async fn probe(app: &App, previous: Option<&Round>) -> Round {
-    let limit = app.settings.readiness_timeout;
+/// One round, each probe bounded by `limit`. A backend that could not be probed without
+/// spending a held quota keeps its outcome from the `previous` round (up, at start).
+pub async fn probe(
+    storage: &Storage,
+    backends: &Backends,
+    limit: Duration,
+    previous: Option<&Round>,
+) -> Round {
     let no_answer = || format!("no answer within {}", humantime::format_duration(limit));
     let storage = async {
-        match tokio::time::timeout(limit, app.storage.ping()).await {
+        match tokio::time::timeout(limit, storage.ping()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(format!("unreachable: {error}")),
             Err(_) => Err(format!("unreachable: {}", no_answer())),
         }
     };
-    let backends = futures_util::future::join_all(app.backends.all().map(|backend| async {
+    let backends = futures_util::future::join_all(backends.all().map(|backend| async {
         let outcome = match tokio::time::timeout(limit, backend.probe()).await {
             Ok(Some(outcome)) => outcome,
             Ok(None) => previous

@@ -1,26 +1,24 @@
 //! Organizations bound to backends, as the configuration says, and the way every call reaches
-//! one: the capability check first (a call the backend lacks never reaches it), then the
+//! one: the [`capability`] check first (a call the backend lacks never reaches it), then the
 //! backend [`stack`] of shared layers, then the adapter; errors are named after the backend.
 
+pub mod capability;
 pub mod stack;
 
-use crate::config::{BackendSettings, Secret, Settings};
-use crate::error::ApiError;
+use crate::config::{Secret, Settings};
 use crate::storage::Storage;
 use nestgate_contract::{
-    Action, Adapter, CallContext, Capabilities, ErrorKind, Op, Reply, Resource, UpstreamTrace,
+    Adapter, BuildContext, CallContext, Capabilities, ErrorKind, UpstreamTrace,
 };
-use nestgate_invoiceninja::{NinjaAdapter, NinjaConfig};
-use nestgate_invoisx::{InvoisxAdapter, InvoisxConfig};
-use nestgate_native::{NativeAdapter, NativeConfig};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use tower::ServiceExt;
 
 /// One configured `[backends.NAME]`.
 pub struct Backend {
     pub name: String,
     pub kind: &'static str,
+    /// Whether the organizations it serves bring their own credential (a vendor account).
+    takes_credential: bool,
     adapter: Arc<dyn Adapter>,
     stack: stack::Stack,
     /// An organization bound to this backend, whose credential the readiness probe uses.
@@ -33,38 +31,6 @@ pub struct Backend {
 impl Backend {
     pub fn capabilities(&self) -> &Capabilities {
         self.adapter.capabilities()
-    }
-
-    /// `501 not_supported_by_backend` for a call this backend has declared it lacks.
-    pub fn check(&self, resource: Resource, action: Action) -> Result<(), ApiError> {
-        if !self.capabilities().supports(resource, action) {
-            let mut message = format!(
-                "the {} backend `{}` does not support {} on {}",
-                self.kind,
-                self.name,
-                action.as_str(),
-                resource.as_str()
-            );
-            if let Some(reason) = self.capabilities().reason(resource, action) {
-                message = format!("{message}: {reason}");
-            }
-            let error = nestgate_contract::AdapterError::new(ErrorKind::NotSupported, message);
-            return Err(ApiError::from_adapter(error, &self.name));
-        }
-        Ok(())
-    }
-
-    pub async fn call(&self, ctx: &CallContext, op: Op) -> Result<Reply, ApiError> {
-        self.check(op.resource(), op.action())?;
-        let call = stack::Call {
-            ctx: ctx.clone(),
-            op,
-        };
-        self.stack
-            .clone()
-            .oneshot(call)
-            .await
-            .map_err(|e| ApiError::from_adapter(e, &self.name))
     }
 
     /// Straight to the adapter: a probe must see the upstream, not the breaker's memory of it.
@@ -94,7 +60,8 @@ impl Backend {
                     other => Some(other.map_err(|e| e.message)),
                 }
             }
-            None if self.kind == "native" => {
+            // A backend without per-organization credentials is probed as nobody in particular.
+            None if !self.takes_credential => {
                 let ctx = CallContext {
                     org: String::new(),
                     request_id: "readyz".into(),
@@ -146,22 +113,14 @@ impl Backends {
     pub fn build(settings: &Settings, storage: &Storage) -> Result<Backends, String> {
         let mut backends = BTreeMap::new();
         for (name, backend) in &settings.backends {
-            let adapter: Arc<dyn Adapter> = match backend {
-                BackendSettings::Native => Arc::new(NativeAdapter::new(
-                    storage.pool.clone(),
-                    NativeConfig::default(),
-                )),
-                BackendSettings::InvoiceNinja(upstream) => {
-                    let config = NinjaConfig::new(&upstream.base_url, upstream.connect_timeout);
-                    Arc::new(NinjaAdapter::new(config).map_err(|e| format!("backend {name}: {e}"))?)
-                }
-                BackendSettings::Invoisx(upstream) => {
-                    let config = InvoisxConfig::new(&upstream.base_url, upstream.connect_timeout);
-                    Arc::new(
-                        InvoisxAdapter::new(config).map_err(|e| format!("backend {name}: {e}"))?,
-                    )
-                }
+            let context = BuildContext {
+                name,
+                storage: &storage.pool,
             };
+            let adapter = backend
+                .config
+                .build(&context)
+                .map_err(|e| format!("backend {name}: {e}"))?;
             let probe_as = settings
                 .orgs
                 .iter()
@@ -174,10 +133,12 @@ impl Backends {
                     quota: Default::default(),
                     upstream: Default::default(),
                 });
-            let (stack, holds) = stack::build(name, Arc::clone(&adapter), backend.upstream());
+            let (stack, holds) =
+                stack::build(name, Arc::clone(&adapter), backend.config.resilience());
             let backend = Backend {
                 name: name.clone(),
-                kind: backend.kind(),
+                kind: backend.kind_name(),
+                takes_credential: backend.kind.takes_credential(),
                 stack,
                 holds,
                 adapter,

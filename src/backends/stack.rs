@@ -16,7 +16,6 @@
 //! Adapters know none of this. The native store gets only the measure: its own transactions
 //! retry lost races, and the edge's request timeout bounds it.
 
-use crate::config::UpstreamSettings;
 use crate::telemetry::names;
 use futures_util::future::BoxFuture;
 use nestgate_contract::{
@@ -44,7 +43,7 @@ pub type Stack = BoxCloneSyncService<Call, Reply, AdapterError>;
 pub fn build(
     backend: &str,
     adapter: Arc<dyn Adapter>,
-    upstream: Option<&UpstreamSettings>,
+    upstream: Option<nestgate_contract::Resilience>,
 ) -> (Stack, Option<Holds>) {
     let adapter = AdapterService(adapter);
     let measure = MeasureLayer(backend.into());
@@ -590,5 +589,330 @@ where
             state.record(&org, &outcome);
             outcome
         })
+    }
+}
+
+/// Each layer on its own, around a `tower::service_fn` standing in for the adapter (the style
+/// of tower-http's tests); the vendor suites keep only what is vendor-specific.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nestgate_contract::{Draft, Resource};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use tower::ServiceExt;
+
+    fn call(org: &str, op: Op) -> Call {
+        Call {
+            ctx: CallContext {
+                org: org.into(),
+                request_id: "test".into(),
+                default_currency: "USD".into(),
+                upstream_token: None,
+                quota: Quota::default(),
+                upstream: Default::default(),
+            },
+            op,
+        }
+    }
+
+    fn get(org: &str) -> Call {
+        call(
+            org,
+            Op::Get {
+                resource: Resource::Clients,
+                id: "cli_1".into(),
+            },
+        )
+    }
+
+    fn error(kind: ErrorKind) -> AdapterError {
+        AdapterError::new(kind, "test")
+    }
+
+    /// An inner service that counts its calls and answers with `answer(n)` for the n-th.
+    fn counting(
+        answer: impl Fn(u32) -> Result<Reply, AdapterError> + Clone + Send + Sync + 'static,
+    ) -> (
+        impl Service<Call, Response = Reply, Error = AdapterError, Future: Send + 'static> + Clone,
+        Arc<AtomicU32>,
+    ) {
+        let calls = Arc::new(AtomicU32::new(0));
+        let seen = Arc::clone(&calls);
+        let service = tower::service_fn(move |_call: Call| {
+            let n = seen.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(answer(n))
+        });
+        (service, calls)
+    }
+
+    #[tokio::test]
+    async fn a_hold_refuses_the_held_organization_without_calling_until_the_wait_is_over() {
+        let (inner, calls) = counting(|n| match n {
+            0 => Err(AdapterError {
+                retry_after: Some(Duration::from_millis(200)),
+                ..error(ErrorKind::RateLimited)
+            }),
+            _ => Ok(Reply::Done),
+        });
+        let hold = HoldLayer::new("test").layer(inner);
+        assert!(hold.clone().oneshot(get("acme")).await.is_err());
+        let refused = hold.clone().oneshot(get("acme")).await.unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::RateLimited);
+        assert!(refused.retry_after.unwrap() <= Duration::from_millis(200));
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "the held call never reached the inner"
+        );
+        // Another organization has its own quota.
+        assert!(hold.clone().oneshot(get("globex")).await.is_ok());
+        tokio::time::sleep(Duration::from_millis(220)).await;
+        assert!(hold.clone().oneshot(get("acme")).await.is_ok());
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_quota_spent_inside_a_call_holds_the_next() {
+        let inner = tower::service_fn(|call: Call| async move {
+            // A success whose rate-limit headers said the quota is spent.
+            call.ctx.quota.spent_for(Duration::from_secs(5));
+            Ok::<_, AdapterError>(Reply::Done)
+        });
+        let hold = HoldLayer::new("test").layer(inner);
+        assert!(hold.clone().oneshot(get("acme")).await.is_ok());
+        let refused = hold.oneshot(get("acme")).await.unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::RateLimited);
+    }
+
+    #[tokio::test]
+    async fn the_breaker_opens_on_upstream_failures_and_a_trial_call_closes_it() {
+        let (inner, calls) = counting(|n| match n {
+            0 | 1 => Err(error(ErrorKind::UpstreamUnavailable)),
+            _ => Ok(Reply::Done),
+        });
+        let breaker = BreakerLayer::new("test", 2, Duration::from_millis(100)).layer(inner);
+        for _ in 0..2 {
+            assert!(breaker.clone().oneshot(get("acme")).await.is_err());
+        }
+        let refused = breaker.clone().oneshot(get("acme")).await.unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::UpstreamUnavailable);
+        assert!(refused.retry_after.is_some());
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "open: no call reached the inner"
+        );
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert!(
+            breaker.clone().oneshot(get("acme")).await.is_ok(),
+            "the trial call"
+        );
+        assert!(breaker.oneshot(get("acme")).await.is_ok(), "closed again");
+    }
+
+    #[tokio::test]
+    async fn one_organizations_refused_credential_does_not_open_the_breaker() {
+        let (inner, calls) = counting(|_| {
+            Err(AdapterError {
+                upstream_status: Some(401),
+                ..error(ErrorKind::Upstream)
+            })
+        });
+        let breaker = BreakerLayer::new("test", 2, Duration::from_secs(60)).layer(inner);
+        for _ in 0..5 {
+            let _ = breaker.clone().oneshot(get("acme")).await;
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 5);
+    }
+
+    fn retrying<S>(inner: S, retries: u32) -> tower::retry::Retry<RetryPolicy, S> {
+        tower::retry::RetryLayer::new(RetryPolicy::new("test", retries)).layer(inner)
+    }
+
+    #[tokio::test]
+    async fn idempotent_calls_are_retried_after_a_transient_failure_within_the_limit() {
+        let (inner, calls) = counting(|n| match n {
+            0 => Err(error(ErrorKind::UpstreamTimeout)),
+            _ => Ok(Reply::Done),
+        });
+        assert!(retrying(inner, 2).oneshot(get("acme")).await.is_ok());
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+        let (inner, calls) = counting(|_| Err(error(ErrorKind::UpstreamUnavailable)));
+        assert!(retrying(inner, 2).oneshot(get("acme")).await.is_err());
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            3,
+            "one attempt and two retries"
+        );
+    }
+
+    #[tokio::test]
+    async fn creates_lost_deletes_and_caller_errors_are_not_retried() {
+        let create = || call("acme", Op::Create(Draft::Client(Default::default())));
+        let delete = || {
+            call(
+                "acme",
+                Op::Delete {
+                    resource: Resource::Clients,
+                    id: "cli_1".into(),
+                },
+            )
+        };
+        for (what, request, failure) in [
+            ("a create", create(), error(ErrorKind::UpstreamTimeout)),
+            (
+                "a delete that may have happened",
+                delete(),
+                error(ErrorKind::UpstreamTimeout),
+            ),
+            (
+                "a caller's mistake",
+                get("acme"),
+                error(ErrorKind::Validation),
+            ),
+        ] {
+            let (inner, calls) = counting(move |_| Err(failure.clone()));
+            assert!(retrying(inner, 2).oneshot(request).await.is_err());
+            assert_eq!(calls.load(Ordering::SeqCst), 1, "{what}");
+        }
+        // A delete that certainly did not reach the upstream is retried.
+        let (inner, calls) = counting(|n| match n {
+            0 => Err(error(ErrorKind::UpstreamUnavailable).temporary()),
+            _ => Ok(Reply::Done),
+        });
+        assert!(retrying(inner, 2).oneshot(delete()).await.is_ok());
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_retry_the_upstream_asks_to_delay_too_long_is_not_made() {
+        let (inner, calls) = counting(|_| {
+            Err(AdapterError {
+                retry_after: Some(Duration::from_secs(30)),
+                ..error(ErrorKind::UpstreamUnavailable)
+            })
+        });
+        assert!(retrying(inner, 2).oneshot(get("acme")).await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn the_retry_budget_caps_extra_load() {
+        // Every call fails and may be retried once: 100 attempts without a budget. The budget
+        // allows 2 retries a second over its 10 s window (20) plus 20 % of the calls (10).
+        let (inner, calls) = counting(|_| Err(error(ErrorKind::UpstreamUnavailable).temporary()));
+        let service = retrying(inner, 1);
+        for _ in 0..50 {
+            let _ = service.clone().oneshot(get("acme")).await;
+        }
+        let made = calls.load(Ordering::SeqCst);
+        assert!((51..=80).contains(&made), "{made} attempts for 50 calls");
+    }
+
+    #[tokio::test]
+    async fn each_attempt_gets_the_whole_timeout_and_a_hung_one_is_an_upstream_timeout() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let seen = Arc::clone(&calls);
+        let hung = tower::service_fn(move |_call: Call| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok::<_, AdapterError>(Reply::Done)
+            }
+        });
+        let stack = ServiceBuilder::new()
+            .layer(tower::retry::RetryLayer::new(RetryPolicy::new("test", 1)))
+            .map_err(timed_out)
+            .timeout(Duration::from_millis(50))
+            .service(hung);
+        let failed = stack.oneshot(get("acme")).await.unwrap_err();
+        assert_eq!(failed.kind, ErrorKind::UpstreamTimeout);
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "the retry got its own attempt"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_attempt_is_counted_by_operation_and_outcome() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let _local = metrics::set_default_local_recorder(&recorder);
+        let (inner, _) = counting(|n| match n {
+            0 => Ok(Reply::Done),
+            _ => Err(error(ErrorKind::NotFound)),
+        });
+        let measured = MeasureLayer("store".into()).layer(inner);
+        for _ in 0..3 {
+            let _ = measured.clone().oneshot(get("acme")).await;
+        }
+        // A call given up before it ends is counted too.
+        let hung = MeasureLayer("store".into()).layer(tower::service_fn(|_call: Call| async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<_, AdapterError>(Reply::Done)
+        }));
+        let _ = tokio::time::timeout(Duration::from_millis(10), hung.oneshot(get("acme"))).await;
+        let page = handle.render();
+        let count = |outcome: &str| {
+            let series = format!(
+                "{}{{backend=\"store\",operation=\"clients.get\",outcome=\"{outcome}\"}} ",
+                names::UPSTREAM_CALLS
+            );
+            page.lines()
+                .find_map(|l| l.strip_prefix(&series))
+                .unwrap_or_else(|| panic!("no {series} in\n{page}"))
+                .to_string()
+        };
+        assert_eq!(count("ok"), "1");
+        assert_eq!(count("not_found"), "2");
+        assert_eq!(count(CANCELLED), "1");
+    }
+
+    #[tokio::test]
+    async fn the_native_stack_has_only_the_measure() {
+        let (inner, calls) = counting(|_| Err(error(ErrorKind::UpstreamUnavailable).temporary()));
+        let adapter: Arc<dyn Adapter> = Arc::new(FnAdapter(Mutex::new(Box::new(inner))));
+        let (stack, holds) = build("store", adapter, None);
+        assert!(holds.is_none());
+        assert!(stack.oneshot(get("acme")).await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "no retry, no breaker");
+    }
+
+    /// An adapter made of a service, for [`build`].
+    struct FnAdapter(Mutex<Box<dyn CloneCall>>);
+
+    trait CloneCall: Send {
+        fn answer(&mut self, call: Call) -> BoxFuture<'static, Result<Reply, AdapterError>>;
+    }
+
+    impl<S> CloneCall for S
+    where
+        S: Service<Call, Response = Reply, Error = AdapterError> + Send,
+        S::Future: Send + 'static,
+    {
+        fn answer(&mut self, call: Call) -> BoxFuture<'static, Result<Reply, AdapterError>> {
+            Box::pin(self.call(call))
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Adapter for FnAdapter {
+        fn capabilities(&self) -> &nestgate_contract::Capabilities {
+            unimplemented!("not asked by the stack")
+        }
+
+        async fn call(&self, ctx: &CallContext, op: Op) -> Result<Reply, AdapterError> {
+            let future = self.0.lock().unwrap().answer(Call {
+                ctx: ctx.clone(),
+                op,
+            });
+            future.await
+        }
+
+        async fn probe(&self, _ctx: &CallContext) -> Result<(), AdapterError> {
+            Ok(())
+        }
     }
 }

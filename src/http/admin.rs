@@ -3,10 +3,10 @@
 //! delete revokes at once.
 
 use super::body;
-use super::respond::{self, HttpResponse};
 use crate::app::App;
 use crate::auth::check_new_key;
 use crate::error::ApiError;
+use crate::respond::{self, HttpResponse};
 use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode, header};
 use nestgate_contract::FieldError;

@@ -1,6 +1,5 @@
 //! The HTTP surface: one router from a path to a handler, and the handlers.
 //!
-//! - [`respond`]: building responses.
 //! - [`body`]: reading JSON request bodies (415, 413, 400).
 //! - [`query`]: list parameters and the `Link` header.
 //! - [`resources`]: `/api/v1/{clients,invoices,payments,products,expenses}` and capabilities.
@@ -13,16 +12,15 @@ pub mod body;
 pub mod ops;
 pub mod query;
 pub mod resources;
-pub mod respond;
 pub mod token;
 
 use crate::app::App;
 use crate::error::ApiError;
+use crate::respond::HttpResponse;
 use crate::telemetry::access::Observed;
 use bytes::Bytes;
 use http::{Method, Request};
 use nestgate_contract::{Action, Resource};
-use respond::HttpResponse;
 use std::sync::Arc;
 use token::Endpoint;
 
@@ -142,15 +140,6 @@ fn resource_call(method: &Method, segments: &[&str]) -> Option<Call> {
     })
 }
 
-/// The request id the edge stack assigned (always present behind it).
-pub fn request_id<B>(req: &Request<B>) -> String {
-    req.headers()
-        .get(crate::edge::REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// The size of the request headers as sent, near enough: names, values and separators.
 fn header_bytes(headers: &http::HeaderMap) -> usize {
     headers
@@ -165,9 +154,9 @@ where
     B: http_body::Body<Data = Bytes> + Send,
     B::Error: Into<BoxError>,
 {
-    let request_id = request_id(&req);
+    let request_id = crate::request_id::of(&req);
     let observed = Observed::of(&req);
-    if header_bytes(req.headers()) > crate::server::MAX_HEADER_BYTES {
+    if header_bytes(req.headers()) > app.settings.max_header_bytes {
         // hyper bounds the head of a connection's first request, but a later request on a
         // kept-alive connection can get past its buffer limit; refuse it here all the same.
         let response = ApiError::new(

@@ -1,8 +1,8 @@
 //! Operations endpoints outside `/api/v1`; none needs a token.
 
-use super::respond::{self, HttpResponse};
 use crate::app::App;
 use crate::error::ApiError;
+use crate::respond::{self, HttpResponse};
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 use std::time::Duration;

@@ -5,13 +5,14 @@
 use super::Call;
 use super::body;
 use super::query;
-use super::respond::{self, HttpResponse};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::auth::scope::Scopes;
 use crate::backends::Binding;
+use crate::backends::capability::Permit;
 use crate::error::ApiError;
 use crate::idempotency::{self, Claim};
+use crate::respond::{self, HttpResponse};
 use crate::telemetry::access::Observed;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, header};
@@ -102,13 +103,13 @@ where
             call.resource.singular()
         )));
     }
-    binding.backend.check(call.resource, call.action)?;
+    let permit = binding.backend.permit(call.resource, call.action)?;
     let ctx = binding.context(request_id, observed.upstream.clone());
 
     // Only a POST with a key goes through the idempotency store.
     let key = match req.headers().get(IDEMPOTENCY_KEY) {
         Some(key) if req.method() == Method::POST => key.clone(),
-        _ => return answer(app, binding, &ctx, call, req).await,
+        _ => return answer(app, permit, &ctx, call, req).await,
     };
     let key = key
         .to_str()
@@ -139,8 +140,7 @@ where
     let app = Arc::clone(app);
     let request_id = request_id.to_string();
     let task = tokio::spawn(async move {
-        let binding = binding_of(&app, &ctx.org)?;
-        let response = answer(&app, binding, &ctx, call, req)
+        let response = answer(&app, permit, &ctx, call, req)
             .await
             .unwrap_or_else(|error| error.render(&request_id));
         let (parts, body) = response.into_parts();
@@ -162,7 +162,7 @@ where
 /// Builds the [`Op`], calls the backend, renders the reply.
 async fn answer<B>(
     app: &App,
-    binding: &Binding,
+    permit: Permit,
     ctx: &CallContext,
     call: Call,
     req: Request<B>,
@@ -189,13 +189,7 @@ where
                 Mode::Update
             };
             let draft = parse_draft(resource, &value, mode).map_err(ApiError::validation)?;
-            let unkept = binding
-                .backend
-                .capabilities()
-                .refuse_unsupported_fields(resource, &value);
-            if !unkept.is_empty() {
-                return Err(ApiError::validation(unkept));
-            }
+            permit.refuse_unsupported_fields(&value)?;
             if mode == Mode::Create {
                 Op::Create(draft)
             } else {
@@ -213,7 +207,7 @@ where
         Op::List { query, .. } => Some(query.clone()),
         _ => None,
     };
-    let reply = binding.backend.call(ctx, op).await?;
+    let reply = permit.call(ctx, op).await?;
     Ok(match reply {
         Reply::Record(record) if call.action == Action::Create => created(&record),
         Reply::Record(record) => respond::json(StatusCode::OK, &record),

@@ -5,10 +5,10 @@
 //! quoting a credential.
 
 use super::body;
-use super::respond::{self, HttpResponse};
 use crate::app::App;
 use crate::auth::keys::ApiKey;
 use crate::auth::{GrantError, TokenPair};
+use crate::respond::{self, HttpResponse};
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, StatusCode, header};

@@ -7,7 +7,7 @@ pub mod admission;
 pub mod refusals;
 
 use crate::app::App;
-use crate::edge::{self, RescueLayer};
+use crate::edge::RescueLayer;
 use crate::telemetry::access::AccessLogLayer;
 use admission::{AcceptBackoff, Admission};
 use http::StatusCode;
@@ -26,18 +26,17 @@ use tower_http::request_id::PropagateRequestIdLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 
-/// Headers whose values never reach a log line, even at debug level.
-pub fn sensitive_headers() -> [http::HeaderName; 4] {
-    [
+/// Headers whose values never reach a log line, even at debug level: the gateway's own
+/// credentials, and every header a backend kind sends credentials in (a client could send one).
+pub fn sensitive_headers() -> Vec<http::HeaderName> {
+    let own = [
         http::header::AUTHORIZATION,
         http::header::PROXY_AUTHORIZATION,
         http::header::COOKIE,
-        http::HeaderName::from_static("x-ninja-token"),
-    ]
+    ];
+    let kinds = crate::kinds::sensitive_headers().map(http::HeaderName::from_static);
+    own.into_iter().chain(kinds).collect()
 }
-
-/// The most a client may send as request headers (hyper answers 431 past it).
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight requests finish
 /// for up to `shutdown_grace`.
@@ -49,7 +48,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
     let handler_app = app.clone();
     let auth = app.auth.clone();
     let stack = ServiceBuilder::new()
-        .map_request(edge::assign_request_id)
+        .map_request(crate::request_id::assign)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetSensitiveRequestHeadersLayer::new(sensitive_headers()))
         // One access-log line and the request metrics per request, with the final status.
@@ -77,11 +76,11 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
-        .max_buf_size(MAX_HEADER_BYTES);
+        .max_buf_size(settings.max_header_bytes);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEADER_BYTES as u32);
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
 
     let nofile = admission::nofile_limit();
     let admission = Admission::new(admission::effective_cap(settings.max_connections, nofile));

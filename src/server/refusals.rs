@@ -120,7 +120,7 @@ fn refusal(status: StatusCode) -> Bytes {
          connection: close\r\n\r\n",
         status.as_u16(),
         status.canonical_reason().unwrap_or("Bad Request"),
-        crate::http::respond::JSON,
+        crate::respond::JSON,
         body.len(),
         request_id,
     );

@@ -7,7 +7,7 @@
 //! an [`Observed`] record the layer puts in the request's extensions.
 
 use super::names;
-use crate::http::respond::HttpResponse;
+use crate::respond::HttpResponse;
 use futures_util::future::BoxFuture;
 use http::{Method, Request};
 use metrics::Label;
@@ -88,7 +88,7 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let observed = Arc::new(Observed::default());
         req.extensions_mut().insert(Arc::clone(&observed));
-        let request_id = crate::http::request_id(&req);
+        let request_id = crate::request_id::of(&req);
         // Every line logged while the request is answered carries its id.
         let span = tracing::info_span!("request", request_id = %request_id);
         let mut entry = Entry::begin(request_id, req.method(), observed);

@@ -13,11 +13,13 @@
 //! - [`rules`]: business rules every backend enforces alike (payments within the balance, …).
 //! - [`error`]: the small set of error kinds every backend maps its failures to.
 //! - [`adapter`]: the [`Adapter`] trait and the per-call context.
+//! - [`kind`]: a backend kind as a plug-in: its TOML section, checks, secrets and `build`.
 
 pub mod adapter;
 pub mod capability;
 pub mod error;
 pub mod input;
+pub mod kind;
 pub mod money;
 pub mod op;
 pub mod records;
@@ -28,5 +30,6 @@ pub mod upstream;
 pub use adapter::{Adapter, CallContext, Quota, QuotaKeeper, Secret, UpstreamTrace};
 pub use capability::{Capabilities, Feature};
 pub use error::{AdapterError, Blame, ErrorKind, FieldError};
+pub use kind::{BackendConfig, BackendKind, BuildContext, FieldProblem, Resilience};
 pub use op::{Action, Draft, ListQuery, Op, Page, Reply, Resource};
 pub use records::Record;

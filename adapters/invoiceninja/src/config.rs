@@ -2,6 +2,12 @@
 //! `kind = "invoiceninja"`). Timeouts, retries and the breaker are the gateway's shared layers;
 //! only what the HTTP client itself needs is here.
 
+use crate::NinjaAdapter;
+use nestgate_contract::kind::{UpstreamSection, read_section};
+use nestgate_contract::{
+    Adapter, BackendConfig, BackendKind, BuildContext, FieldProblem, Resilience,
+};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -21,5 +27,53 @@ impl NinjaConfig {
             connect_timeout,
             max_body_bytes: 32 * 1024 * 1024,
         }
+    }
+}
+
+/// The kind, for the gateway's registry.
+pub struct NinjaKind;
+
+/// The one value the gateway's registry lists.
+pub static KIND: NinjaKind = NinjaKind;
+
+impl BackendKind for NinjaKind {
+    fn name(&self) -> &'static str {
+        "invoiceninja"
+    }
+
+    /// The section is the shared upstream one (`base_url`, timeouts, retries, breaker).
+    fn read(
+        &self,
+        section: nestgate_contract::kind::serde_value::Value,
+    ) -> Result<Box<dyn BackendConfig>, nestgate_contract::kind::serde_value::DeserializerError>
+    {
+        Ok(Box::new(Section(read_section::<UpstreamSection>(section)?)))
+    }
+
+    fn takes_credential(&self) -> bool {
+        true
+    }
+
+    fn sensitive_headers(&self) -> &'static [&'static str] {
+        &["x-ninja-token"]
+    }
+}
+
+/// `[backends.NAME] kind = "invoiceninja"`, read.
+#[derive(Debug, Clone)]
+pub struct Section(pub UpstreamSection);
+
+impl BackendConfig for Section {
+    fn validate(&self) -> Vec<FieldProblem> {
+        self.0.validate()
+    }
+
+    fn resilience(&self) -> Option<Resilience> {
+        Some(self.0.resilience())
+    }
+
+    fn build(&self, _ctx: &BuildContext<'_>) -> Result<Arc<dyn Adapter>, String> {
+        let config = NinjaConfig::new(&self.0.base_url, self.0.connect_timeout.0);
+        Ok(Arc::new(NinjaAdapter::new(config)?))
     }
 }

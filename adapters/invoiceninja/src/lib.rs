@@ -32,7 +32,7 @@ mod lookup;
 mod mapping;
 mod read;
 
-pub use config::NinjaConfig;
+pub use config::{KIND, NinjaConfig};
 
 use bytes::Bytes;
 use chrono::Utc;

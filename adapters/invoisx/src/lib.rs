@@ -26,7 +26,7 @@ mod client;
 mod error;
 mod mapping;
 
-pub use config::InvoisxConfig;
+pub use config::{InvoisxConfig, KIND};
 
 use chrono::Utc;
 use client::Client;

@@ -29,7 +29,7 @@ mod mapping;
 mod pdf;
 mod store;
 
-pub use config::NativeConfig;
+pub use config::{KIND, NativeConfig};
 
 use bytes::Bytes;
 use error::{Failure, is_unique_violation, parse_error};
