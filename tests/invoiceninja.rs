@@ -417,3 +417,72 @@ async fn an_upstream_org_needs_its_credential_before_start() {
     assert!(text.contains("backends.ninja.base_url"), "{text}");
     assert!(!text.contains("pw@"), "{text}");
 }
+
+#[tokio::test]
+async fn a_404_from_a_list_the_gateway_reads_itself_is_an_upstream_error() {
+    let gw = Gateway::start_ninja().await;
+    // Creating an expense with a vendor reads v4's vendors to find it by name.
+    gw.fake().inject_on("vendors", Fault::RouteMissing);
+    let reply = gw
+        .post(
+            "/api/v1/expenses",
+            json!({"amount": "10.00", "vendor": "Acme Supplies"}),
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (502, "upstream_error"),
+        "{reply:?}"
+    );
+    assert_eq!(reply.json["error"]["backend"], "local");
+    assert_eq!(reply.json["error"]["upstream_status"], 404);
+    assert!(
+        reply.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/api/v1/vendors"),
+        "the message names the call: {reply:?}"
+    );
+    gw.fake().clear();
+    // A record's own 404 is still the record's.
+    let missing = gw.get("/api/v1/expenses/exp_999").await;
+    assert_eq!((missing.status, missing.code()), (404, "not_found"));
+}
+
+#[tokio::test]
+async fn a_payment_v4_answers_without_its_invoice_still_names_the_invoices_client() {
+    let gw = Gateway::start_ninja().await;
+    let client_id = client(&gw).await;
+    let invoice = gw
+        .create(
+            "invoices",
+            json!({"client_id": client_id, "line_items": [
+                {"description": "work", "quantity": "1", "unit_price": "10.00"}]}),
+        )
+        .await;
+    let payment = gw
+        .create(
+            "payments",
+            json!({"invoice_id": invoice["id"], "amount": "4.00"}),
+        )
+        .await;
+    let id = payment["id"].as_str().unwrap();
+    assert_eq!(payment["client_id"], client_id.as_str());
+    // First without the invoice (the client is still included), then without either.
+    for omitted in ["invoice", "client"] {
+        gw.fake().omit_include(omitted);
+        let read = gw.get(&format!("/api/v1/payments/{id}")).await;
+        assert_eq!(read.status, 200, "{read:?}");
+        assert_eq!(
+            read.json["client_id"],
+            client_id.as_str(),
+            "without {omitted}"
+        );
+        let list = gw.get("/api/v1/payments").await;
+        assert_eq!(list.json["data"][0]["client_id"], client_id.as_str());
+        let filtered = gw
+            .get(&format!("/api/v1/payments?client_id={client_id}"))
+            .await;
+        assert_eq!(filtered.json["meta"]["total"], 1, "{filtered:?}");
+    }
+}

@@ -50,6 +50,8 @@ pub enum Fault {
     Unavailable,
     /// 200 with Content-Type application/json and a body that is not JSON (`<html><body>Whoops</body></html>`).
     Garbage,
+    /// `abort(404)`: 404 {"error":{"message":"Route does not exist"}} (§5).
+    RouteMissing,
 }
 
 /// A running fake server. Dropping it stops it.
@@ -88,6 +90,7 @@ impl FakeNinja {
         self.lock().fault = Some(Armed {
             fault,
             remaining: None,
+            only: None,
         });
     }
 
@@ -96,7 +99,24 @@ impl FakeNinja {
         self.lock().fault = (times > 0).then_some(Armed {
             fault,
             remaining: Some(times),
+            only: None,
         });
+    }
+
+    /// Every request to `/api/v1/{entity}…` from now on gets this fault, until `clear()`;
+    /// other requests are served.
+    pub fn inject_on(&self, entity: &str, fault: Fault) {
+        self.lock().fault = Some(Armed {
+            fault,
+            remaining: None,
+            only: Some(entity.to_string()),
+        });
+    }
+
+    /// From now on `?include=` leaves out `name` (its relation answers nothing), as v4 does for
+    /// a relation whose row it cannot load.
+    pub fn omit_include(&self, name: &str) {
+        self.lock().omitted_includes.push(name.to_string());
     }
 
     pub fn clear(&self) {
@@ -265,6 +285,9 @@ fn fault_reply(fault: &Fault) -> Option<Reply> {
         ),
         Fault::Unavailable => html_page(503, "Service Unavailable"),
         Fault::Garbage => Reply::api(200, b"<html><body>Whoops</body></html>".to_vec()),
+        Fault::RouteMissing => {
+            Reply::json(404, &json!({"error": {"message": "Route does not exist"}}))
+        }
     };
     Some(reply)
 }
@@ -901,12 +924,16 @@ struct State {
     accounts: Vec<Account>,
     requests: Vec<Seen>,
     fault: Option<Armed>,
+    /// Includes answered as if asked for nothing (see `FakeNinja::omit_include`).
+    omitted_includes: Vec<String>,
 }
 
 struct Armed {
     fault: Fault,
     /// `None` until `clear()`.
     remaining: Option<u32>,
+    /// Only requests to this entity (the segment after `/api/v1/`) get it.
+    only: Option<String>,
 }
 
 impl State {
@@ -916,21 +943,37 @@ impl State {
             accounts: Vec::new(),
             requests: Vec::new(),
             fault: None,
+            omitted_includes: Vec::new(),
         }
     }
 
     /// Records the request, then answers it; `None` means "never answer".
     fn answer(&mut self, seen: Seen) -> Option<Reply> {
-        let call = Call::new(&seen, self.port);
+        let mut call = Call::new(&seen, self.port);
         self.requests.push(seen);
-        if let Some(fault) = self.take_fault() {
+        if let Some(fault) = self.take_fault(&call) {
             return fault_reply(&fault);
+        }
+        if !self.omitted_includes.is_empty()
+            && let Some(include) = call.text("include")
+        {
+            let kept: Vec<&str> = include
+                .split(',')
+                .filter(|name| !self.omitted_includes.iter().any(|o| o == name))
+                .collect();
+            call.input
+                .insert("include".into(), Value::String(kept.join(",")));
         }
         Some(self.route(&call))
     }
 
-    fn take_fault(&mut self) -> Option<Fault> {
+    fn take_fault(&mut self, call: &Call) -> Option<Fault> {
         let armed = self.fault.as_mut()?;
+        if let Some(only) = &armed.only
+            && call.segments.get(2) != Some(only)
+        {
+            return None;
+        }
         let fault = armed.fault.clone();
         if let Some(remaining) = armed.remaining.as_mut() {
             *remaining -= 1;

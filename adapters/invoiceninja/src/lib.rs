@@ -146,6 +146,23 @@ fn missing(field: &str) -> impl Fn(AdapterError) -> AdapterError + '_ {
     }
 }
 
+/// A list the gateway reads on its own behalf (to filter, to look names or keys up) cannot be
+/// "not found": a `404` there is the upstream failing, not a record of the caller's missing,
+/// so it is `502 upstream_error`, naming the call.
+fn own_list_failed(resource_path: &str) -> impl Fn(AdapterError) -> AdapterError + '_ {
+    move |error| match error.kind {
+        ErrorKind::NotFound => AdapterError {
+            kind: ErrorKind::Upstream,
+            message: format!(
+                "the upstream answered 404 to GET /api/v1/{resource_path}, a list the gateway reads itself"
+            ),
+            upstream_status: Some(404),
+            ..error
+        },
+        _ => error,
+    }
+}
+
 /// The `data` of a v4 envelope.
 fn data(mut envelope: Value, what: &str) -> Result<Value, AdapterError> {
     match envelope.get_mut("data").map(Value::take) {
@@ -223,7 +240,8 @@ impl NinjaAdapter {
             let envelope = self
                 .client
                 .json(ctx, Method::GET, resource_path, &query, None)
-                .await?;
+                .await
+                .map_err(own_list_failed(resource_path))?;
             let rows = envelope
                 .get("data")
                 .and_then(Value::as_array)
@@ -289,6 +307,20 @@ impl NinjaAdapter {
             .collect())
     }
 
+    /// The client of invoice `n`, for a payment v4 gave without its invoice or client (its
+    /// payments carry no client of their own): read from the invoice itself, deleted or not.
+    async fn client_of_invoice(&self, ctx: &CallContext, n: i64) -> Result<String, AdapterError> {
+        let envelope = self
+            .client
+            .json(ctx, Method::GET, &format!("invoices/{n}"), &[], None)
+            .await?;
+        let invoice = data(envelope, "invoice")?;
+        match V(&invoice).int("client_id") {
+            client if client > 0 => Ok(mapping::id(Resource::Clients, client)),
+            _ => Err(mapping::garbled("payment (its invoice names no client)")),
+        }
+    }
+
     /// v4 objects to records, with the lookups their resource needs.
     async fn records(
         &self,
@@ -325,10 +357,19 @@ impl NinjaAdapter {
                     })
                     .collect()
             }
-            Resource::Payments => raws
-                .iter()
-                .map(|r| Record::Payment(mapping::payment(V(r), currency)))
-                .collect(),
+            Resource::Payments => {
+                let mut payments = Vec::with_capacity(raws.len());
+                for raw in &raws {
+                    let mut payment = mapping::payment(V(raw), currency);
+                    if payment.client_id.is_empty() {
+                        payment.client_id = self
+                            .client_of_invoice(ctx, V(raw).int("invoice_id"))
+                            .await?;
+                    }
+                    payments.push(Record::Payment(payment));
+                }
+                payments
+            }
             Resource::Expenses => {
                 let names = self.names(ctx, &raws).await?;
                 raws.iter()

@@ -350,15 +350,22 @@ fn keep_fields(stored: &Value) -> Map<String, Value> {
 // Payments
 
 /// A payment read with `include=invoice,client`: its client is its invoice's (v4 payments
-/// carry no client_id of their own), and so is its currency.
+/// carry no client_id of their own), and so is its currency. When v4 answered neither
+/// relation, `client_id` is empty: 0 means "none" in v4, never a client, and the adapter reads
+/// the invoice instead.
 pub(crate) fn payment(v: V<'_>, default_currency: &str) -> Payment {
     let client = v.get("client");
     let currency = currency(client.int("currency_id"), default_currency);
+    let client_id = [v.get("invoice").int("client_id"), client.int("id")]
+        .into_iter()
+        .find(|&n| n > 0)
+        .map(|n| id(Resource::Clients, n))
+        .unwrap_or_default();
     let updated = v.time("updated_at");
     Payment {
         id: id(Resource::Payments, v.int("id")),
         invoice_id: id(Resource::Invoices, v.int("invoice_id")),
-        client_id: id(Resource::Clients, v.get("invoice").int("client_id")),
+        client_id,
         amount: round_amount(v.dec("amount"), &currency),
         date: v
             .date("payment_date")

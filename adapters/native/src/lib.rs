@@ -108,10 +108,15 @@ impl Adapter for NativeAdapter {
 
     async fn call(&self, ctx: &CallContext, op: Op) -> Result<Reply, AdapterError> {
         let org = ctx.org.as_str();
+        // A writer waits its turn for at most RETRY_FOR: behind a store that stays locked, the
+        // queue must not grow without bound, nor its tail wait one RETRY_FOR per writer ahead.
         let _turn = if op.action().is_read() {
             None
         } else {
-            Some(self.turns.take(org).await)
+            match tokio::time::timeout(RETRY_FOR, self.turns.take(org)).await {
+                Ok(turn) => Some(turn),
+                Err(_) => return Err(busy()),
+            }
         };
         match op {
             Op::List { resource, query } => self.list(org, resource, &query).await,
