@@ -15,7 +15,7 @@ pub const MAX_DETAIL_CHARS: usize = 200;
 pub const MAX_DETAILS: usize = 20;
 
 /// `text`, or its first `max` characters and an ellipsis.
-fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+pub fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     match text.char_indices().nth(max) {
         None => text.into(),
         Some((end, _)) => format!("{}…", &text[..end]).into(),
@@ -140,6 +140,18 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "upstream_unavailable",
                 "the gateway is at its concurrency limit; try again shortly",
+            )
+        }
+    }
+
+    /// The gateway's own storage did not answer: temporary, try again.
+    pub fn storage_unavailable() -> Self {
+        ApiError {
+            retry_after: Some(Duration::from_secs(1)),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream_unavailable",
+                "token state storage is unavailable; try again shortly",
             )
         }
     }

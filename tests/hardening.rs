@@ -141,6 +141,61 @@ async fn silent_connections_are_closed_and_health_checks_keep_answering() {
     assert!(logs.contains("server.max_connections lowered"));
 }
 
+#[tokio::test]
+async fn idle_connections_of_either_protocol_make_room_and_are_closed() {
+    let mut gw = Gateway::start_with(
+        Store::Sqlite,
+        "",
+        &[("NESTGATE__SERVER__HEADER_READ_TIMEOUT", "5s")],
+    )
+    .await;
+    gw.set_open_file_limit(256);
+    gw.restart();
+    // 190 HTTP/2 connections (the cap under 256 descriptors is 192), each of which makes one
+    // request and then stays open, idle.
+    let idle: Vec<reqwest::Client> = (0..190)
+        .map(|_| {
+            let builder = reqwest::Client::builder().no_proxy();
+            builder.http2_prior_knowledge().build().unwrap()
+        })
+        .collect();
+    let replies = futures_util::future::join_all(
+        idle.iter()
+            .map(|client| send(client.get(gw.url("/healthz")))),
+    )
+    .await;
+    assert!(replies.iter().all(|r| r.status == 200));
+    // Then 40 HTTP/1 clients, one after the other, each leaving its connection kept alive: past
+    // the cap, each new one takes the place of the connection idle the longest.
+    let mut kept_alive = Vec::new();
+    for i in 0..40 {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let reply = send(client.get(gw.url("/healthz"))).await;
+        assert_eq!(reply.status, 200, "client {i}: {reply:?}");
+        kept_alive.push(client);
+    }
+    // A new client still gets in: an idle connection makes room.
+    for _ in 0..5 {
+        let fresh = reqwest::Client::builder().no_proxy().build().unwrap();
+        assert_eq!(send(fresh.get(gw.url("/healthz"))).await.status, 200);
+    }
+    // And idle connections are closed after the timeout, HTTP/2 ones included.
+    tokio::time::sleep(Duration::from_millis(6000)).await;
+    let metrics = gw.metrics().await;
+    let shed = |reason: &str| {
+        metrics
+            .sum("nestgate_connections_shed_total", &[("reason", reason)])
+            .unwrap_or(0.0)
+    };
+    assert!(shed("evicted") >= 1.0);
+    assert!(shed("head_timeout") >= 150.0, "{}", shed("head_timeout"));
+    assert!(
+        metrics.sum("nestgate_connections_open", &[]).unwrap() <= 2.0,
+        "only the scrape's own connection (and perhaps one more) is open"
+    );
+    drop((idle, kept_alive));
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. Concurrent payment writes
 

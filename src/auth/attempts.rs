@@ -8,7 +8,10 @@
 //! another address is not affected, so an attacker cannot lock a real client out by failing in
 //! its name. The trade-off: an attacker with many addresses gets a budget per address; the
 //! 256-bit secrets are what make guessing hopeless, this only makes it slow and visible.
-//! Memory is bounded: at most [`TRACKED`] pairs are remembered, each for one window.
+//! Memory is bounded: at most [`TRACKED`] pairs are remembered, each for one window, and a
+//! client_id is kept as its SHA-256 (whatever its length, a pair costs the same). Every attempt
+//! is counted before the secret is checked, and a success clears the count, so concurrent
+//! guesses cannot slip past the limit between check and count.
 
 use moka::sync::Cache;
 use std::net::IpAddr;
@@ -29,7 +32,15 @@ struct Window {
 }
 
 pub struct FailureBudget {
-    windows: Cache<(String, IpAddr), Arc<Mutex<Window>>>,
+    windows: Cache<([u8; 32], IpAddr), Arc<Mutex<Window>>>,
+}
+
+fn pair(client_id: &str, address: IpAddr) -> ([u8; 32], IpAddr) {
+    use sha2::Digest;
+    (
+        sha2::Sha256::digest(client_id.as_bytes()).into(),
+        source(address),
+    )
 }
 
 impl Default for FailureBudget {
@@ -58,49 +69,34 @@ fn source(address: IpAddr) -> IpAddr {
 }
 
 impl FailureBudget {
-    /// `Err(wait)` when `client_id` has used up its failures from `address`: how long until
-    /// it may try again.
-    pub fn check(&self, client_id: &str, address: IpAddr) -> Result<(), Duration> {
-        let Some(window) = self.windows.get(&(client_id.to_string(), source(address))) else {
-            return Ok(());
-        };
-        let window = window
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let elapsed = window.started.elapsed();
-        if window.failures >= LIMIT && elapsed < WINDOW {
-            Err(WINDOW - elapsed)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Counts a failed authentication of `client_id` from `address`.
-    pub fn failed(&self, client_id: &str, address: IpAddr) {
-        let window = self
-            .windows
-            .get_with((client_id.to_string(), source(address)), || {
-                Arc::new(Mutex::new(Window {
-                    started: Instant::now(),
-                    failures: 0,
-                }))
-            });
+    /// Counts an attempt of `client_id` from `address` as a failure until it succeeds, or
+    /// `Err(wait)` when the pair has used up its failures: how long until it may try again.
+    pub fn attempt(&self, client_id: &str, address: IpAddr) -> Result<(), Duration> {
+        let window = self.windows.get_with(pair(client_id, address), || {
+            Arc::new(Mutex::new(Window {
+                started: Instant::now(),
+                failures: 0,
+            }))
+        });
         let mut window = window
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if window.started.elapsed() >= WINDOW {
+        let elapsed = window.started.elapsed();
+        if elapsed >= WINDOW {
             *window = Window {
                 started: Instant::now(),
                 failures: 0,
             };
+        } else if window.failures >= LIMIT {
+            return Err(WINDOW - elapsed);
         }
-        window.failures = window.failures.saturating_add(1);
+        window.failures += 1;
+        Ok(())
     }
 
     /// A successful authentication clears the pair's failures.
     pub fn succeeded(&self, client_id: &str, address: IpAddr) {
-        self.windows
-            .invalidate(&(client_id.to_string(), source(address)));
+        self.windows.invalidate(&pair(client_id, address));
     }
 }
 
@@ -114,16 +110,15 @@ mod tests {
         let attacker: IpAddr = "192.0.2.7".parse().unwrap();
         let owner: IpAddr = "198.51.100.9".parse().unwrap();
         for _ in 0..LIMIT {
-            assert_eq!(budget.check("ak_live_a", attacker), Ok(()));
-            budget.failed("ak_live_a", attacker);
+            assert_eq!(budget.attempt("ak_live_a", attacker), Ok(()));
         }
-        let wait = budget.check("ak_live_a", attacker).unwrap_err();
+        let wait = budget.attempt("ak_live_a", attacker).unwrap_err();
         assert!(wait > Duration::from_secs(50) && wait <= WINDOW, "{wait:?}");
         // Neither the owner's address nor another client_id is affected.
-        assert_eq!(budget.check("ak_live_a", owner), Ok(()));
-        assert_eq!(budget.check("ak_live_b", attacker), Ok(()));
+        assert_eq!(budget.attempt("ak_live_a", owner), Ok(()));
+        assert_eq!(budget.attempt("ak_live_b", attacker), Ok(()));
         budget.succeeded("ak_live_a", attacker);
-        assert_eq!(budget.check("ak_live_a", attacker), Ok(()));
+        assert_eq!(budget.attempt("ak_live_a", attacker), Ok(()));
     }
 
     #[test]
@@ -131,18 +126,12 @@ mod tests {
         let budget = FailureBudget::default();
         for i in 0..LIMIT {
             let address: IpAddr = format!("2001:db8:1:2::{i:x}").parse().unwrap();
-            budget.failed("ak_live_a", address);
+            assert!(budget.attempt("ak_live_a", address).is_ok());
         }
-        assert!(
-            budget
-                .check("ak_live_a", "2001:db8:1:2::ffff".parse().unwrap())
-                .is_err()
-        );
-        assert!(
-            budget
-                .check("ak_live_a", "2001:db8:1:3::1".parse().unwrap())
-                .is_ok()
-        );
+        let same_block = "2001:db8:1:2::ffff".parse().unwrap();
+        assert!(budget.attempt("ak_live_a", same_block).is_err());
+        let next_block = "2001:db8:1:3::1".parse().unwrap();
+        assert!(budget.attempt("ak_live_a", next_block).is_ok());
         assert_eq!(
             source("::ffff:192.0.2.1".parse().unwrap()),
             "192.0.2.1".parse::<IpAddr>().unwrap()

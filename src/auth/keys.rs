@@ -8,7 +8,10 @@ use super::scope::Scopes;
 use super::secret::{self, Secret};
 use moka::future::Cache;
 use sqlx::{AnyPool, Row};
-use std::collections::HashSet;
+use std::collections::HashMap;
+
+/// What a key grants: its organization and scopes.
+pub type Grant = (String, Scopes);
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,12 +59,12 @@ pub struct KeyStore {
     pool: AnyPool,
     /// Live keys only: an unknown client_id is never cached, so nobody can fill the cache.
     live: Cache<String, Arc<ApiKey>>,
-    /// Every client_id in storage, revoked ones too (revocation is checked on its own), so
-    /// that a correctly signed access token naming no key is refused from memory.
-    known: std::sync::RwLock<HashSet<String>>,
+    /// Every key in storage, revoked ones too (revocation is checked on its own): its
+    /// organization and scopes, so that an access token's subject is checked from memory.
+    known: std::sync::RwLock<HashMap<String, Grant>>,
     /// Client_ids not known here, looked up in storage (a key another instance made since this
     /// one started, or one that does not exist): at most one look-up per id every 10 s.
-    looked_up: Cache<String, bool>,
+    looked_up: Cache<String, Option<Grant>>,
 }
 
 /// The columns every query reads, for [`from_row`] (a macro, so queries stay static strings).
@@ -102,47 +105,56 @@ impl KeyStore {
         }
     }
 
-    /// Learns every client_id in storage (at start-up).
+    /// Learns every key in storage (at start-up).
     pub async fn load_known(&self) -> Result<(), sqlx::Error> {
-        let ids: Vec<String> = sqlx::query_scalar("SELECT client_id FROM api_keys")
-            .fetch_all(&self.pool)
-            .await?;
-        self.known_ids().extend(ids);
+        let keys: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT client_id, org, scopes FROM api_keys")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut known = self.known_keys();
+        for (client_id, org, scopes) in keys {
+            known.insert(client_id, (org, Scopes::parse(&scopes).unwrap_or_default()));
+        }
         Ok(())
     }
 
-    fn known_ids(&self) -> std::sync::RwLockWriteGuard<'_, HashSet<String>> {
+    fn known_keys(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Grant>> {
         self.known
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Whether a key with this client_id exists, revoked or not: from memory for every key
-    /// this instance has seen, from storage (once per 10 s per id) for the others.
-    pub async fn exists(&self, client_id: &str) -> Result<bool, Arc<sqlx::Error>> {
+    /// What the key with this client_id grants, revoked or not (`None`: no such key): from
+    /// memory for every key this instance has seen, from storage (once per 10 s per id) for
+    /// the others.
+    pub async fn grant_of(&self, client_id: &str) -> Result<Option<Grant>, Arc<sqlx::Error>> {
         let known = self
             .known
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(client_id);
-        if known {
-            return Ok(true);
+            .get(client_id)
+            .cloned();
+        if known.is_some() {
+            return Ok(known);
         }
         let pool = self.pool.clone();
         let id = client_id.to_string();
         let found = self
             .looked_up
             .try_get_with(client_id.to_string(), async move {
-                let row: Option<String> =
-                    sqlx::query_scalar("SELECT client_id FROM api_keys WHERE client_id = $1")
+                let row: Option<(String, String)> =
+                    sqlx::query_as("SELECT org, scopes FROM api_keys WHERE client_id = $1")
                         .bind(id)
                         .fetch_optional(&pool)
                         .await?;
-                Ok::<_, sqlx::Error>(row.is_some())
+                Ok::<_, sqlx::Error>(
+                    row.map(|(org, scopes)| (org, Scopes::parse(&scopes).unwrap_or_default())),
+                )
             })
             .await?;
-        if found {
-            self.known_ids().insert(client_id.to_string());
+        if let Some(grant) = &found {
+            self.known_keys()
+                .insert(client_id.to_string(), grant.clone());
         }
         Ok(found)
     }
@@ -176,7 +188,8 @@ impl KeyStore {
         .bind(key.created_at)
         .execute(&self.pool)
         .await?;
-        self.known_ids().insert(key.client_id.clone());
+        self.known_keys()
+            .insert(key.client_id.clone(), (key.org.clone(), key.scopes));
         Ok((key, secret))
     }
 

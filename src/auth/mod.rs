@@ -54,20 +54,25 @@ pub struct Caller(pub Result<Principal, ApiError>);
 
 impl Caller {
     /// The principal a resource handler needs; a request that never passed the auth step has
-    /// no credentials. The token's key must exist: a correctly signed token naming no key (a
-    /// signing secret shared with another deployment, a key row removed by hand) is refused.
+    /// no credentials. The token's subject must be an existing key of the token's organization
+    /// that grants at least its scopes: a correctly signed token that names no such key (a
+    /// signing secret shared with another deployment, say) is refused.
     pub async fn of<B>(req: &mut Request<B>, auth: &Auth) -> Result<Principal, ApiError> {
         let principal = req
             .extensions_mut()
             .remove::<Caller>()
             .map(|c| c.0)
             .unwrap_or_else(|| Err(ApiError::credentials_missing()))?;
-        match auth.keys.exists(&principal.client_id).await {
-            Ok(true) => Ok(principal),
-            Ok(false) => Err(ApiError::unauthorized("the access token is not valid")),
+        match auth.keys.grant_of(&principal.client_id).await {
+            Ok(Some((org, scopes)))
+                if org == principal.org && scopes.contains(principal.scopes) =>
+            {
+                Ok(principal)
+            }
+            Ok(_) => Err(ApiError::unauthorized("the access token is not valid")),
             Err(error) => {
                 tracing::error!(%error, "key storage failed");
-                Err(ApiError::internal())
+                Err(ApiError::storage_unavailable())
             }
         }
     }
@@ -168,7 +173,7 @@ pub fn check_new_key(
 /// The scopes a `scope` parameter asks for; `None` when it asks for nothing in particular.
 pub fn requested_scopes(scope: Option<&str>) -> Result<Option<Scopes>, GrantError> {
     scope
-        .filter(|s| !s.trim().is_empty())
+        .filter(|s| !s.is_empty())
         .map(|text| {
             Scopes::parse(text).map_err(|name| match name.as_str() {
                 "" => GrantError::InvalidScope(
@@ -296,17 +301,14 @@ impl Auth {
         from: Option<std::net::IpAddr>,
     ) -> Result<Arc<ApiKey>, GrantError> {
         if let Some(address) = from
-            && let Err(wait) = self.failures.check(client_id, address)
+            && let Err(wait) = self.failures.attempt(client_id, address)
         {
             metrics::counter!(crate::telemetry::names::AUTH_FAILURES_LIMITED).increment(1);
             return Err(GrantError::TooManyFailures(wait));
         }
         let key = self.keys.authenticate(client_id, secret).await?;
-        if let Some(address) = from {
-            match &key {
-                Some(_) => self.failures.succeeded(client_id, address),
-                None => self.failures.failed(client_id, address),
-            }
+        if let (Some(address), Some(_)) = (from, &key) {
+            self.failures.succeeded(client_id, address);
         }
         key.ok_or(GrantError::InvalidClient)
     }
@@ -582,7 +584,14 @@ mod tests {
     fn scopes_narrow_but_never_widen() {
         let key = Scopes::parse("read:invoices read:clients").unwrap();
         assert_eq!(narrow(key, None), Ok(key));
-        assert_eq!(narrow(key, Some(" ")), Ok(key));
+        assert_eq!(narrow(key, Some("")), Ok(key));
+        // A value of white space is not "omitted": scopes are separated by single spaces.
+        for odd in [" ", "\t", "  "] {
+            assert!(matches!(
+                narrow(key, Some(odd)),
+                Err(GrantError::InvalidScope(_))
+            ));
+        }
         assert_eq!(
             narrow(key, Some("read:clients")),
             Ok(Scopes::parse("read:clients").unwrap())

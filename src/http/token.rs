@@ -307,7 +307,9 @@ fn refusal(error: GrantError) -> HttpResponse {
     response
 }
 
+/// RFC 6749 §5.2's body; a description that quotes input is cut like every error message.
 fn oauth_error(status: StatusCode, code: &str, description: &str) -> HttpResponse {
+    let description = crate::error::cut(description, crate::error::MAX_MESSAGE_CHARS);
     no_store(respond::json(
         status,
         &json!({"error": code, "error_description": description}),

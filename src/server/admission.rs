@@ -3,15 +3,16 @@
 //! Every open connection costs a file descriptor. Left alone, a client could open sockets and
 //! never speak until the process ran out of descriptors and stopped answering anyone, health
 //! checks included. Three rules keep that from happening:
-//! - a connection that has not sent a complete request head within `server.header_read_timeout`
-//!   of being accepted is closed (hyper's own header timeout only starts once it reads a head,
-//!   after HTTP/1-or-2 detection, so it cannot see a socket that never sends a byte);
+//! - a connection with no request in flight for `server.header_read_timeout` (since it was
+//!   accepted, or since its last answer was sent) is closed, whatever its protocol: hyper's own
+//!   header timeout starts only once it reads a head (after HTTP/1-or-2 detection, so it cannot
+//!   see a socket that never sends a byte) and HTTP/2 has no idle timeout at all;
 //! - at most `server.max_connections` are open at once, a number kept below the descriptor
 //!   limit with room for storage and upstream connections ([`effective_cap`]);
-//! - at the cap, a new connection takes the place of the oldest one that has not spoken yet
-//!   (closed at once); only when every open connection has spoken is the newcomer refused. A
-//!   flood of silent sockets therefore never locks out a client that speaks, such as a health
-//!   check.
+//! - at the cap, a new connection takes the place of the one idle the longest (closed at once);
+//!   only when every open connection is answering a request is the newcomer refused. A flood of
+//!   silent, or once-spoken and then idle, sockets therefore never locks out a client that
+//!   speaks, such as a health check.
 
 use crate::telemetry::names;
 use std::collections::BTreeMap;
@@ -48,10 +49,10 @@ pub fn nofile_limit() -> Option<u64> {
 pub struct Admission {
     cap: usize,
     open: AtomicUsize,
-    next_id: AtomicU64,
-    /// Connections that have not yet sent a complete request head, oldest first, each with the
-    /// signal that closes it.
-    silent: Mutex<BTreeMap<u64, Arc<Notify>>>,
+    next_seq: AtomicU64,
+    /// Connections with no request in flight (silent since accepted, or idle between
+    /// requests), by when they became idle, oldest first, each with the signal that closes it.
+    idle: Mutex<BTreeMap<u64, Arc<Notify>>>,
 }
 
 impl Admission {
@@ -63,8 +64,8 @@ impl Admission {
         Arc::new(Admission {
             cap,
             open: AtomicUsize::new(0),
-            next_id: AtomicU64::new(0),
-            silent: Mutex::new(BTreeMap::new()),
+            next_seq: AtomicU64::new(0),
+            idle: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -73,12 +74,12 @@ impl Admission {
     }
 
     /// Admits a connection just accepted, or `None` when it must be closed at once: the cap is
-    /// reached and every open connection has spoken.
+    /// reached and every open connection has a request in flight.
     pub fn admit(self: &Arc<Self>) -> Option<Ticket> {
         if self.open.fetch_add(1, Ordering::AcqRel) >= self.cap {
-            // Make room by closing the oldest silent connection. Until its task drops it, one
-            // more than the cap is open: the headroom below the descriptor limit covers that.
-            let oldest = self.silent().pop_first();
+            // Make room by closing the connection idle the longest. Until its task drops it,
+            // one more than the cap is open: the headroom below the descriptor limit covers it.
+            let oldest = self.idle_map().pop_first();
             match oldest {
                 Some((_, close)) => {
                     close.notify_one();
@@ -92,26 +93,31 @@ impl Admission {
             }
         }
         metrics::gauge!(names::CONNECTIONS_OPEN).increment(1.0);
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let close = Arc::new(Notify::new());
-        self.silent().insert(id, close.clone());
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        self.idle_map().insert(seq, close.clone());
         Some(Ticket {
             admission: self.clone(),
-            id,
             close,
+            activity: Notify::new(),
             spoke: AtomicBool::new(false),
+            use_: Mutex::new(Use {
+                in_flight: 0,
+                idle_seq: Some(seq),
+                idle_since: Instant::now(),
+            }),
         })
     }
 
-    fn silent(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Notify>>> {
+    fn idle_map(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Notify>>> {
         // The map is valid whatever a panicking holder left behind.
-        self.silent
+        self.idle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
-/// Counts a connection closed before it was served.
+/// Counts a connection closed before it was served, or closed idle.
 pub fn shed(reason: &'static str) {
     metrics::counter!(names::CONNECTIONS_SHED, "reason" => reason).increment(1);
 }
@@ -119,33 +125,99 @@ pub fn shed(reason: &'static str) {
 /// One admitted connection; dropping it gives its place back.
 pub struct Ticket {
     admission: Arc<Admission>,
-    id: u64,
     close: Arc<Notify>,
+    /// Woken whenever a request begins or ends, so the connection's watcher re-reads its state.
+    activity: Notify,
     spoke: AtomicBool,
+    use_: Mutex<Use>,
+}
+
+/// Whether a connection is serving, and since when it is not.
+#[derive(Debug)]
+struct Use {
+    /// Requests whose answer is not yet fully sent.
+    in_flight: usize,
+    /// Its place in the idle map while idle.
+    idle_seq: Option<u64>,
+    idle_since: Instant,
 }
 
 impl Ticket {
-    /// The connection sent a complete request head: it may no longer be evicted.
-    pub fn spoke(&self) {
-        if !self.spoke.swap(true, Ordering::AcqRel) {
-            self.admission.silent().remove(&self.id);
-        }
+    fn use_(&self) -> std::sync::MutexGuard<'_, Use> {
+        self.use_
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// A complete request head arrived: the connection is busy until the guard drops (when its
+    /// answer has been sent, or abandoned).
+    pub fn begin_request(self: &Arc<Self>) -> Busy {
+        self.spoke.store(true, Ordering::Release);
+        {
+            let mut use_ = self.use_();
+            use_.in_flight += 1;
+            if let Some(seq) = use_.idle_seq.take() {
+                self.admission.idle_map().remove(&seq);
+            }
+        }
+        self.activity.notify_one();
+        Busy(Arc::clone(self))
+    }
+
+    fn end_request(&self) {
+        {
+            let mut use_ = self.use_();
+            use_.in_flight -= 1;
+            if use_.in_flight == 0 {
+                let seq = self.admission.next_seq.fetch_add(1, Ordering::Relaxed);
+                self.admission.idle_map().insert(seq, self.close.clone());
+                use_.idle_seq = Some(seq);
+                use_.idle_since = Instant::now();
+            }
+        }
+        self.activity.notify_one();
+    }
+
+    /// Whether a request head ever arrived on this connection.
     pub fn has_spoken(&self) -> bool {
         self.spoke.load(Ordering::Acquire)
     }
 
-    /// Resolves when the connection is evicted to make room for a newer one.
+    /// Whether a request is being answered now.
+    pub fn is_busy(&self) -> bool {
+        self.use_().in_flight > 0
+    }
+
+    /// When the connection, idle now, has been idle `limit` long; `None` while busy.
+    pub fn idle_deadline(&self, limit: Duration) -> Option<Instant> {
+        let use_ = self.use_();
+        (use_.in_flight == 0).then(|| use_.idle_since + limit)
+    }
+
+    /// Resolves when the connection is chosen to make room for a newer one.
     pub async fn evicted(&self) {
         self.close.notified().await;
+    }
+
+    /// Resolves when a request begins or ends.
+    pub async fn activity(&self) {
+        self.activity.notified().await;
+    }
+}
+
+/// A request in flight on a connection; its drop ends it.
+pub struct Busy(Arc<Ticket>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.end_request();
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if !self.spoke.load(Ordering::Acquire) {
-            self.admission.silent().remove(&self.id);
+        if let Some(seq) = self.use_().idle_seq.take() {
+            self.admission.idle_map().remove(&seq);
         }
         self.admission.open.fetch_sub(1, Ordering::AcqRel);
         metrics::gauge!(names::CONNECTIONS_OPEN).decrement(1.0);
@@ -203,24 +275,39 @@ mod tests {
     }
 
     #[test]
-    fn at_the_cap_the_oldest_silent_connection_makes_room() {
+    fn at_the_cap_the_connection_idle_longest_makes_room() {
         let admission = Admission::new(2);
-        let first = admission.admit().unwrap();
-        let second = admission.admit().unwrap();
-        second.spoke();
-        // Full: the third evicts the first, which never spoke.
-        let third = admission.admit().unwrap();
-        let evicted = futures_util::FutureExt::now_or_never(first.evicted());
-        assert!(
-            evicted.is_some(),
-            "the oldest silent connection is told to close"
-        );
+        let first = Arc::new(admission.admit().unwrap());
+        let second = Arc::new(admission.admit().unwrap());
+        // The first speaks and its answer is sent: idle again, but later than the second.
+        drop(first.begin_request());
+        let busy = second.begin_request();
+        // Full: the third evicts the first, the only idle one.
+        let third = Arc::new(admission.admit().unwrap());
+        let told = |t: &Arc<Ticket>| futures_util::FutureExt::now_or_never(t.evicted()).is_some();
+        assert!(told(&first), "the idle connection is told to close");
+        assert!(!told(&second), "a busy one is not");
         drop(first);
-        third.spoke();
-        // Full, and every open connection has spoken: the newcomer is refused.
+        let _third_busy = third.begin_request();
+        // Full, and every open connection is answering: the newcomer is refused.
         assert!(admission.admit().is_none());
-        drop(second);
+        drop(busy);
+        // The second is idle again, so it makes room.
         assert!(admission.admit().is_some());
+        assert!(told(&second));
+    }
+
+    #[test]
+    fn an_idle_deadline_runs_only_while_nothing_is_in_flight() {
+        let admission = Admission::new(4);
+        let ticket = Arc::new(admission.admit().unwrap());
+        let limit = Duration::from_secs(10);
+        assert!(ticket.idle_deadline(limit).is_some());
+        let busy = ticket.begin_request();
+        assert!(ticket.idle_deadline(limit).is_none() && ticket.is_busy());
+        drop(busy);
+        assert!(ticket.idle_deadline(limit).unwrap() > Instant::now() + Duration::from_secs(9));
+        assert!(ticket.has_spoken());
     }
 
     #[test]

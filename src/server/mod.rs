@@ -15,7 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use refusals::{ConnectionState, Watched};
+use refusals::Watched;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -80,7 +80,9 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
+        // Twice the limit: an HTTP/2 head between the two reaches the router, which answers
+        // `431` in the JSON shape (h2 would refuse a larger one itself, bare).
+        .max_header_list_size(u32::try_from(2 * settings.max_header_bytes).unwrap_or(u32::MAX));
 
     let nofile = admission::nofile_limit();
     let admission = Admission::new(admission::effective_cap(settings.max_connections, nofile));
@@ -113,31 +115,16 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let state = ConnectionState::new(peer, ticket);
+                let ticket = Arc::new(ticket);
                 let service = TowerToHyperService::new(Connected {
                     inner: stack.clone(),
-                    state: state.clone(),
+                    ticket: Arc::clone(&ticket),
+                    peer,
                 });
-                let io = TokioIo::new(Watched::new(stream, state.clone()));
+                let io = TokioIo::new(Watched::new(stream, Arc::clone(&ticket)));
                 let connection = builder.serve_connection(io, service).into_owned();
                 let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    let mut connection = std::pin::pin!(connection);
-                    // Until its first request head is complete, a connection may be closed by
-                    // the deadline or to make room (dropping it closes the socket); after that,
-                    // hyper's header timeout and the request timeout watch it.
-                    tokio::select! {
-                        result = &mut connection => return ended(result),
-                        () = state.ticket.evicted() => return,
-                        () = tokio::time::sleep(header_timeout) => {
-                            if !state.ticket.has_spoken() {
-                                admission::shed("head_timeout");
-                                return;
-                            }
-                        }
-                    }
-                    ended(connection.await);
-                });
+                tokio::spawn(watch_connection(connection, ticket, header_timeout));
             }
             () = &mut shutdown => break,
         }
@@ -152,28 +139,66 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
     }
 }
 
-fn ended(result: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
-    if let Err(error) = result {
-        tracing::debug!(%error, "connection ended with an error");
+/// Sleeps until `deadline` (a connection with none is never woken by this).
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
-/// The service of one connection: tells the connection's state that a request head arrived
-/// (so the connection is no longer silent, and an answer to it is not hyper's own), and gives
-/// each request its peer's address.
+/// Runs one connection until it ends, closing it (by dropping it) when it has had no request
+/// in flight for `idle_limit`, or when it is chosen to make room at the cap while idle.
+async fn watch_connection<F>(
+    connection: F,
+    ticket: Arc<admission::Ticket>,
+    idle_limit: std::time::Duration,
+) where
+    F: Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>,
+{
+    let mut connection = std::pin::pin!(connection);
+    loop {
+        let idle_deadline = ticket.idle_deadline(idle_limit);
+        tokio::select! {
+            result = &mut connection => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
+                return;
+            }
+            // Chosen while idle; a request that began meanwhile is answered first.
+            () = ticket.evicted() => if !ticket.is_busy() {
+                return;
+            },
+            () = sleep_until(idle_deadline), if idle_deadline.is_some() => {
+                if ticket.idle_deadline(idle_limit).is_some_and(|d| d <= std::time::Instant::now()) {
+                    admission::shed("head_timeout");
+                    return;
+                }
+            }
+            () = ticket.activity() => {}
+        }
+    }
+}
+
+/// The service of one connection: marks the connection busy from a request's head until its
+/// answer has been sent (the guard rides in the answer's body), and gives each request its
+/// peer's address.
 #[derive(Clone)]
 struct Connected<S> {
     inner: S,
-    state: Arc<ConnectionState>,
+    ticket: Arc<admission::Ticket>,
+    peer: SocketAddr,
 }
 
 impl<S, B> tower::Service<http::Request<B>> for Connected<S>
 where
-    S: tower::Service<http::Request<B>>,
+    S: tower::Service<http::Request<B>, Response = http::Response<crate::respond::Body>>,
+    S::Future: Send + 'static,
 {
-    type Response = S::Response;
+    type Response = http::Response<Sending>;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = futures_util::future::BoxFuture<'static, Result<Self::Response, S::Error>>;
 
     fn poll_ready(
         &mut self,
@@ -182,11 +207,40 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: http::Request<B>) -> S::Future {
-        self.state.request_seen();
-        req.extensions_mut()
-            .insert(crate::http::Peer(self.state.peer));
-        self.inner.call(req)
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let busy = self.ticket.begin_request();
+        req.extensions_mut().insert(crate::http::Peer(self.peer));
+        let answer = self.inner.call(req);
+        Box::pin(async move {
+            let response = answer.await?;
+            Ok(response.map(|body| Sending { body, _busy: busy }))
+        })
+    }
+}
+
+/// An answer's body on its way out; the connection is busy until it is dropped.
+pub struct Sending {
+    body: crate::respond::Body,
+    _busy: admission::Busy,
+}
+
+impl http_body::Body for Sending {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

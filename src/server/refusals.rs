@@ -5,58 +5,34 @@
 //! larger than its buffer), hyper writes a bare status line (`400`, `431`, `414`) with no body
 //! and closes the connection; no layer of ours sees the request. hyper offers no hook for that
 //! answer, so it is recognised where it leaves: [`Watched`] wraps the connection's socket and,
-//! when a response head is written while no request is waiting for one, replaces it with the
-//! same answer in API.md's shape (JSON error body, `X-Request-Id`, `Connection: close`), logged
-//! and counted like any other.
+//! when the connection's first bytes out are an error head written before any request reached
+//! the service, replaces them with the same answer in API.md's shape (JSON error body,
+//! `X-Request-Id`, `Connection: close`), logged and counted like any other.
 //!
-//! How an answer is told apart: HTTP/1 answers requests in order, one final head each. The
-//! connection counts the requests hyper hands to the service ([`ConnectionState::request_seen`])
-//! and the final heads written; a final head written when the two are equal answers no request,
-//! so it is hyper's own. Interim heads (`100 Continue`) are not final and are not counted.
-//! HTTP/2 refuses in frames, never with such a head, and passes through untouched.
+//! Only the first write of a connection is looked at, and only while no request has been
+//! handed on: then nothing but hyper's own refusal can be on its way out. Later writes may be
+//! any part of a body, cut wherever the socket took a partial write, so they are never
+//! inspected, whatever they contain; HTTP/2 starts with its preface, never an HTTP/1 head. The
+//! trade-off: a malformed request *after* a served one on a kept-alive connection gets hyper's
+//! bare answer (the gateway counts request headers itself on such connections, so a head that
+//! is too large is still answered in full by the router).
 
 use crate::error::ApiError;
 use crate::server::admission::Ticket;
 use bytes::{Buf, Bytes};
 use http::StatusCode;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-/// What one connection's socket wrapper and its service share.
-pub struct ConnectionState {
-    pub peer: SocketAddr,
-    pub ticket: Ticket,
-    /// Request heads hyper has handed to the service.
-    requests: AtomicU64,
-}
-
-impl ConnectionState {
-    pub fn new(peer: SocketAddr, ticket: Ticket) -> Arc<ConnectionState> {
-        Arc::new(ConnectionState {
-            peer,
-            ticket,
-            requests: AtomicU64::new(0),
-        })
-    }
-
-    /// A complete request head arrived and goes to the service.
-    pub fn request_seen(&self) {
-        self.requests.fetch_add(1, Ordering::AcqRel);
-        self.ticket.spoke();
-    }
-}
 
 /// A connection's socket, watched for hyper's own refusals (see the module's doc).
 pub struct Watched<IO> {
     io: IO,
-    state: Arc<ConnectionState>,
-    /// Final response heads written so far.
-    heads: u64,
+    ticket: Arc<Ticket>,
+    /// Whether the connection has written anything yet: only its first write is inspected.
+    wrote: bool,
     /// The replacement answer still to be written.
     replacement: Option<Bytes>,
     /// hyper's answer was replaced: whatever it writes after it is dropped.
@@ -64,23 +40,23 @@ pub struct Watched<IO> {
 }
 
 impl<IO> Watched<IO> {
-    pub fn new(io: IO, state: Arc<ConnectionState>) -> Watched<IO> {
+    pub fn new(io: IO, ticket: Arc<Ticket>) -> Watched<IO> {
         Watched {
             io,
-            state,
-            heads: 0,
+            ticket,
+            wrote: false,
             replacement: None,
             replaced: false,
         }
     }
 
-    /// Looks at the start of a write: counts a final response head, and says whether it is one
-    /// that answers no request (hyper's own refusal), with its status.
+    /// Looks at the start of the connection's first write: an error head written before any
+    /// request reached the service is hyper's own refusal.
     fn inspect(&mut self, start: &[u8]) -> Option<StatusCode> {
-        let status = final_head_status(start)?;
-        let unanswered = self.heads == self.state.requests.load(Ordering::Acquire);
-        self.heads += 1;
-        (unanswered && status.is_client_error()).then_some(status)
+        if std::mem::replace(&mut self.wrote, true) || self.ticket.has_spoken() {
+            return None;
+        }
+        final_head_status(start).filter(StatusCode::is_client_error)
     }
 
     fn replace(&mut self, status: StatusCode) {
@@ -217,9 +193,8 @@ mod tests {
 
     fn watched() -> (Watched<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
         let (ours, theirs) = tokio::io::duplex(64 * 1024);
-        let ticket = Admission::new(8).admit().unwrap();
-        let state = ConnectionState::new(SocketAddr::from(([127, 0, 0, 1], 1)), ticket);
-        (Watched::new(ours, state), theirs)
+        let ticket = Arc::new(Admission::new(8).admit().unwrap());
+        (Watched::new(ours, ticket), theirs)
     }
 
     async fn written(
@@ -234,7 +209,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_head_that_answers_no_request_is_replaced() {
+    async fn an_error_head_before_any_request_is_replaced() {
         let (mut watched, peer) = watched();
         watched
             .write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n")
@@ -251,35 +226,42 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn answers_to_requests_pass_untouched() {
+    async fn nothing_is_rewritten_once_a_request_was_handed_on() {
         let (mut watched, peer) = watched();
-        let state = watched.state.clone();
-        state.request_seen();
-        // An interim head is not the answer; the final 404 is, and it answers the request.
-        let answer =
-            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\n{}";
-        watched.write_all(&answer[..25]).await.unwrap();
-        watched.write_all(&answer[25..]).await.unwrap();
+        let _busy = watched.ticket.begin_request();
+        // An answer, then a body chunk that looks like an error head (a partial write can cut a
+        // body anywhere), then another: all pass byte for byte.
+        let answer: &[u8] =
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\ncontent-length: 40\r\n\r\n";
+        let chunks: [&[u8]; 3] = [
+            answer,
+            b"HTTP/1.1 400 Bad Request\r\n\r\n",
+            b"HTTP/1.1 431 x",
+        ];
+        for chunk in chunks {
+            watched.write_all(chunk).await.unwrap();
+        }
         let text = written(watched, peer).await;
-        assert_eq!(text.as_bytes(), answer);
+        assert_eq!(text.as_bytes(), chunks.concat());
     }
 
     #[tokio::test]
-    async fn a_refusal_after_an_answered_request_is_replaced() {
+    async fn only_the_first_write_is_inspected() {
         let (mut watched, peer) = watched();
-        watched.state.request_seen();
-        let first = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
-        watched.write_all(first).await.unwrap();
+        // An HTTP/2 connection starts with frames; a later write is never taken for a head.
         watched
-            .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+            .write_all(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .await
+            .unwrap();
+        watched
+            .write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n")
             .await
             .unwrap();
         let text = written(watched, peer).await;
-        let (answered, refused) = text.split_at(first.len());
-        assert_eq!(answered.as_bytes(), first);
         assert!(
-            refused.starts_with("HTTP/1.1 400 Bad Request\r\ncontent-type: application/json"),
-            "{refused}"
+            text.ends_with("HTTP/1.1 400 Bad Request\r\n\r\n"),
+            "{text:?}"
         );
+        assert!(!text.contains("x-request-id"));
     }
 }
