@@ -10,7 +10,8 @@
 //! - [`input`]: JSON bodies validated into patches, with field paths for every problem.
 //! - [`op`]: resources, actions, the [`Op`] a backend is asked to do and the [`Reply`] it gives.
 //! - [`capability`]: what a backend declares it can do, checked before any call reaches it.
-//! - [`rules`]: business rules every backend enforces alike (payments within the balance, …).
+//! - [`rules`]: business rules every backend enforces alike (line items resolved against the
+//!   backend's products, payments within the balance, …).
 //! - [`error`]: the small set of error kinds every backend maps its failures to.
 //! - [`adapter`]: the [`Adapter`] trait and the per-call context.
 //! - [`kind`]: a backend kind as a plug-in: its TOML section, checks, secrets and `build`.

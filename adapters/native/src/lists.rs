@@ -1,0 +1,25 @@
+//! Lists: the store filters and pages them (`store::list`).
+
+use crate::NativeAdapter;
+use crate::error::parse_error;
+use crate::mapping::record;
+use crate::store;
+use nestgate_contract::{AdapterError, ListQuery, Page, Reply, Resource};
+
+impl NativeAdapter {
+    pub(crate) async fn list(
+        &self,
+        org: &str,
+        resource: Resource,
+        query: &ListQuery,
+    ) -> Result<Reply, AdapterError> {
+        let (bodies, total) = store::list(&self.pool, org, resource, query)
+            .await
+            .map_err(parse_error)?;
+        let records = bodies
+            .iter()
+            .map(|b| record(resource, b))
+            .collect::<Result<_, _>>()?;
+        Ok(Reply::Page(Page { records, total }))
+    }
+}
