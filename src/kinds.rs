@@ -61,7 +61,7 @@ struct SectionVisitor;
 impl<'de> Visitor<'de> for SectionVisitor {
     type Value = BackendSection;
 
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a backend section with a `kind`")
     }
 
@@ -101,7 +101,7 @@ impl<'de> DeserializeSeed<'de> for KindName {
 impl<'de> Visitor<'de> for KindName {
     type Value = &'static dyn BackendKind;
 
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("variant identifier")
     }
 

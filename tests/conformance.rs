@@ -289,7 +289,7 @@ async fn malformed_bodies_are_refused(gw: &Gateway) {
     let json_type = "application/json";
     // (what, content type, body, status, code)
     type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
-    let cases: Vec<Case> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "malformed JSON",
             Some(json_type),

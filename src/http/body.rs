@@ -98,7 +98,7 @@ pub fn check_unique_keys(raw: &[u8]) -> Result<(), String> {
     struct Keys;
     impl<'de> Visitor<'de> for Keys {
         type Value = ();
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("a JSON object")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {

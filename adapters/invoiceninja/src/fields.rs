@@ -193,7 +193,7 @@ impl<'de> DeserializeSeed<'de> for Object<'_> {
 impl<'de> Visitor<'de> for Object<'_> {
     type Value = Row<'de>;
 
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object or null")
     }
 
@@ -234,7 +234,7 @@ impl<'de> DeserializeSeed<'de> for Each<'_> {
 impl<'de> Visitor<'de> for Each<'_> {
     type Value = Option<Vec<Row<'de>>>;
 
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an array of objects or null")
     }
 
@@ -260,7 +260,7 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
         impl<'de> Visitor<'de> for KeyVisitor {
             type Value = Key<'de>;
 
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a string")
             }
 
@@ -316,7 +316,7 @@ mod tests {
         let page = format!(r#"{{"data": [{}], "meta": null}}"#, rows.join(","));
         let kept = list_page(page.as_bytes(), &CLIENT).unwrap();
         let whole: Value = serde_json::from_str(&page).unwrap();
-        let readers = |a: V, b: &Row, key: &str| {
+        let readers = |a: V<'_>, b: &Row<'_>, key: &str| {
             // The number's text may differ (`1.7e9` is kept as written; a `Value` writes
             // `1.7e+9`), never what a reader makes of it.
             assert_eq!(a.text(key), b.text(key), "{key}");
