@@ -7,7 +7,8 @@
 //! A request flows top to bottom through these modules:
 //! - [`cli`]: the `nestgate` command (`serve`, `check-config`, `keys`).
 //! - [`config`]: TOML + environment, validated into [`config::Settings`] before anything starts.
-//! - [`server`]: the listener, the edge stack of tower layers (read it top to bottom), shutdown.
+//! - [`server`]: the listener, the edge stack of tower layers (read it top to bottom), which
+//!   connections are held and for how long, hyper's own refusals in API shape, shutdown.
 //! - [`edge`]: the edge stack's own layer, rescue (errors in API.md's shape); the access log
 //!   is [`telemetry::access`].
 //! - [`request_id`]: every request's id: kept, assigned, read.
@@ -17,13 +18,18 @@
 //! - [`auth`]: API keys, access and refresh tokens, revocation, and who is calling (a
 //!   [`auth::Principal`], put in the request's extensions by the edge stack's auth step).
 //! - [`idempotency`]: `Idempotency-Key` on POST.
-//! - [`backends`]: organizations bound to backends; the backend stack (capability check, call).
+//! - [`backends`]: organizations bound to backends; the one capability check (a permit is the
+//!   only way into a backend) and the backend stack of shared layers.
+//! - [`kinds`]: the registry of backend kinds, the one place in `src/` that names them.
 //! - [`error`]: the one mapping from an error to API.md's status and body.
 //! - [`storage`]: the sqlx pool and the migrations.
 //! - [`telemetry`]: logging (JSON or pretty, on stdout), the access log, metric names, and the
 //!   Prometheus exporter.
 //! - [`readiness`]: storage and backends probed on a timer, for `/readyz`.
-//! - [`app`]: the state every handler shares.
+//! - [`app`]: the state every handler shares, and the readiness prober's loop.
+//!
+//! Imports point down the list (`main → cli/server → http → backends → contract`); nothing
+//! below imports what is above it.
 //!
 //! The records, operations and the `Adapter` trait live in `adapters/contract`; each backend is
 //! a crate of its own under `adapters/`.

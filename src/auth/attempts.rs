@@ -8,7 +8,7 @@
 //! another address is not affected, so an attacker cannot lock a real client out by failing in
 //! its name. The trade-off: an attacker with many addresses gets a budget per address; the
 //! 256-bit secrets are what make guessing hopeless, this only makes it slow and visible.
-//! Memory is bounded: at most [`TRACKED`] pairs are remembered, each for one window, and a
+//! Memory is bounded: at most `TRACKED` pairs are remembered, each for one window, and a
 //! client_id is kept as its SHA-256 (whatever its length, a pair costs the same). Every attempt
 //! is counted before the secret is checked, and a success clears the count, so concurrent
 //! guesses cannot slip past the limit between check and count.

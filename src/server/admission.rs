@@ -27,7 +27,7 @@ const MIN_HEADROOM: u64 = 64;
 
 /// The connection cap to use: the configured one, lowered to leave headroom below the soft
 /// descriptor limit (`nofile`, `None` where it cannot be read): a quarter of it, at least
-/// [`MIN_HEADROOM`], and never less than 16 connections.
+/// `MIN_HEADROOM`, and never less than 16 connections.
 pub fn effective_cap(configured: usize, nofile: Option<u64>) -> usize {
     let Some(limit) = nofile else {
         return configured;

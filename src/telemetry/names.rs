@@ -3,7 +3,7 @@
 //! an id, an organization, a client_id or a token.
 //!
 //! [`CATALOG`] lists every metric with its labels and meaning: the exporter describes them from
-//! it (`# HELP`), and a test holds the README's metrics reference and the Grafana dashboard to it.
+//! it (`# HELP`), and a test holds the metrics reference (`docs/monitoring.md`) and the Grafana dashboard to it.
 
 // Each is described, with its labels, in [`CATALOG`].
 pub const HTTP_REQUESTS: &str = "nestgate_http_requests_total";
@@ -43,7 +43,7 @@ impl Kind {
     }
 }
 
-/// One metric: what the README's reference table shows of it.
+/// One metric: what the reference table of `docs/monitoring.md` shows of it.
 #[derive(Debug)]
 pub struct Metric {
     pub name: &'static str,
