@@ -216,6 +216,46 @@ impl UpstreamSection {
     }
 }
 
+/// A vendor kind's section, read: the shared upstream one, and how the kind makes its adapter
+/// from it. Both vendor kinds are this, so the checks and layer settings are written once.
+pub struct UpstreamConfig {
+    pub section: UpstreamSection,
+    make: fn(&UpstreamSection) -> Result<Arc<dyn Adapter>, String>,
+}
+
+impl UpstreamConfig {
+    /// Reads the shared section; `make` builds the kind's adapter from it.
+    pub fn read(
+        section: serde_value::Value,
+        make: fn(&UpstreamSection) -> Result<Arc<dyn Adapter>, String>,
+    ) -> Result<Box<dyn BackendConfig>, serde_value::DeserializerError> {
+        Ok(Box::new(UpstreamConfig {
+            section: read_section(section)?,
+            make,
+        }))
+    }
+}
+
+impl fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.section.fmt(f)
+    }
+}
+
+impl BackendConfig for UpstreamConfig {
+    fn validate(&self) -> Vec<FieldProblem> {
+        self.section.validate()
+    }
+
+    fn resilience(&self) -> Option<Resilience> {
+        Some(self.section.resilience())
+    }
+
+    fn build(&self, _ctx: &BuildContext<'_>) -> Result<Arc<dyn Adapter>, String> {
+        (self.make)(&self.section)
+    }
+}
+
 /// Reads a kind's section type from the gateway's buffered TOML.
 pub fn read_section<T: serde::de::DeserializeOwned>(
     section: serde_value::Value,

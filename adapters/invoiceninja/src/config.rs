@@ -3,10 +3,8 @@
 //! only what the HTTP client itself needs is here.
 
 use crate::NinjaAdapter;
-use nestgate_contract::kind::{UpstreamSection, read_section};
-use nestgate_contract::{
-    Adapter, BackendConfig, BackendKind, BuildContext, FieldProblem, Resilience,
-};
+use nestgate_contract::kind::{UpstreamConfig, serde_value};
+use nestgate_contract::{BackendConfig, BackendKind};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,10 +42,12 @@ impl BackendKind for NinjaKind {
     /// The section is the shared upstream one (`base_url`, timeouts, retries, breaker).
     fn read(
         &self,
-        section: nestgate_contract::kind::serde_value::Value,
-    ) -> Result<Box<dyn BackendConfig>, nestgate_contract::kind::serde_value::DeserializerError>
-    {
-        Ok(Box::new(Section(read_section::<UpstreamSection>(section)?)))
+        section: serde_value::Value,
+    ) -> Result<Box<dyn BackendConfig>, serde_value::DeserializerError> {
+        UpstreamConfig::read(section, |section| {
+            let config = NinjaConfig::new(&section.base_url, section.connect_timeout.0);
+            Ok(Arc::new(NinjaAdapter::new(config)?))
+        })
     }
 
     fn takes_credential(&self) -> bool {
@@ -56,24 +56,5 @@ impl BackendKind for NinjaKind {
 
     fn sensitive_headers(&self) -> &'static [&'static str] {
         &["x-ninja-token"]
-    }
-}
-
-/// `[backends.NAME] kind = "invoiceninja"`, read.
-#[derive(Debug, Clone)]
-pub struct Section(pub UpstreamSection);
-
-impl BackendConfig for Section {
-    fn validate(&self) -> Vec<FieldProblem> {
-        self.0.validate()
-    }
-
-    fn resilience(&self) -> Option<Resilience> {
-        Some(self.0.resilience())
-    }
-
-    fn build(&self, _ctx: &BuildContext<'_>) -> Result<Arc<dyn Adapter>, String> {
-        let config = NinjaConfig::new(&self.0.base_url, self.0.connect_timeout.0);
-        Ok(Arc::new(NinjaAdapter::new(config)?))
     }
 }

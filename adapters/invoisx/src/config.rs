@@ -3,10 +3,8 @@
 //! what the HTTP client itself needs is here.
 
 use crate::InvoisxAdapter;
-use nestgate_contract::kind::{UpstreamSection, read_section};
-use nestgate_contract::{
-    Adapter, BackendConfig, BackendKind, BuildContext, FieldProblem, Resilience,
-};
+use nestgate_contract::kind::{UpstreamConfig, serde_value};
+use nestgate_contract::{BackendConfig, BackendKind};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,10 +42,12 @@ impl BackendKind for InvoisxKind {
     /// The section is the shared upstream one (`base_url`, timeouts, retries, breaker).
     fn read(
         &self,
-        section: nestgate_contract::kind::serde_value::Value,
-    ) -> Result<Box<dyn BackendConfig>, nestgate_contract::kind::serde_value::DeserializerError>
-    {
-        Ok(Box::new(Section(read_section::<UpstreamSection>(section)?)))
+        section: serde_value::Value,
+    ) -> Result<Box<dyn BackendConfig>, serde_value::DeserializerError> {
+        UpstreamConfig::read(section, |section| {
+            let config = InvoisxConfig::new(&section.base_url, section.connect_timeout.0);
+            Ok(Arc::new(InvoisxAdapter::new(config)?))
+        })
     }
 
     fn takes_credential(&self) -> bool {
@@ -56,24 +56,5 @@ impl BackendKind for InvoisxKind {
 
     fn sensitive_headers(&self) -> &'static [&'static str] {
         &[]
-    }
-}
-
-/// `[backends.NAME] kind = "invoisx"`, read.
-#[derive(Debug, Clone)]
-pub struct Section(pub UpstreamSection);
-
-impl BackendConfig for Section {
-    fn validate(&self) -> Vec<FieldProblem> {
-        self.0.validate()
-    }
-
-    fn resilience(&self) -> Option<Resilience> {
-        Some(self.0.resilience())
-    }
-
-    fn build(&self, _ctx: &BuildContext<'_>) -> Result<Arc<dyn Adapter>, String> {
-        let config = InvoisxConfig::new(&self.0.base_url, self.0.connect_timeout.0);
-        Ok(Arc::new(InvoisxAdapter::new(config)?))
     }
 }
