@@ -41,7 +41,9 @@ impl App {
             settings.storage_max_connections,
         )
         .await?;
-        let backends = Backends::build(&settings, &storage).map_err(StartError::Backend)?;
+        let backends = Backends::build(&settings, &storage)
+            .await
+            .map_err(StartError::Backend)?;
         let idempotency = Idempotency::new(storage.pool.clone(), settings.request_timeout);
         let auth = Arc::new(
             Auth::build(&settings.auth, storage.pool.clone())

@@ -30,6 +30,32 @@ enum Command {
     /// Create, list and revoke API keys, in the configured storage.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Copy an organization's records to the backend its [orgs.ORG.migrate_to] names, then
+    /// verify them; rerun to catch up. Exit 0 verified equal, 1 differences, 2 usage or
+    /// configuration, 3 interrupted or a backend unavailable (rerun to resume).
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct MigrateArgs {
+    /// The organization (an `[orgs.NAME]` with a `migrate_to`).
+    org: String,
+    /// Read the source and report what would be copied and what cannot be; write nothing.
+    #[arg(long, conflicts_with = "verify")]
+    dry_run: bool,
+    /// Only compare both sides; write nothing.
+    #[arg(long)]
+    verify: bool,
+    /// Match records the target already holds, unknown to the id map, by natural key instead
+    /// of refusing to run.
+    #[arg(long)]
+    adopt_existing: bool,
+    /// Also write the report, as JSON, to this file.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Print the report as JSON on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,7 +119,59 @@ pub fn run() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Migrate(args) => match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime.block_on(migrate(settings, args)),
+            Err(error) => {
+                eprintln!("nestgate: cannot start the runtime: {error}");
+                ExitCode::from(3)
+            }
+        },
     }
+}
+
+/// `nestgate migrate ORG …`: the engine in `crate::migrate`, its report on stdout.
+async fn migrate(settings: config::Settings, args: MigrateArgs) -> ExitCode {
+    use crate::migrate::{self, Mode, Options};
+    crate::telemetry::log::init_stderr("warn");
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("nestgate: stopping after the record in hand (Ctrl-C); rerun to resume");
+            migrate::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let options = Options {
+        mode: match (args.dry_run, args.verify) {
+            (true, _) => Mode::DryRun,
+            (_, true) => Mode::Verify,
+            _ => Mode::Copy,
+        },
+        adopt_existing: args.adopt_existing,
+    };
+    let progress = crate::migrate::progress::for_terminal();
+    let report = match migrate::run(&settings, &args.org, &options, progress.as_ref()).await {
+        Ok(report) => report,
+        Err(migrate::StartError::Usage(message)) => {
+            eprintln!("nestgate: {message}");
+            return ExitCode::from(2);
+        }
+        Err(migrate::StartError::Storage(message)) => {
+            eprintln!("nestgate: {message}");
+            return ExitCode::from(3);
+        }
+    };
+    progress.finish();
+    let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+    if let Some(path) = &args.report
+        && let Err(error) = std::fs::write(path, &json)
+    {
+        eprintln!("nestgate: cannot write {}: {error}", path.display());
+    }
+    if args.json {
+        println!("{json}");
+    } else {
+        print!("{}", report.table());
+    }
+    ExitCode::from(report.exit_code())
 }
 
 /// `nestgate keys …`: the same operations as `/admin/v1/keys`, straight on the storage.

@@ -237,6 +237,18 @@ pub struct OrgSection {
     /// The environment variable holding the organization's own credential at its vendor;
     /// required for an upstream backend, refused for the native one.
     pub upstream_token_env: Option<String>,
+    /// Where the organization is moving (`nestgate migrate`); present only while a move is
+    /// under way.
+    pub migrate_to: Option<MigrateToSection>,
+}
+
+/// `[orgs.NAME.migrate_to]`: the backend an organization is moving to, and its credential
+/// there when that backend is a vendor.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateToSection {
+    pub backend: String,
+    pub upstream_token_env: Option<String>,
 }
 
 fn default_currency() -> String {
@@ -379,6 +391,15 @@ pub struct OrgSettings {
     pub backend: String,
     pub currency: String,
     /// The organization's credential at its vendor, read from `upstream_token_env`.
+    pub upstream_token: Option<Secret>,
+    /// The move under way, if any.
+    pub migrate_to: Option<MigrateTo>,
+}
+
+/// Where an organization is moving: a configured backend, and its credential there.
+#[derive(Debug, Clone)]
+pub struct MigrateTo {
+    pub backend: String,
     pub upstream_token: Option<Secret>,
 }
 
@@ -545,60 +566,47 @@ impl FileConfig {
                     "names use a-z, 0-9, _ and - only",
                 ));
             }
-            if !backends.contains_key(&org.backend) {
-                let known: Vec<&str> = backends.keys().map(String::as_str).collect();
-                problems.push(problem(
-                    format!("orgs.{name}.backend"),
-                    format!(
-                        "no backend named `{}` (configured: {})",
-                        org.backend,
-                        known.join(", ")
-                    ),
-                ));
-            }
+            let prefix = format!("orgs.{name}");
+            let backend = known_backend(&prefix, &org.backend, &backends, &mut problems);
             if !nestgate_contract::money::is_currency(&org.currency) {
                 problems.push(problem(
                     format!("orgs.{name}.currency"),
                     "must be an ISO 4217 code such as \"USD\"",
                 ));
             }
-            let backend = backends.get(&org.backend);
-            let path = format!("orgs.{name}.upstream_token_env");
-            let takes_credential = backend.map(|b| b.kind.takes_credential());
-            let upstream_token = match (&org.upstream_token_env, takes_credential) {
-                (None, Some(true)) => {
+            let upstream_token = credential(
+                &prefix,
+                backend,
+                org.upstream_token_env.as_deref(),
+                &mut problems,
+            );
+            let migrate_to = org.migrate_to.map(|to| {
+                let prefix = format!("orgs.{name}.migrate_to");
+                if to.backend == org.backend {
                     problems.push(problem(
-                        path,
-                        "is required: the backend is an upstream vendor, and the organization's own credential there comes from this environment variable",
+                        format!("{prefix}.backend"),
+                        "names the backend the organization is served from; a move needs another",
                     ));
-                    None
                 }
-                (Some(_), Some(false)) => {
-                    let kind = backend.map_or("", |b| b.kind_name());
-                    problems.push(problem(
-                        path,
-                        format!("the {kind} backend takes no upstream credential"),
-                    ));
-                    None
+                let backend = known_backend(&prefix, &to.backend, &backends, &mut problems);
+                let upstream_token = credential(
+                    &prefix,
+                    backend,
+                    to.upstream_token_env.as_deref(),
+                    &mut problems,
+                );
+                MigrateTo {
+                    backend: to.backend,
+                    upstream_token,
                 }
-                (Some(var), Some(true)) => match std::env::var(var) {
-                    Ok(token) if !token.trim().is_empty() => Some(Secret::new(token.trim())),
-                    _ => {
-                        problems.push(problem(
-                            path,
-                            format!("the environment variable {var} is not set or empty"),
-                        ));
-                        None
-                    }
-                },
-                _ => None,
-            };
+            });
             orgs.insert(
                 name,
                 OrgSettings {
                     backend: org.backend,
                     currency: org.currency,
                     upstream_token,
+                    migrate_to,
                 },
             );
         }
@@ -625,6 +633,69 @@ impl FileConfig {
             backends,
             orgs,
         })
+    }
+}
+
+/// The backend `{prefix}.backend` names, or a problem saying which ones exist.
+fn known_backend<'a>(
+    prefix: &str,
+    backend: &str,
+    backends: &'a BTreeMap<String, BackendSettings>,
+    problems: &mut Vec<Problem>,
+) -> Option<&'a BackendSettings> {
+    let found = backends.get(backend);
+    if found.is_none() {
+        let known: Vec<&str> = backends.keys().map(String::as_str).collect();
+        problems.push(problem(
+            format!("{prefix}.backend"),
+            format!(
+                "no backend named `{backend}` (configured: {})",
+                known.join(", ")
+            ),
+        ));
+    }
+    found
+}
+
+/// Reads the credential `{prefix}.upstream_token_env` names: required by a vendor kind,
+/// refused by one that takes none.
+fn credential(
+    prefix: &str,
+    backend: Option<&BackendSettings>,
+    token_env: Option<&str>,
+    problems: &mut Vec<Problem>,
+) -> Option<Secret> {
+    let settings = backend?;
+    let path = format!("{prefix}.upstream_token_env");
+    match (token_env, settings.kind.takes_credential()) {
+        (None, true) => {
+            problems.push(problem(
+                path,
+                "is required: the backend is an upstream vendor, and the organization's own credential there comes from this environment variable",
+            ));
+            None
+        }
+        (Some(_), false) => {
+            problems.push(problem(
+                path,
+                format!(
+                    "the {} backend takes no upstream credential",
+                    settings.kind_name()
+                ),
+            ));
+            None
+        }
+        (Some(var), true) => match std::env::var(var) {
+            Ok(token) if !token.trim().is_empty() => Some(Secret::new(token.trim())),
+            _ => {
+                problems.push(problem(
+                    path,
+                    format!("the environment variable {var} is not set or empty"),
+                ));
+                None
+            }
+        },
+        (None, false) => None,
     }
 }
 

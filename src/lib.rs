@@ -26,6 +26,7 @@
 //! - [`telemetry`]: logging (JSON or pretty, on stdout), the access log, metric names, and the
 //!   Prometheus exporter.
 //! - [`readiness`]: storage and backends probed on a timer, for `/readyz`.
+//! - [`migrate`]: `nestgate migrate`: copy an organization to another backend, verify, resume.
 //! - [`app`]: the state every handler shares, and the readiness prober's loop.
 //!
 //! Imports point down the list (`main → cli/server → http → backends → contract`); nothing
@@ -48,6 +49,7 @@ pub mod error;
 pub mod http;
 pub mod idempotency;
 pub mod kinds;
+pub mod migrate;
 pub mod readiness;
 pub mod request_id;
 pub mod respond;

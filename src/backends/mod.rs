@@ -79,6 +79,7 @@ impl Backend {
 }
 
 /// An organization and what serves it.
+#[derive(Clone)]
 pub struct Binding {
     pub org: String,
     /// ISO 4217 code for records that name none.
@@ -110,7 +111,7 @@ pub struct Backends {
 
 impl Backends {
     /// Builds every backend and binds every organization (the settings are validated).
-    pub fn build(settings: &Settings, storage: &Storage) -> Result<Backends, String> {
+    pub async fn build(settings: &Settings, storage: &Storage) -> Result<Backends, String> {
         let mut backends = BTreeMap::new();
         for (name, backend) in &settings.backends {
             let context = BuildContext {
@@ -120,6 +121,7 @@ impl Backends {
             let adapter = backend
                 .config
                 .build(&context)
+                .await
                 .map_err(|e| format!("backend {name}: {e}"))?;
             let probe_as = settings
                 .orgs
@@ -165,6 +167,11 @@ impl Backends {
 
     pub fn binding(&self, org: &str) -> Option<&Binding> {
         self.orgs.get(org)
+    }
+
+    /// A configured backend by name.
+    pub fn named(&self, name: &str) -> Option<&Arc<Backend>> {
+        self.backends.get(name)
     }
 
     pub fn all(&self) -> impl Iterator<Item = &Arc<Backend>> {

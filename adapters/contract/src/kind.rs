@@ -41,6 +41,7 @@ pub trait BackendKind: Send + Sync + 'static {
 }
 
 /// One kind's section, read. Its `Debug` never prints a secret.
+#[async_trait::async_trait]
 pub trait BackendConfig: fmt::Debug + Send + Sync {
     /// Every problem of the section, each under its key (`"base_url"`, `"timeout"`): pure, no
     /// environment, no I/O.
@@ -57,8 +58,9 @@ pub trait BackendConfig: fmt::Debug + Send + Sync {
     /// breaker); `None` for a backend with no upstream to protect against.
     fn resilience(&self) -> Option<Resilience>;
 
-    /// Makes the adapter, once the whole configuration is valid.
-    fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn Adapter>, String>;
+    /// Makes the adapter, once the whole configuration is valid (opening what it needs, such
+    /// as a database of its own).
+    async fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn Adapter>, String>;
 }
 
 /// What the gateway gives a kind's `build`.
@@ -242,6 +244,7 @@ impl fmt::Debug for UpstreamConfig {
     }
 }
 
+#[async_trait::async_trait]
 impl BackendConfig for UpstreamConfig {
     fn validate(&self) -> Vec<FieldProblem> {
         self.section.validate()
@@ -251,7 +254,7 @@ impl BackendConfig for UpstreamConfig {
         Some(self.section.resilience())
     }
 
-    fn build(&self, _ctx: &BuildContext<'_>) -> Result<Arc<dyn Adapter>, String> {
+    async fn build(&self, _ctx: &BuildContext<'_>) -> Result<Arc<dyn Adapter>, String> {
         (self.make)(&self.section)
     }
 }

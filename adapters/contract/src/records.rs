@@ -262,6 +262,17 @@ pub enum Record {
 }
 
 impl Record {
+    /// Whether the record is archived.
+    pub fn archived(&self) -> bool {
+        match self {
+            Record::Client(r) => r.archived,
+            Record::Product(r) => r.archived,
+            Record::Invoice(r) => r.archived,
+            Record::Payment(r) => r.archived,
+            Record::Expense(r) => r.archived,
+        }
+    }
+
     pub fn id(&self) -> &str {
         match self {
             Record::Client(r) => &r.id,

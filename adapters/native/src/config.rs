@@ -8,11 +8,27 @@ use nestgate_contract::{
 use serde::Deserialize;
 use std::sync::Arc;
 
-/// `kind = "native"`: the records live in the gateway's own storage (`[storage] url`), so the
-/// section has no keys of its own.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `kind = "native"`: the records live in the gateway's own storage (`[storage] url`), or in a
+/// database of the backend's own (`url`, written like `[storage] url`), so that an
+/// organization can move from SQLite to PostgreSQL or between two native stores.
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NativeSection {}
+pub struct NativeSection {
+    url: Option<String>,
+}
+
+impl std::fmt::Debug for NativeSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A database URL may carry a password: only its scheme is shown.
+        let scheme = self
+            .url
+            .as_deref()
+            .map(|u| u.split(':').next().unwrap_or(""));
+        f.debug_struct("NativeSection")
+            .field("url", &scheme)
+            .finish()
+    }
+}
 
 /// What a native adapter is built with.
 #[derive(Debug, Clone, Default)]
@@ -46,9 +62,22 @@ impl BackendKind for NativeKind {
     }
 }
 
+#[async_trait::async_trait]
 impl BackendConfig for NativeSection {
     fn validate(&self) -> Vec<FieldProblem> {
-        Vec::new()
+        match &self.url {
+            Some(url)
+                if !(url.starts_with("sqlite:")
+                    || url.starts_with("postgres://")
+                    || url.starts_with("postgresql://")) =>
+            {
+                vec![FieldProblem::new(
+                    "url",
+                    "must start with sqlite: (a file) or postgres:// (a shared database)",
+                )]
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// The store is the gateway's own database: no upstream, so none of the shared layers but
@@ -57,10 +86,54 @@ impl BackendConfig for NativeSection {
         None
     }
 
-    fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn Adapter>, String> {
-        Ok(Arc::new(NativeAdapter::new(
-            ctx.storage.clone(),
-            NativeConfig::default(),
-        )))
+    async fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn Adapter>, String> {
+        let pool = match &self.url {
+            None => ctx.storage.clone(),
+            Some(url) => own_database(url).await?,
+        };
+        Ok(Arc::new(NativeAdapter::new(pool, NativeConfig::default())))
     }
+}
+
+/// Opens a native backend's own database and brings its tables up to date. A SQLite file is
+/// created, with its directory, and put in WAL mode, as the gateway's storage is.
+async fn own_database(url: &str) -> Result<sqlx::AnyPool, String> {
+    sqlx::any::install_default_drivers();
+    let url = if let Some(path) = url.strip_prefix("sqlite:") {
+        let file = path
+            .trim_start_matches("//")
+            .split('?')
+            .next()
+            .unwrap_or_default();
+        if let Some(dir) = std::path::Path::new(file)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        match url.contains("mode=") {
+            true => url.to_string(),
+            false if url.contains('?') => format!("{url}&mode=rwc"),
+            false => format!("{url}?mode=rwc"),
+        }
+    } else {
+        url.to_string()
+    };
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(5)
+        .connect(&url)
+        .await
+        .map_err(|e| format!("cannot open its database: {e}"))?;
+    if url.starts_with("sqlite:") {
+        sqlx::query("PRAGMA journal_mode=WAL")
+            .execute(&pool)
+            .await
+            .map_err(|e| format!("cannot open its database: {e}"))?;
+    }
+    crate::MIGRATOR
+        .run(&pool)
+        .await
+        .map_err(|e| format!("cannot migrate its database: {e}"))?;
+    Ok(pool)
 }

@@ -1,0 +1,288 @@
+//! Verification, the product of a migration: counts per resource, money totals per currency on
+//! both sides, and every record compared field by field through the id map.
+//!
+//! Left out of the comparison: what the target assigns itself (`id`, `created_at`,
+//! `updated_at`), fields the target declares it cannot keep (reported as `not_migratable`), and
+//! a number or key the target refused as taken (reported as `renumbered`). References are
+//! compared as the source ids they stand for; money is compared as decimals.
+
+use super::copy::{ASSIGNED, ORDER};
+use super::idmap::IdMap;
+use super::report::{Difference, Report};
+use super::side::{Side, Stop};
+use nestgate_contract::{Record, Resource};
+use rust_decimal::Decimal;
+use serde_json::Value;
+use std::str::FromStr;
+
+/// Fields holding decimals: `"10.5"` and `"10.50"` are the same amount.
+const DECIMALS: &[&str] = &[
+    "amount",
+    "quantity",
+    "unit_price",
+    "tax_rate",
+    "subtotal",
+    "tax_total",
+    "total",
+    "amount_paid",
+    "balance",
+];
+
+/// Whether two values of `field` are the same (decimals by value).
+pub fn same_value(field: &str, a: Option<&Value>, b: Option<&Value>) -> bool {
+    let null = Value::Null;
+    let (a, b) = (a.unwrap_or(&null), b.unwrap_or(&null));
+    if DECIMALS.contains(&field)
+        && let (Some(x), Some(y)) = (decimal(a), decimal(b))
+    {
+        return x == y;
+    }
+    a == b
+}
+
+fn decimal(value: &Value) -> Option<Decimal> {
+    match value {
+        Value::String(s) => Decimal::from_str(s).ok(),
+        Value::Number(n) => Decimal::from_str(&n.to_string()).ok(),
+        _ => None,
+    }
+}
+
+/// Adds a record's money to the totals of one side.
+pub fn add_money(report: &mut Report, record: &Record, source: bool) {
+    let (currency, entries): (&str, Vec<(&str, Decimal)>) = match record {
+        Record::Invoice(i) => (
+            &i.currency,
+            vec![("invoices_total", i.total), ("invoices_balance", i.balance)],
+        ),
+        Record::Payment(p) => (&p.currency, vec![("payments_amount", p.amount)]),
+        Record::Expense(e) => (&e.currency, vec![("expenses_amount", e.amount)]),
+        _ => return,
+    };
+    let money = report.money(currency);
+    for (what, amount) in entries {
+        let sides = match what {
+            "invoices_total" => &mut money.invoices_total,
+            "invoices_balance" => &mut money.invoices_balance,
+            "payments_amount" => &mut money.payments_amount,
+            _ => &mut money.expenses_amount,
+        };
+        if source {
+            sides.source += amount;
+        } else {
+            sides.target += amount;
+        }
+    }
+}
+
+/// Every field path where `a` and `b` differ.
+fn diff(path: &str, field: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for key in keys {
+                let inner = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                let null = Value::Null;
+                diff(
+                    &inner,
+                    key,
+                    x.get(key).unwrap_or(&null),
+                    y.get(key).unwrap_or(&null),
+                    out,
+                );
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (a, b)) in x.iter().zip(y).enumerate() {
+                diff(&format!("{path}[{i}]"), field, a, b, out);
+            }
+        }
+        _ => {
+            if !same_value(field, Some(a), Some(b)) {
+                out.push(path.to_string());
+            }
+        }
+    }
+}
+
+/// A record as compared: without what the target assigns.
+fn canonical(record: &Record) -> Value {
+    let mut value = serde_json::to_value(record).unwrap_or_default();
+    if let Value::Object(map) = &mut value {
+        for field in ASSIGNED {
+            map.remove(*field);
+        }
+    }
+    value
+}
+
+/// A target record as compared: its references translated to the source ids they stand for.
+async fn canonical_target(record: &Record, map: &IdMap) -> Result<Value, Stop> {
+    let mut value = canonical(record);
+    let Value::Object(fields) = &mut value else {
+        return Ok(value);
+    };
+    for (field, resource) in [
+        ("client_id", Resource::Clients),
+        ("invoice_id", Resource::Invoices),
+    ] {
+        back(fields, field, resource, map).await?;
+    }
+    if let Some(Value::Array(lines)) = fields.get_mut("line_items") {
+        for line in lines {
+            if let Value::Object(line) = line {
+                back(line, "product_id", Resource::Products, map).await?;
+            }
+        }
+    }
+    Ok(value)
+}
+
+async fn back(
+    fields: &mut serde_json::Map<String, Value>,
+    field: &str,
+    resource: Resource,
+    map: &IdMap,
+) -> Result<(), Stop> {
+    if let Some(Value::String(target_id)) = fields.get(field)
+        && let Some(source_id) = map.source_of(resource, target_id).await?
+    {
+        fields.insert(field.into(), Value::String(source_id));
+    }
+    Ok(())
+}
+
+/// Leaves out what the report already explains for this record: fields the target cannot
+/// keep, and a number or key it refused as taken.
+fn explained(report: &Report, resource: Resource, source_id: &str) -> (bool, Vec<String>) {
+    let mut skip_record = false;
+    let mut fields = Vec::new();
+    for d in report
+        .differences
+        .iter()
+        .filter(|d| d.resource == resource.as_str() && d.source_id.as_deref() == Some(source_id))
+    {
+        match d.kind {
+            "not_migratable" if d.fields.is_empty() => skip_record = true,
+            "failed" => skip_record = true,
+            "not_migratable" | "renumbered" => fields.extend(d.fields.iter().cloned()),
+            _ => {}
+        }
+    }
+    (skip_record, fields)
+}
+
+fn strip(value: &mut Value, fields: &[String]) {
+    for field in fields {
+        match field.split_once('[') {
+            Some((list, rest)) => {
+                let index: usize = rest
+                    .split(']')
+                    .next()
+                    .and_then(|i| i.parse().ok())
+                    .unwrap_or(0);
+                let inner = rest.split("].").nth(1).unwrap_or_default();
+                if let Some(Value::Object(item)) =
+                    value.get_mut(list).and_then(|l| l.get_mut(index))
+                {
+                    item.remove(inner);
+                }
+            }
+            None => {
+                value.as_object_mut().map(|m| m.remove(field.as_str()));
+            }
+        }
+    }
+}
+
+/// Compares both sides through the id map.
+pub async fn verify(
+    source: &Side<'_>,
+    target: &Side<'_>,
+    map: &IdMap,
+    report: &mut Report,
+) -> Result<(), Stop> {
+    let verifying_only = report.mode == "verify";
+    for resource in ORDER {
+        let total = source
+            .each(resource, async |record, total| {
+                report.counts(resource).source = total;
+                add_money(report, &record, true);
+                let (skip, unkept) = explained(report, resource, record.id());
+                if skip {
+                    return Ok(());
+                }
+                let difference = |kind: &'static str,
+                                  target_id: Option<String>,
+                                  fields: Vec<String>,
+                                  reason: &str| Difference {
+                    resource: resource.as_str(),
+                    source_id: Some(record.id().to_string()),
+                    target_id,
+                    kind,
+                    fields,
+                    reason: reason.to_string(),
+                };
+                let Some(target_id) = map.target_of(resource, record.id()).await? else {
+                    let why = if verifying_only {
+                        "not on the target: no run has copied it yet"
+                    } else {
+                        "not on the target"
+                    };
+                    report.differ(difference("missing", None, Vec::new(), why));
+                    return Ok(());
+                };
+                let Some(there) = target.get(resource, &target_id).await? else {
+                    report.differ(difference(
+                        "missing",
+                        Some(target_id),
+                        Vec::new(),
+                        "the id map names a target record that does not exist",
+                    ));
+                    return Ok(());
+                };
+                let mut a = canonical(&record);
+                let mut b = canonical_target(&there, map).await?;
+                strip(&mut a, &unkept);
+                strip(&mut b, &unkept);
+                let mut fields = Vec::new();
+                diff("", "", &a, &b, &mut fields);
+                if !fields.is_empty() {
+                    report.differ(difference(
+                        "differs",
+                        Some(target_id),
+                        fields,
+                        "the records differ in these fields",
+                    ));
+                }
+                source.progress_line(resource, report);
+                Ok(())
+            })
+            .await?;
+        report.counts(resource).source = total;
+        let target_total = target
+            .each(resource, async |record, _| {
+                add_money(report, &record, false);
+                if map.source_of(resource, record.id()).await?.is_none() {
+                    report.differ(Difference {
+                        resource: resource.as_str(),
+                        source_id: None,
+                        target_id: Some(record.id().to_string()),
+                        kind: "extra",
+                        fields: Vec::new(),
+                        reason: "on the target, standing for no record of the source".into(),
+                    });
+                }
+                Ok(())
+            })
+            .await?;
+        report.counts(resource).target = target_total;
+    }
+    Ok(())
+}
