@@ -7,11 +7,15 @@ mod support;
 
 use serde_json::{Value, json};
 use std::process::{Command, Output};
-use support::{Gateway, Store};
 
-/// Runs `nestgate migrate ORG ARGS… --config <the gateway's>` and returns its output.
-fn migrate(gw: &Gateway, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_nestgate"));
+use support::fakes::invoiceninja::{FakeNinja, Fault};
+use support::fakes::invoisx::FakeInvoisx;
+use support::{Gateway, Serve, Store};
+
+/// Runs `nestgate migrate ORG ARGS… --config <the gateway's>` and returns its output. It is
+/// awaited, not blocked on: the fake vendors serve from this test's own runtime.
+async fn migrate(gw: &Gateway, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_nestgate"));
     command
         .arg("migrate")
         .arg(&gw.org)
@@ -23,14 +27,14 @@ fn migrate(gw: &Gateway, args: &[&str], env: &[(&str, &str)]) -> Output {
     for (key, value) in env {
         command.env(key, value);
     }
-    command.output().expect("nestgate migrate runs")
+    command.output().await.expect("nestgate migrate runs")
 }
 
 /// The JSON report of a run with `--json`, and its exit code.
-fn report(gw: &Gateway, args: &[&str], env: &[(&str, &str)]) -> (i32, Value) {
+async fn report(gw: &Gateway, args: &[&str], env: &[(&str, &str)]) -> (i32, Value) {
     let mut all = args.to_vec();
     all.push("--json");
-    let output = migrate(gw, &all, env);
+    let output = migrate(gw, &all, env).await;
     let code = output.status.code().unwrap_or(-1);
     let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
         panic!(
@@ -61,8 +65,30 @@ async fn native_to_native() -> Gateway {
     gw
 }
 
+/// Appends the organization's move to `backend` to the configuration (the gateway already
+/// runs; `nestgate migrate` reads the file).
+fn moving_to(gw: &Gateway, backend: &str, token_env: Option<&str>) {
+    let text = std::fs::read_to_string(&gw.config).unwrap();
+    let token = token_env
+        .map(|var| format!("upstream_token_env = \"{var}\"\n"))
+        .unwrap_or_default();
+    std::fs::write(
+        &gw.config,
+        format!(
+            "{text}\n[orgs.{}.migrate_to]\nbackend = \"{backend}\"\n{token}",
+            gw.org
+        ),
+    )
+    .unwrap();
+}
+
 /// The organization's records: what every scenario copies.
 async fn seed(gw: &Gateway) -> Value {
+    seed_with(gw, true).await
+}
+
+/// The seed; `void` adds an invoice voided after a payment (for targets that can hold one).
+async fn seed_with(gw: &Gateway, void: bool) -> Value {
     let usd = gw
         .create(
             "clients",
@@ -120,13 +146,12 @@ async fn seed(gw: &Gateway) -> Value {
         json!({"client_id": usd["id"], "line_items": [line(&widget, "1")], "notes": "draft"}),
     )
     .await;
-    let void = gw
-        .create(
-            "invoices",
-            json!({"client_id": eur["id"], "line_items": [
-        {"description": "Cancelled", "quantity": "1", "unit_price": "10.00"}]}),
-        )
-        .await;
+    let cancelled = json!({"client_id": eur["id"], "line_items": [
+        {"description": "Cancelled", "quantity": "1", "unit_price": "10.00"}]});
+    let void = match void {
+        true => Some(gw.create("invoices", cancelled).await),
+        false => None,
+    };
     let yen = gw
         .create(
             "invoices",
@@ -134,7 +159,10 @@ async fn seed(gw: &Gateway) -> Value {
         {"description": "Yen work", "quantity": "3", "unit_price": "1000", "tax_rate": "10"}]}),
         )
         .await;
-    for invoice in [&paid, &partial, &yen, &void] {
+    for invoice in [Some(&paid), Some(&partial), Some(&yen), void.as_ref()]
+        .into_iter()
+        .flatten()
+    {
         gw.post(
             &format!(
                 "/api/v1/invoices/{}/mark-sent",
@@ -158,17 +186,12 @@ async fn seed(gw: &Gateway) -> Value {
         .await;
     gw.create("payments", pay(&partial, "500.00")).await;
     gw.create("payments", pay(&yen, "1000")).await;
-    gw.create("payments", pay(&void, "4.00")).await;
-    let void_id = void["id"].as_str().unwrap();
-    assert_eq!(
-        gw.patch(
-            &format!("/api/v1/invoices/{void_id}"),
-            json!({"status": "void"})
-        )
-        .await
-        .status,
-        200
-    );
+    if let Some(void) = &void {
+        gw.create("payments", pay(void, "4.00")).await;
+        let void_id = void["id"].as_str().unwrap();
+        let path = format!("/api/v1/invoices/{void_id}");
+        assert_eq!(gw.patch(&path, json!({"status": "void"})).await.status, 200);
+    }
     gw.post(
         &format!("/api/v1/invoices/{}/archive", sent["id"].as_str().unwrap()),
         json!({}),
@@ -194,12 +217,12 @@ async fn native_to_native_copies_verifies_and_catches_up() {
     let gw = native_to_native().await;
     seed(&gw).await;
 
-    let (code, dry) = report(&gw, &["--dry-run"], &[]);
+    let (code, dry) = report(&gw, &["--dry-run"], &[]).await;
     assert_eq!(code, 0, "{dry:#}");
     assert_eq!(counts(&dry, "invoices", "copied"), 6);
     assert_eq!(counts(&dry, "payments", "copied"), 5);
 
-    let (code, run) = report(&gw, &[], &[]);
+    let (code, run) = report(&gw, &[], &[]).await;
     assert_eq!(code, 0, "{run:#}");
     assert_eq!(run["ok"], true);
     for (resource, n) in [
@@ -226,8 +249,8 @@ async fn native_to_native_copies_verifies_and_catches_up() {
     assert_eq!(run["money"]["JPY"]["invoices_total"]["target"], "3300");
 
     // Verification alone agrees, and a rerun copies nothing.
-    assert_eq!(report(&gw, &["--verify"], &[]).0, 0);
-    let (code, again) = report(&gw, &[], &[]);
+    assert_eq!(report(&gw, &["--verify"], &[]).await.0, 0);
+    let (code, again) = report(&gw, &[], &[]).await;
     assert_eq!(code, 0);
     assert_eq!(counts(&again, "invoices", "copied"), 0);
     assert_eq!(counts(&again, "invoices", "unchanged"), 6);
@@ -240,7 +263,7 @@ async fn native_to_native_copies_verifies_and_catches_up() {
     )
     .await;
     gw.create("clients", json!({"name": "Newcomer"})).await;
-    let (code, caught_up) = report(&gw, &[], &[]);
+    let (code, caught_up) = report(&gw, &[], &[]).await;
     assert_eq!(code, 0, "{caught_up:#}");
     assert_eq!(counts(&caught_up, "clients", "copied"), 2);
     assert_eq!(counts(&caught_up, "clients", "unchanged"), 3);
@@ -250,14 +273,14 @@ async fn native_to_native_copies_verifies_and_catches_up() {
 async fn a_record_changed_on_the_target_makes_verify_fail_naming_the_field() {
     let gw = native_to_native().await;
     seed(&gw).await;
-    assert_eq!(report(&gw, &[], &[]).0, 0);
+    assert_eq!(report(&gw, &[], &[]).await.0, 0);
     // Change the copy behind the gateway's back, in the target's own database.
     let archive = gw.dir.path().join("archive.db");
     assert!(
         rename_globex(&archive.to_string_lossy()),
         "the target's record was changed"
     );
-    let (code, verify) = report(&gw, &["--verify"], &[]);
+    let (code, verify) = report(&gw, &["--verify"], &[]).await;
     assert_eq!(code, 1, "{verify:#}");
     let differs: Vec<&Value> = verify["differences"]
         .as_array()
@@ -269,7 +292,7 @@ async fn a_record_changed_on_the_target_makes_verify_fail_naming_the_field() {
     assert_eq!(differs[0]["resource"], "clients");
     assert_eq!(differs[0]["fields"], json!(["name"]));
     // The table marks it with rclone's `*`.
-    let table = String::from_utf8(migrate(&gw, &["--verify"], &[]).stdout).unwrap();
+    let table = String::from_utf8(migrate(&gw, &["--verify"], &[]).await.stdout).unwrap();
     assert!(
         table.lines().any(|l| l.starts_with("* clients ")),
         "{table}"
@@ -315,7 +338,8 @@ async fn a_crash_at_any_moment_leaves_each_record_on_the_target_exactly_once() {
             &gw,
             &["--json"],
             &[("NESTGATE_MIGRATE_CRASH", crash.as_str())],
-        );
+        )
+        .await;
         assert!(
             !output.status.success() && output.status.code().is_none(),
             "the run died at {crash}: {:?}\n{}\n{}",
@@ -324,7 +348,7 @@ async fn a_crash_at_any_moment_leaves_each_record_on_the_target_exactly_once() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let (code, done) = report(&gw, &[], &[]);
+    let (code, done) = report(&gw, &[], &[]).await;
     assert_eq!(code, 0, "{done:#}");
     for (resource, n) in [
         ("clients", 4),
@@ -352,7 +376,8 @@ async fn a_target_holding_unknown_records_is_refused_unless_adopted() {
         &gw,
         &["--json"],
         &[("NESTGATE_MIGRATE_CRASH", "after_intent:5")],
-    );
+    )
+    .await;
     assert!(output.status.code().is_none());
     let db = gw.dir.path().join("nestgate.db");
     let wiped = Command::new("python3")
@@ -362,7 +387,7 @@ async fn a_target_holding_unknown_records_is_refused_unless_adopted() {
         .status()
         .unwrap();
     assert!(wiped.success());
-    let (code, refused) = report(&gw, &[], &[]);
+    let (code, refused) = report(&gw, &[], &[]).await;
     assert_eq!(code, 1, "{refused:#}");
     assert!(
         refused["differences"]
@@ -372,7 +397,7 @@ async fn a_target_holding_unknown_records_is_refused_unless_adopted() {
             .all(|d| d["kind"] == "extra")
     );
     assert_eq!(counts(&refused, "clients", "extra"), 4);
-    let (code, adopted) = report(&gw, &["--adopt-existing"], &[]);
+    let (code, adopted) = report(&gw, &["--adopt-existing"], &[]).await;
     assert_eq!(code, 0, "{adopted:#}");
     assert_eq!(
         counts(&adopted, "clients", "target"),
@@ -384,8 +409,247 @@ async fn a_target_holding_unknown_records_is_refused_unless_adopted() {
 #[tokio::test]
 async fn usage_errors_exit_2() {
     let gw = Gateway::start(Store::Sqlite).await;
-    let output = migrate(&gw, &[], &[]);
+    let output = migrate(&gw, &[], &[]).await;
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("migrate_to"), "{stderr}");
+}
+
+/// Asserts a finished copy: every count as expected on the target, and the money per
+/// currency equal on both sides to the last digit.
+fn assert_arrived(run: &Value, expected: &[(&str, u64)]) {
+    for (resource, n) in expected {
+        assert_eq!(counts(run, resource, "source"), *n, "{resource}: {run:#}");
+        assert_eq!(counts(run, resource, "target"), *n, "{resource}: {run:#}");
+    }
+    for (currency, money) in run["money"].as_object().unwrap() {
+        for what in [
+            "invoices_total",
+            "invoices_balance",
+            "payments_amount",
+            "expenses_amount",
+        ] {
+            assert_eq!(
+                money[what]["source"], money[what]["target"],
+                "{currency} {what}: {run:#}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn native_to_invoice_ninja_and_back() {
+    let fake = FakeNinja::start().await;
+    fake.add_account("ninja-target-token");
+    let section = format!(
+        "[backends.ninja]\nkind = \"invoiceninja\"\nbase_url = \"{}\"\n",
+        fake.base_url()
+    );
+    let env = [("TARGET_TOKEN", "ninja-target-token")];
+    let gw = Gateway::start_with(Store::Sqlite, &section, &env).await;
+    // v4 cannot hold a void invoice (that case is below, with InvoisX's refusals).
+    seed_with(&gw, false).await;
+    moving_to(&gw, "ninja", Some("TARGET_TOKEN"));
+    let (code, run) = report(&gw, &[], &env).await;
+    assert_eq!(code, 0, "{run:#}");
+    assert_arrived(
+        &run,
+        &[
+            ("clients", 4),
+            ("products", 2),
+            ("invoices", 5),
+            ("payments", 4),
+            ("expenses", 2),
+        ],
+    );
+    // Nothing was emailed by the move.
+    assert!(fake.emails("ninja-target-token").is_empty());
+    assert_eq!(report(&gw, &["--verify"], &env).await.0, 0);
+}
+
+#[tokio::test]
+async fn invoice_ninja_to_native() {
+    let serve = Serve::Ninja {
+        upstream_toml: String::new(),
+    };
+    let gw = Gateway::start_serving(
+        serve,
+        "[backends.archive]\nkind = \"native\"\nurl = \"sqlite://archive.db\"\n",
+        &[],
+    )
+    .await;
+    seed_with(&gw, false).await;
+    moving_to(&gw, "archive", None);
+    let env: Vec<(String, String)> = ninja_env(&gw);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (code, run) = report(&gw, &[], &env).await;
+    assert_eq!(code, 0, "{run:#}");
+    assert_arrived(
+        &run,
+        &[
+            ("clients", 4),
+            ("products", 2),
+            ("invoices", 5),
+            ("payments", 4),
+            ("expenses", 2),
+        ],
+    );
+}
+
+/// The environment the harness gave the gateway's vendor credentials.
+fn ninja_env(gw: &Gateway) -> Vec<(String, String)> {
+    [&gw.org, &gw.other_org]
+        .iter()
+        .map(|org| {
+            (
+                format!("NINJA_TOKEN_{}", org.to_uppercase()),
+                format!("ninja-token-{org}"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_source_that_rate_limits_is_waited_for() {
+    let serve = Serve::Ninja {
+        upstream_toml: String::new(),
+    };
+    let gw = Gateway::start_serving(
+        serve,
+        "[backends.archive]\nkind = \"native\"\nurl = \"sqlite://archive.db\"\n",
+        &[],
+    )
+    .await;
+    seed_with(&gw, false).await;
+    moving_to(&gw, "archive", None);
+    // v4 answers the next calls with "Please wait 1 second(s)".
+    gw.fake().inject_times(Fault::RateLimit { wait_secs: 1 }, 2);
+    let env = ninja_env(&gw);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let output = migrate(&gw, &["--json"], &env).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("asked for a pause"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_target_that_goes_down_stops_the_run_and_a_rerun_completes() {
+    let fake = FakeNinja::start().await;
+    fake.add_account("ninja-target-token");
+    let section = format!(
+        "[backends.ninja]\nkind = \"invoiceninja\"\nbase_url = \"{}\"\ntimeout = \"1s\"\n",
+        fake.base_url()
+    );
+    let env = [("TARGET_TOKEN", "ninja-target-token")];
+    let gw = Gateway::start_with(Store::Sqlite, &section, &env).await;
+    seed_with(&gw, false).await;
+    moving_to(&gw, "ninja", Some("TARGET_TOKEN"));
+    fake.inject(support::fakes::invoiceninja::Fault::Unavailable);
+    let (code, stopped) = report(&gw, &[], &env).await;
+    assert_eq!(code, 3, "{stopped:#}");
+    assert!(
+        stopped["interrupted"]
+            .as_str()
+            .unwrap()
+            .contains("unavailable")
+    );
+    fake.clear();
+    let (code, run) = report(&gw, &[], &env).await;
+    assert_eq!(code, 0, "{run:#}");
+    assert_arrived(&run, &[("clients", 4), ("invoices", 5), ("payments", 4)]);
+}
+
+#[tokio::test]
+async fn native_to_invoisx_reports_what_it_cannot_hold_and_carries_the_rest() {
+    let fake = FakeInvoisx::start().await;
+    fake.add_account("invoisx-target-token");
+    let section = format!(
+        "[backends.invoisx]\nkind = \"invoisx\"\nbase_url = \"{}\"\n",
+        fake.base_url()
+    );
+    let env = [("TARGET_TOKEN", "invoisx-target-token")];
+    let gw = Gateway::start_with(Store::Sqlite, &section, &env).await;
+    seed(&gw).await;
+    moving_to(&gw, "invoisx", Some("TARGET_TOKEN"));
+    let (code, dry) = report(&gw, &["--dry-run"], &env).await;
+    assert_eq!(code, 1, "{dry:#}");
+    assert_eq!(counts(&dry, "products", "not_migratable"), 2, "{dry:#}");
+    assert_eq!(counts(&dry, "payments", "not_migratable"), 5);
+    assert_eq!(counts(&dry, "expenses", "not_migratable"), 2);
+    let (code, run) = report(&gw, &[], &env).await;
+    assert_eq!(code, 1, "{run:#}");
+    let reasons: Vec<&str> = run["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap())
+        .collect();
+    assert!(reasons.iter().all(|k| *k == "not_migratable"), "{run:#}");
+    // Everything InvoisX can hold arrived: the clients, and the invoices but the void one.
+    assert_eq!(counts(&run, "clients", "target"), 4, "{run:#}");
+    assert_eq!(counts(&run, "invoices", "target"), 5, "{run:#}");
+}
+
+#[tokio::test]
+async fn invoisx_to_native() {
+    let serve = Serve::Invoisx {
+        upstream_toml: String::new(),
+    };
+    let gw = Gateway::start_serving(
+        serve,
+        "[backends.archive]\nkind = \"native\"\nurl = \"sqlite://archive.db\"\n",
+        &[],
+    )
+    .await;
+    let client = gw
+        .create(
+            "clients",
+            json!({"name": "Syarikat Maju", "email": "ap@maju.test", "tax_id": "C1234567890"}),
+        )
+        .await;
+    for qty in ["1", "2.5"] {
+        gw.create(
+            "invoices",
+            json!({"client_id": client["id"], "line_items": [
+            {"description": "Kerja", "quantity": qty, "unit_price": "100.00", "tax_rate": "6"}]}),
+        )
+        .await;
+    }
+    moving_to(&gw, "archive", None);
+    let env: Vec<(String, String)> = [&gw.org, &gw.other_org]
+        .iter()
+        .map(|org| {
+            (
+                format!("INVOISX_TOKEN_{}", org.to_uppercase()),
+                format!("invoisx-token-{org}"),
+            )
+        })
+        .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (code, run) = report(&gw, &[], &env).await;
+    assert_eq!(code, 0, "{run:#}");
+    assert_arrived(&run, &[("clients", 1), ("invoices", 2)]);
+}
+
+#[tokio::test]
+async fn sqlite_to_postgres() {
+    let Some(Store::Postgres(url)) = Store::postgres() else {
+        return;
+    };
+    let section = format!("[backends.archive]\nkind = \"native\"\nurl = \"{url}\"\n");
+    let gw = Gateway::start_with(Store::Sqlite, &section, &[]).await;
+    seed(&gw).await;
+    moving_to(&gw, "archive", None);
+    let (code, run) = report(&gw, &[], &[]).await;
+    assert_eq!(code, 0, "{run:#}");
+    assert_arrived(
+        &run,
+        &[
+            ("clients", 4),
+            ("products", 2),
+            ("invoices", 6),
+            ("payments", 5),
+            ("expenses", 2),
+        ],
+    );
 }

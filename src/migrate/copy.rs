@@ -97,8 +97,10 @@ async fn body_for_target(record: &Record, map: &IdMap) -> Result<Option<Map<Stri
                         if line.contains_key("product_id")
                             && !rewrite(line, "product_id", Resource::Products, map).await?
                         {
-                            // The product did not come across: the line keeps its own values.
+                            // The product did not come across: the line keeps its own values,
+                            // and its `product_id` is reported as not carried.
                             line.remove("product_id");
+                            line.insert("product_id".into(), Value::Bool(false));
                         }
                     }
                 }
@@ -149,6 +151,28 @@ fn drop_unkept(
     report: &mut Report,
 ) {
     let resource = record.resource();
+    // Lines whose product did not come across (marked by `body_for_target`).
+    let mut orphans = Vec::new();
+    if let Some(Value::Array(lines)) = body.get_mut("line_items") {
+        for (i, line) in lines.iter_mut().enumerate() {
+            if let Value::Object(line) = line
+                && line.get("product_id") == Some(&Value::Bool(false))
+            {
+                line.remove("product_id");
+                orphans.push(format!("line_items[{i}].product_id"));
+            }
+        }
+    }
+    if !orphans.is_empty() {
+        report.differ(Difference {
+            resource: resource.as_str(),
+            source_id: Some(record.id().to_string()),
+            target_id: None,
+            kind: "not_migratable",
+            fields: orphans,
+            reason: "the product a line names did not come across; the line keeps its own description, price and tax".into(),
+        });
+    }
     let value = Value::Object(body.clone());
     let unkept = target
         .binding
@@ -211,7 +235,7 @@ pub async fn dry_run(
                 report.counts(resource).source = total;
                 verify::add_money(report, &record, true);
                 if let Some(why) = refusal(target, &record) {
-                    report.differ(not_migratable(&record, why));
+                    refuse(&record, why, report);
                     return Ok(());
                 }
                 if let Some(mut body) = body_for_target(&record, map).await? {
@@ -230,6 +254,30 @@ pub async fn dry_run(
         report.counts(resource).source = total;
     }
     Ok(())
+}
+
+/// Reports a record the target cannot hold; for a payment, its invoice's paid amount, balance
+/// and status cannot match either (reported once per invoice).
+fn refuse(record: &Record, why: String, report: &mut Report) {
+    if let Record::Payment(payment) = record {
+        let noted = report.differences.iter().any(|d| {
+            d.resource == "invoices"
+                && d.source_id.as_deref() == Some(payment.invoice_id.as_str())
+                && d.fields.iter().any(|f| f == "amount_paid")
+        });
+        if !noted {
+            report.differ(Difference {
+                resource: "invoices",
+                source_id: Some(payment.invoice_id.clone()),
+                target_id: None,
+                kind: "not_migratable",
+                fields: vec!["amount_paid".into(), "balance".into(), "status".into()],
+                reason: "its payments cannot be carried, so what it shows paid cannot either"
+                    .into(),
+            });
+        }
+    }
+    report.differ(not_migratable(record, why));
 }
 
 fn not_migratable(record: &Record, reason: String) -> Difference {
@@ -310,7 +358,7 @@ pub async fn copy(
             .each(resource, async |record, total| {
                 report.counts(resource).source = total;
                 if let Some(why) = refusal(target, &record) {
-                    report.differ(not_migratable(&record, why));
+                    refuse(&record, why, report);
                     return Ok(());
                 }
                 if let Some(target_id) =
@@ -543,6 +591,23 @@ async fn after_write(
         Record::Invoice(invoice) => {
             use InvoiceStatus::*;
             if matches!(invoice.status, Sent | Viewed | Partial | Paid | Void) {
+                if !target.supports(Resource::Invoices, Action::MarkSent) {
+                    let why = target
+                        .binding
+                        .backend
+                        .capabilities()
+                        .reason(Resource::Invoices, Action::MarkSent)
+                        .unwrap_or("it has no such call");
+                    report.differ(Difference {
+                        resource: "invoices",
+                        source_id: Some(record.id().to_string()),
+                        target_id: Some(target_id.to_string()),
+                        kind: "not_migratable",
+                        fields: vec!["status".into()],
+                        reason: format!("the target cannot mark an invoice sent: {why}"),
+                    });
+                    return Ok(());
+                }
                 let op = Op::MarkInvoiceSent {
                     id: target_id.to_string(),
                 };

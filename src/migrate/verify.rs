@@ -111,20 +111,34 @@ fn diff(path: &str, field: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// A record as compared: without what the target assigns.
-fn canonical(record: &Record) -> Value {
+/// A record as compared: without what the target assigns, and with the defaults an empty field
+/// stands for filled in (a vendor fills them where the source left them empty): a product
+/// without a currency is in the organization's currency, and one without a price or tax rate
+/// has 0.
+fn canonical(record: &Record, currency: &str) -> Value {
     let mut value = serde_json::to_value(record).unwrap_or_default();
     if let Value::Object(map) = &mut value {
         for field in ASSIGNED {
             map.remove(*field);
+        }
+        if record.resource() == Resource::Products {
+            for (field, default) in [
+                ("currency", currency),
+                ("unit_price", "0"),
+                ("tax_rate", "0"),
+            ] {
+                if map.get(field).is_none_or(Value::is_null) {
+                    map.insert(field.into(), Value::String(default.into()));
+                }
+            }
         }
     }
     value
 }
 
 /// A target record as compared: its references translated to the source ids they stand for.
-async fn canonical_target(record: &Record, map: &IdMap) -> Result<Value, Stop> {
-    let mut value = canonical(record);
+async fn canonical_target(record: &Record, currency: &str, map: &IdMap) -> Result<Value, Stop> {
+    let mut value = canonical(record, currency);
     let Value::Object(fields) = &mut value else {
         return Ok(value);
     };
@@ -247,8 +261,9 @@ pub async fn verify(
                     ));
                     return Ok(());
                 };
-                let mut a = canonical(&record);
-                let mut b = canonical_target(&there, map).await?;
+                let currency = source.binding.currency.as_str();
+                let mut a = canonical(&record, currency);
+                let mut b = canonical_target(&there, currency, map).await?;
                 strip(&mut a, &unkept);
                 strip(&mut b, &unkept);
                 let mut fields = Vec::new();

@@ -131,7 +131,12 @@ async fn own_database(url: &str) -> Result<sqlx::AnyPool, String> {
             .await
             .map_err(|e| format!("cannot open its database: {e}"))?;
     }
-    crate::MIGRATOR
+    // The database may be shared with a gateway's own storage (a PostgreSQL database holding
+    // several stores), whose other migrations this store does not know: they are left alone.
+    let mut migrator =
+        sqlx::migrate::Migrator::with_migrations(crate::MIGRATOR.iter().cloned().collect());
+    migrator.set_ignore_missing(true);
+    migrator
         .run(&pool)
         .await
         .map_err(|e| format!("cannot migrate its database: {e}"))?;
