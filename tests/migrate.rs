@@ -653,3 +653,54 @@ async fn sqlite_to_postgres() {
         ],
     );
 }
+
+#[tokio::test]
+async fn ctrl_c_stops_cleanly_with_exit_3_and_a_rerun_completes() {
+    let serve = Serve::Ninja {
+        upstream_toml: String::new(),
+    };
+    let archive = "[backends.archive]\nkind = \"native\"\nurl = \"sqlite://archive.db\"\n";
+    let gw = Gateway::start_serving(serve, archive, &[]).await;
+    seed_with(&gw, false).await;
+    moving_to(&gw, "archive", None);
+    let env = ninja_env(&gw);
+    // The vendor asks for a long pause: the run is waiting when Ctrl-C comes.
+    gw.fake()
+        .inject_times(Fault::RateLimit { wait_secs: 30 }, 1);
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_nestgate"));
+    command
+        .args(["migrate", &gw.org, "--json", "--config"])
+        .arg(&gw.config)
+        .current_dir(gw.dir.path())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = command.spawn().unwrap();
+    let pid = child.id().unwrap().to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = std::time::Instant::now();
+    let output = child.wait_with_output().await.unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "it stopped promptly"
+    );
+    let stopped: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(stopped["interrupted"], "stopped by the operator");
+    gw.fake().clear();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (code, run) = report(&gw, &[], &env).await;
+    assert_eq!(code, 0, "{run:#}");
+}
