@@ -83,8 +83,8 @@ pub(crate) fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::Relaxed)
 }
 
-/// Fault injection for the crash tests: `NESTGATE_MIGRATE_CRASH=POINT:N` aborts the process,
-/// as `kill -9` would, the N-th time the run passes `POINT` (`after_intent`: an intent is
+/// Fault injection for the crash tests: `NESTGATE_MIGRATE_CRASH=POINT:N` sends the process a
+/// `kill -9` the N-th time the run passes `POINT` (`after_intent`: an intent is
 /// recorded, its create not sent; `after_create`: the target answered a create, its id not yet
 /// recorded). Unset, it costs one relaxed load.
 pub(crate) fn crash_point(point: &str) {
@@ -100,6 +100,11 @@ pub(crate) fn crash_point(point: &str) {
         && at == point
         && PASSED.fetch_add(1, Ordering::Relaxed) + 1 == *n
     {
+        // A real SIGKILL, as an operator's `kill -9` would deliver: no unwinding, no flush.
+        let pid = std::process::id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status();
         std::process::abort();
     }
 }
