@@ -165,6 +165,8 @@ async fn migrate(settings: config::Settings, args: MigrateArgs) -> ExitCode {
         && let Err(error) = std::fs::write(path, &json)
     {
         eprintln!("nestgate: cannot write {}: {error}", path.display());
+        print!("{}", report.table());
+        return ExitCode::from(2);
     }
     if args.json {
         println!("{json}");

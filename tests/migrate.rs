@@ -577,6 +577,25 @@ async fn native_to_invoisx_reports_what_it_cannot_hold_and_carries_the_rest() {
     assert_eq!(counts(&dry, "products", "not_migratable"), 2, "{dry:#}");
     assert_eq!(counts(&dry, "payments", "not_migratable"), 5);
     assert_eq!(counts(&dry, "expenses", "not_migratable"), 2);
+    // Fields of invoices InvoisX cannot keep are named by the dry run already.
+    let invoice_fields: Vec<String> = dry["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["resource"] == "invoices")
+        .flat_map(|d| {
+            d["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.as_str().unwrap().to_string())
+        })
+        .collect();
+    assert!(invoice_fields.iter().any(|f| f == "notes"), "{dry:#}");
+    assert!(
+        invoice_fields.iter().any(|f| f.ends_with(".product_id")),
+        "{dry:#}"
+    );
     let (code, run) = report(&gw, &[], &env).await;
     assert_eq!(code, 1, "{run:#}");
     let reasons: Vec<&str> = run["differences"]
@@ -704,4 +723,63 @@ async fn ctrl_c_stops_cleanly_with_exit_3_and_a_rerun_completes() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let (code, run) = report(&gw, &[], &env).await;
     assert_eq!(code, 0, "{run:#}");
+}
+
+#[tokio::test]
+async fn catch_up_carries_cleared_fields_restores_and_deletions_are_found() {
+    let gw = native_to_native().await;
+    let seeded = seed(&gw).await;
+    assert_eq!(report(&gw, &[], &[]).await.0, 0);
+    // On the source: a note cleared, an archived client restored, a payment recorded.
+    let eur = seeded["eur"]["id"].as_str().unwrap();
+    gw.patch(&format!("/api/v1/clients/{eur}"), json!({"notes": null}))
+        .await;
+    let old = gw.get("/api/v1/clients?include_archived=true").await.json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["archived"] == true)
+        .unwrap()["id"]
+        .clone();
+    let old = old.as_str().unwrap();
+    gw.post(&format!("/api/v1/clients/{old}/restore"), json!({}))
+        .await;
+    let partial = seeded["partial"]["id"].as_str().unwrap();
+    gw.create(
+        "payments",
+        json!({"invoice_id": partial, "amount": "10.00"}),
+    )
+    .await;
+    let (code, caught_up) = report(&gw, &[], &[]).await;
+    assert_eq!(code, 0, "{caught_up:#}");
+    assert_eq!(counts(&caught_up, "clients", "copied"), 2);
+    // A new payment does not make its invoice "changed": the target derives what it shows.
+    assert_eq!(counts(&caught_up, "invoices", "copied"), 0, "{caught_up:#}");
+    assert_eq!(counts(&caught_up, "payments", "copied"), 1);
+    // A client deleted on the source after it was copied is found.
+    let lone = gw.create("clients", json!({"name": "Short-lived"})).await;
+    assert_eq!(report(&gw, &[], &[]).await.0, 0);
+    let lone = lone["id"].as_str().unwrap();
+    assert_eq!(
+        gw.delete(&format!("/api/v1/clients/{lone}")).await.status,
+        204
+    );
+    let (code, verify) = report(&gw, &["--verify"], &[]).await;
+    assert_eq!(code, 1, "{verify:#}");
+    assert_eq!(counts(&verify, "clients", "extra"), 1, "{verify:#}");
+}
+
+#[tokio::test]
+async fn two_names_for_one_store_are_refused() {
+    // `archive` keeps its records in the gateway's own storage, as `local` does.
+    let gw = Gateway::start_with(
+        Store::Sqlite,
+        "[backends.archive]\nkind = \"native\"\n",
+        &[],
+    )
+    .await;
+    moving_to(&gw, "archive", None);
+    let output = migrate(&gw, &[], &[]).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("same database"));
 }

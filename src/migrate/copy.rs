@@ -33,10 +33,24 @@ pub const ASSIGNED: &[&str] = &["id", "created_at", "updated_at"];
 /// Derived from lines and payments on the target.
 const DERIVED: &[&str] = &["subtotal", "tax_total", "total", "amount_paid", "balance"];
 
-/// SHA-256 of a record as read: a rerun copies it again only when this changed.
+/// SHA-256 of what a copy carries of a record: its fields less what the target derives or
+/// assigns (so a new payment does not make its invoice "changed"), plus its status and archived
+/// state. A rerun copies the record again only when this changed.
 pub fn digest(record: &Record) -> String {
     use sha2::Digest;
-    let bytes = serde_json::to_vec(record).unwrap_or_default();
+    let mut value = serde_json::to_value(record).unwrap_or_default();
+    if let Value::Object(fields) = &mut value {
+        fields.retain(|k, _| !ASSIGNED.contains(&k.as_str()) && !DERIVED.contains(&k.as_str()));
+        if let Record::Invoice(invoice) = record {
+            // What payments make of a status is theirs to carry; only what was set by hand.
+            let set = match invoice.status {
+                InvoiceStatus::Partial | InvoiceStatus::Paid => "sent",
+                other => other.as_str(),
+            };
+            fields.insert("status".into(), Value::String(set.into()));
+        }
+    }
+    let bytes = serde_json::to_vec(&value).unwrap_or_default();
     sha2::Sha256::digest(&bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -44,7 +58,7 @@ pub fn digest(record: &Record) -> String {
 }
 
 /// Why the target cannot hold `record` at all, if it cannot.
-fn refusal(target: &Side<'_>, record: &Record) -> Option<String> {
+pub(super) fn refusal(target: &Side<'_>, record: &Record) -> Option<String> {
     let resource = record.resource();
     if !target.supports(resource, Action::Create) {
         let why = target
@@ -71,14 +85,31 @@ fn refusal(target: &Side<'_>, record: &Record) -> Option<String> {
     None
 }
 
+/// What a body is for: a dry run keeps a reference the id map does not know yet (nothing is
+/// written, and the record's own fields must still be checked against the target).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    DryRun,
+    Create,
+    Update,
+}
+
 /// The record as a create or update body for the target: what the target assigns or derives
 /// left out, nulls left out, references rewritten to the target's ids. `None` when a record it
 /// references is not on the target (its own difference says why).
-async fn body_for_target(record: &Record, map: &IdMap) -> Result<Option<Map<String, Value>>, Stop> {
+async fn body_for_target(
+    record: &Record,
+    map: &IdMap,
+    shape: Shape,
+) -> Result<Option<Map<String, Value>>, Stop> {
     let Value::Object(mut body) = serde_json::to_value(record).unwrap_or_default() else {
         return Ok(None);
     };
-    body.retain(|k, v| !v.is_null() && !ASSIGNED.contains(&k.as_str()) && k != "archived");
+    // An update sends `null` for a field the source has cleared (absent would keep it).
+    let keep_nulls = shape == Shape::Update;
+    body.retain(|k, v| {
+        (keep_nulls || !v.is_null()) && !ASSIGNED.contains(&k.as_str()) && k != "archived"
+    });
     let resource = record.resource();
     match resource {
         Resource::Invoices => {
@@ -87,15 +118,18 @@ async fn body_for_target(record: &Record, map: &IdMap) -> Result<Option<Map<Stri
             }
             // Created as a draft; marked sent (and voided) afterwards, payments replayed between.
             body.remove("status");
-            if !rewrite(&mut body, "client_id", Resource::Clients, map).await? {
+            if !rewrite(&mut body, "client_id", Resource::Clients, map, shape).await? {
                 return Ok(None);
             }
             if let Some(Value::Array(lines)) = body.get_mut("line_items") {
                 for line in lines {
                     if let Value::Object(line) = line {
                         line.retain(|k, v| !v.is_null() && k != "amount");
+                        if shape == Shape::DryRun {
+                            continue;
+                        }
                         if line.contains_key("product_id")
-                            && !rewrite(line, "product_id", Resource::Products, map).await?
+                            && !rewrite(line, "product_id", Resource::Products, map, shape).await?
                         {
                             // The product did not come across: the line keeps its own values,
                             // and its `product_id` is reported as not carried.
@@ -108,13 +142,13 @@ async fn body_for_target(record: &Record, map: &IdMap) -> Result<Option<Map<Stri
         }
         Resource::Payments => {
             body.remove("client_id");
-            if !rewrite(&mut body, "invoice_id", Resource::Invoices, map).await? {
+            if !rewrite(&mut body, "invoice_id", Resource::Invoices, map, shape).await? {
                 return Ok(None);
             }
         }
         Resource::Expenses => {
             if body.contains_key("client_id")
-                && !rewrite(&mut body, "client_id", Resource::Clients, map).await?
+                && !rewrite(&mut body, "client_id", Resource::Clients, map, shape).await?
             {
                 return Ok(None);
             }
@@ -130,6 +164,7 @@ async fn rewrite(
     field: &str,
     resource: Resource,
     map: &IdMap,
+    shape: Shape,
 ) -> Result<bool, Stop> {
     let Some(Value::String(source_id)) = body.get(field) else {
         return Ok(true);
@@ -139,7 +174,7 @@ async fn rewrite(
             body.insert(field.into(), Value::String(target_id));
             Ok(true)
         }
-        None => Ok(false),
+        None => Ok(shape == Shape::DryRun),
     }
 }
 
@@ -238,8 +273,25 @@ pub async fn dry_run(
                     refuse(&record, why, report);
                     return Ok(());
                 }
-                if let Some(mut body) = body_for_target(&record, map).await? {
+                if let Some(mut body) = body_for_target(&record, map, Shape::DryRun).await? {
                     drop_unkept(target, &record, &mut body, report);
+                }
+                // The steps after the create: marking sent, archiving.
+                if let Record::Invoice(invoice) = &record
+                    && invoice.status != InvoiceStatus::Draft
+                    && !target.supports(Resource::Invoices, Action::MarkSent)
+                {
+                    report.differ(cannot_mark_sent(target, &record, None));
+                }
+                if record.archived() && !target.supports(resource, Action::Archive) {
+                    report.differ(Difference {
+                        resource: resource.as_str(),
+                        source_id: Some(record.id().to_string()),
+                        target_id: None,
+                        kind: "not_migratable",
+                        fields: vec!["archived".into()],
+                        reason: "the target cannot archive this kind of record".into(),
+                    });
                 }
                 match map.get(resource, record.id()).await? {
                     Some(entry) if entry.target_id.is_some() && entry.digest == digest(&record) => {
@@ -247,7 +299,6 @@ pub async fn dry_run(
                     }
                     _ => report.counts(resource).copied += 1,
                 }
-                source.progress_line(resource, report);
                 Ok(())
             })
             .await?;
@@ -260,11 +311,9 @@ pub async fn dry_run(
 /// and status cannot match either (reported once per invoice).
 fn refuse(record: &Record, why: String, report: &mut Report) {
     if let Record::Payment(payment) = record {
-        let noted = report.differences.iter().any(|d| {
-            d.resource == "invoices"
-                && d.source_id.as_deref() == Some(payment.invoice_id.as_str())
-                && d.fields.iter().any(|f| f == "amount_paid")
-        });
+        let noted = report
+            .of_record(Resource::Invoices, &payment.invoice_id)
+            .any(|d| d.fields.iter().any(|f| f == "amount_paid"));
         if !noted {
             report.differ(Difference {
                 resource: "invoices",
@@ -361,14 +410,12 @@ pub async fn copy(
                     refuse(&record, why, report);
                     return Ok(());
                 }
-                if let Some(target_id) =
-                    copy_one(source, target, map, options, &record, report).await?
+                if let Some(target_id) = copy_one(target, map, options, &record, report).await?
                     && let Record::Invoice(invoice) = &record
                     && (invoice.status == InvoiceStatus::Void || invoice.archived)
                 {
                     settle.push((target_id, record));
                 }
-                source.progress_line(resource, report);
                 Ok(())
             })
             .await?;
@@ -378,27 +425,31 @@ pub async fn copy(
             && invoice.status == InvoiceStatus::Void
         {
             let body = json!({"status": "void"});
-            update(target, map, &record, &target_id, &body, report).await?;
+            update(target, &record, &target_id, &body, report).await?;
         }
-        archive(target, &record, &target_id, report).await?;
+        archive(target, &record, &target_id, Shape::Create, report).await?;
     }
     Ok(())
 }
 
 /// One record: created, updated or left alone. Returns its target id when it is on the target.
 async fn copy_one(
-    source: &Side<'_>,
     target: &Side<'_>,
     map: &IdMap,
     options: &Options,
     record: &Record,
     report: &mut Report,
 ) -> Result<Option<String>, Stop> {
-    let _ = source;
     let resource = record.resource();
     let digest = digest(record);
     let entry = map.get(resource, record.id()).await?;
-    let Some(mut body) = body_for_target(record, map).await? else {
+    let known = entry.as_ref().and_then(|e| e.target_id.clone());
+    let shape = if known.is_some() {
+        Shape::Update
+    } else {
+        Shape::Create
+    };
+    let Some(mut body) = body_for_target(record, map, shape).await? else {
         report.differ(not_migratable(
             record,
             "a record it references did not come across (see its own line)".into(),
@@ -407,25 +458,41 @@ async fn copy_one(
     };
     drop_unkept(target, record, &mut body, report);
     let body = Value::Object(body);
-    let target_id = match entry {
-        Some(entry) if entry.target_id.is_some() => {
-            let target_id = entry.target_id.unwrap_or_default();
+    let noted = report.differences.len();
+    let target_id = match (entry, known) {
+        (Some(entry), Some(target_id)) => {
             if entry.digest == digest {
                 report.counts(resource).unchanged += 1;
                 return Ok(Some(target_id));
             }
             // Changed on the source since the last run: brought up to date.
-            if !update(target, map, record, &target_id, &body, report).await? {
+            if !update(target, record, &target_id, &body, report).await? {
                 return Ok(Some(target_id));
             }
             target_id
         }
-        intent => {
+        (intent, _) => {
             // An intent left by a run that died (or, with --adopt-existing, any record): the
             // target may already hold it.
             let adoptable = intent.is_some() || options.adopt_existing;
             let adopted = match adoptable {
-                true => adopt(target, map, resource, &body).await?,
+                true => {
+                    match adopt(target, map, resource, &body).await? {
+                        Ok(found) => found,
+                        Err(why) => {
+                            // Not knowing is not "absent": creating it could make a second copy.
+                            report.differ(Difference {
+                            resource: resource.as_str(),
+                            source_id: Some(record.id().to_string()),
+                            target_id: None,
+                            kind: "failed",
+                            fields: Vec::new(),
+                            reason: format!("could not look for it on the target, so it was not created: {why}"),
+                        });
+                            return Ok(None);
+                        }
+                    }
+                }
                 false => None,
             };
             if intent.is_none() {
@@ -433,8 +500,18 @@ async fn copy_one(
             }
             super::crash_point("after_intent");
             match adopted {
-                Some(target_id) => target_id,
-                None => match create(target, record, &body, report).await? {
+                Some(target_id) => {
+                    // What a dead run created may be older than the source is now.
+                    if !matches!(resource, Resource::Payments) {
+                        let update_body = match body_for_target(record, map, Shape::Update).await? {
+                            Some(body) => Value::Object(body),
+                            None => body.clone(),
+                        };
+                        update(target, record, &target_id, &update_body, report).await?;
+                    }
+                    target_id
+                }
+                None => match create(target, record, &body, intent.is_some(), report).await? {
                     Some(target_id) => {
                         super::crash_point("after_create");
                         target_id
@@ -446,8 +523,18 @@ async fn copy_one(
     };
     // The states that follow the write come before the id is recorded, so a crash between
     // them leaves the record to be adopted and settled again, never half-done and "unchanged".
-    after_write(target, map, record, &target_id, report).await?;
-    map.done(resource, record.id(), &target_id, &digest).await?;
+    after_write(target, record, &target_id, shape, report).await?;
+    // A step that failed leaves the old digest, so the next run tries the record again.
+    let carried = if report.differences[noted..]
+        .iter()
+        .any(|d| d.kind == "failed")
+    {
+        String::new()
+    } else {
+        digest
+    };
+    map.done(resource, record.id(), &target_id, &carried)
+        .await?;
     report.counts(resource).copied += 1;
     Ok(Some(target_id))
 }
@@ -458,6 +545,7 @@ async fn create(
     target: &Side<'_>,
     record: &Record,
     body: &Value,
+    resumed: bool,
     report: &mut Report,
 ) -> Result<Option<String>, Stop> {
     let resource = record.resource();
@@ -475,9 +563,17 @@ async fn create(
     };
     match target.call(Op::Create(draft)).await? {
         Ok(Reply::Record(created)) => Ok(Some(created.id().to_string())),
-        Ok(_) => Ok(None),
-        Err(error) if error.code == "conflict" => renumber(target, record, body, report).await,
+        // A number taken on a resumed record may be its own earlier copy, which adoption did
+        // not recognise: renumbering would make a second one.
+        Err(error) if error.code == "conflict" && !resumed => {
+            renumber(target, record, body, report).await
+        }
         Err(error) => {
+            report.differ(failed(record, None, &error, "creating it"));
+            Ok(None)
+        }
+        Ok(_) => {
+            let error = ApiError::internal();
             report.differ(failed(record, None, &error, "creating it"));
             Ok(None)
         }
@@ -539,13 +635,11 @@ async fn renumber(
 /// Brings a target record up to date with `body`; `false` when the target refused.
 async fn update(
     target: &Side<'_>,
-    map: &IdMap,
     record: &Record,
     target_id: &str,
     body: &Value,
     report: &mut Report,
 ) -> Result<bool, Stop> {
-    let _ = map;
     let resource = record.resource();
     let draft = match parse_draft(resource, body, Mode::Update) {
         Ok(draft) => draft,
@@ -582,73 +676,83 @@ async fn update(
 /// payments, see [`copy`]).
 async fn after_write(
     target: &Side<'_>,
-    map: &IdMap,
     record: &Record,
     target_id: &str,
+    shape: Shape,
     report: &mut Report,
 ) -> Result<(), Stop> {
     match record {
         Record::Invoice(invoice) => {
             use InvoiceStatus::*;
-            if matches!(invoice.status, Sent | Viewed | Partial | Paid | Void) {
-                if !target.supports(Resource::Invoices, Action::MarkSent) {
-                    let why = target
-                        .binding
-                        .backend
-                        .capabilities()
-                        .reason(Resource::Invoices, Action::MarkSent)
-                        .unwrap_or("it has no such call");
-                    report.differ(Difference {
-                        resource: "invoices",
-                        source_id: Some(record.id().to_string()),
-                        target_id: Some(target_id.to_string()),
-                        kind: "not_migratable",
-                        fields: vec!["status".into()],
-                        reason: format!("the target cannot mark an invoice sent: {why}"),
-                    });
-                    return Ok(());
-                }
-                let op = Op::MarkInvoiceSent {
-                    id: target_id.to_string(),
-                };
-                if let Err(error) = target.call(op).await? {
-                    report.differ(failed(
-                        record,
-                        Some(target_id.into()),
-                        &error,
-                        "marking it sent",
-                    ));
+            if !matches!(invoice.status, Sent | Viewed | Partial | Paid | Void) {
+                return Ok(());
+            }
+            // An invoice brought up to date may be sent (or void) on the target already.
+            if shape == Shape::Update {
+                match target.get(Resource::Invoices, target_id).await? {
+                    Some(Record::Invoice(there)) if there.status != Draft => return Ok(()),
+                    _ => {}
                 }
             }
-            if invoice.status == Viewed {
-                update(
-                    target,
-                    map,
+            if !target.supports(Resource::Invoices, Action::MarkSent) {
+                report.differ(cannot_mark_sent(target, record, Some(target_id)));
+                return Ok(());
+            }
+            let op = Op::MarkInvoiceSent {
+                id: target_id.to_string(),
+            };
+            if let Err(error) = target.call(op).await? {
+                report.differ(failed(
                     record,
-                    target_id,
-                    &json!({"status": "viewed"}),
-                    report,
-                )
-                .await?;
+                    Some(target_id.into()),
+                    &error,
+                    "marking it sent",
+                ));
+            }
+            if invoice.status == Viewed {
+                let body = json!({"status": "viewed"});
+                update(target, record, target_id, &body, report).await?;
             }
             Ok(())
         }
-        _ => archive(target, record, target_id, report).await,
+        _ => archive(target, record, target_id, shape, report).await,
     }
 }
 
-/// Carries the archived state.
+/// An invoice sent on the source, on a target that has no call to mark one sent.
+fn cannot_mark_sent(target: &Side<'_>, record: &Record, target_id: Option<&str>) -> Difference {
+    let why = target
+        .binding
+        .backend
+        .capabilities()
+        .reason(Resource::Invoices, Action::MarkSent)
+        .unwrap_or("it has no such call");
+    Difference {
+        resource: "invoices",
+        source_id: Some(record.id().to_string()),
+        target_id: target_id.map(str::to_string),
+        kind: "not_migratable",
+        fields: vec!["status".into()],
+        reason: format!("the target cannot mark an invoice sent: {why}"),
+    }
+}
+
+/// Carries the archived state: archived on the source, archived on the target; and a record
+/// brought up to date that the source has restored is restored there too.
 async fn archive(
     target: &Side<'_>,
     record: &Record,
     target_id: &str,
+    shape: Shape,
     report: &mut Report,
 ) -> Result<(), Stop> {
-    if !record.archived() {
-        return Ok(());
-    }
     let resource = record.resource();
-    if !target.supports(resource, Action::Archive) {
+    let action = match (record.archived(), shape) {
+        (true, _) => Action::Archive,
+        (false, Shape::Update) if target.supports(resource, Action::Restore) => Action::Restore,
+        (false, _) => return Ok(()),
+    };
+    if !target.supports(resource, action) {
         report.differ(Difference {
             resource: resource.as_str(),
             source_id: Some(record.id().to_string()),
@@ -659,9 +763,10 @@ async fn archive(
         });
         return Ok(());
     }
-    let op = Op::Archive {
-        resource,
-        id: target_id.to_string(),
+    let id = target_id.to_string();
+    let op = match action {
+        Action::Archive => Op::Archive { resource, id },
+        _ => Op::Restore { resource, id },
     };
     if let Err(error) = target.call(op).await? {
         report.differ(failed(
@@ -675,13 +780,15 @@ async fn archive(
 }
 
 /// A target record that stands for this source record already, unknown to the id map: found
-/// by natural key, or (payments, expenses, clients without an email) by identical fields.
+/// by natural key, or (payments, expenses, clients without an email) by the fields a vendor
+/// keeps as given. `Err` when the target could not be searched: the caller must then not
+/// create the record (it may be there).
 async fn adopt(
     target: &Side<'_>,
     map: &IdMap,
     resource: Resource,
     body: &Value,
-) -> Result<Option<String>, Stop> {
+) -> Result<Result<Option<String>, String>, Stop> {
     let text = |field: &str| body.get(field).and_then(Value::as_str).map(str::to_string);
     let mut query = ListQuery {
         per_page: super::side::PAGE,
@@ -693,8 +800,6 @@ async fn adopt(
         Resource::Clients => query.email = text("email"),
         _ => {}
     }
-    let narrowed = query.number.is_some() || query.email.is_some();
-    let mut found = None;
     for page in 1u32.. {
         query.page = page;
         let listed = match target
@@ -705,51 +810,40 @@ async fn adopt(
             .await?
         {
             Ok(Reply::Page(listed)) => listed,
-            _ => return Ok(None),
+            Ok(_) => return Ok(Err("the target answered a list with something else".into())),
+            Err(error) => return Ok(Err(error.message)),
         };
         for candidate in &listed.records {
-            if map.source_of(resource, candidate.id()).await?.is_some() {
-                continue;
-            }
-            if stands_for(resource, candidate, body, narrowed) {
-                found = Some(candidate.id().to_string());
-                break;
+            if map.source_of(resource, candidate.id()).await?.is_none()
+                && stands_for(resource, candidate, body)
+            {
+                return Ok(Ok(Some(candidate.id().to_string())));
             }
         }
-        if found.is_some()
-            || listed.records.is_empty()
-            || u64::from(page) * u64::from(query.per_page) >= listed.total
+        if listed.records.is_empty() || u64::from(page) * u64::from(query.per_page) >= listed.total
         {
             break;
         }
     }
-    Ok(found)
+    Ok(Ok(None))
 }
 
-/// Whether a target record stands for the source record whose target body is `body`.
-fn stands_for(resource: Resource, candidate: &Record, body: &Value, narrowed: bool) -> bool {
+/// Whether a target record stands for the source record whose target body is `body`. Only
+/// fields every backend keeps as given are compared (a vendor may rewrite a payment method's
+/// wording or an empty date); twins that agree on them are interchangeable.
+fn stands_for(resource: Resource, candidate: &Record, body: &Value) -> bool {
     let candidate = serde_json::to_value(candidate).unwrap_or_default();
     let same = |field: &str| verify::same_value(field, body.get(field), candidate.get(field));
+    let same_text = |field: &str| {
+        let text = |v: &Value| v.get(field).and_then(Value::as_str).map(str::to_lowercase);
+        text(body) == text(&candidate)
+    };
     match resource {
-        // Found through the filter on its natural key.
-        Resource::Invoices if narrowed => true,
-        Resource::Clients if narrowed => true,
+        Resource::Invoices => same_text("number"),
+        Resource::Clients if body.get("email").is_some() => same_text("email"),
         Resource::Clients => same("name"),
-        Resource::Products => same("key"),
-        Resource::Invoices => false,
-        Resource::Payments => ["invoice_id", "amount", "date", "method", "reference"]
-            .iter()
-            .all(|f| same(f)),
-        Resource::Expenses => [
-            "amount",
-            "currency",
-            "date",
-            "vendor",
-            "category",
-            "client_id",
-            "notes",
-        ]
-        .iter()
-        .all(|f| same(f)),
+        Resource::Products => same_text("key"),
+        Resource::Payments => ["invoice_id", "amount", "date"].iter().all(|f| same(f)),
+        Resource::Expenses => ["amount", "currency", "client_id"].iter().all(|f| same(f)),
     }
 }

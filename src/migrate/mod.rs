@@ -59,7 +59,7 @@ pub struct Options {
     pub adopt_existing: bool,
 }
 
-/// Why a run could not start: the configuration or the storage (exit 2 or 1).
+/// Why a run could not start: usage or configuration (exit 2), or the storage (exit 3).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("{0}")]
@@ -140,6 +140,22 @@ pub async fn run(
     let target_backend = backends
         .named(&to.backend)
         .ok_or_else(|| StartError::Usage(format!("no backend named `{}`", to.backend)))?;
+    let place = |name: &str| {
+        let location = settings.backends.get(name)?.config.location()?;
+        // A native backend without a database of its own keeps its records in the storage.
+        Some(match location.is_empty() {
+            true => settings.storage_url.expose().to_string(),
+            false => location,
+        })
+    };
+    if let (Some(from), Some(to_place)) = (place(&org_settings.backend), place(&to.backend))
+        && from == to_place
+    {
+        return Err(StartError::Usage(format!(
+            "orgs.{org}.migrate_to.backend: `{}` keeps its records in the same database as `{}`; they are one store, and there is nothing to move",
+            to.backend, org_settings.backend
+        )));
+    }
     let source = Side::new(source_binding.clone(), progress);
     let target = Side::new(
         crate::backends::Binding {
@@ -172,12 +188,24 @@ pub async fn run(
         }
     }
     .await;
-    if let Err(stop) = outcome {
-        report.interrupted = Some(match stop {
-            Stop::Interrupted => "stopped by the operator".to_string(),
-            Stop::Unavailable(why) => why,
-            Stop::Storage(why) => format!("the id map's storage failed: {why}"),
-        });
+    match outcome {
+        Ok(()) => {}
+        Err(Stop::Refused(resource, why)) => report.differ(report::Difference {
+            resource: resource.as_str(),
+            source_id: None,
+            target_id: None,
+            kind: "failed",
+            fields: Vec::new(),
+            reason: format!("the run stopped: {why}"),
+        }),
+        Err(stop) => {
+            report.interrupted = Some(match stop {
+                Stop::Interrupted => "stopped by the operator".to_string(),
+                Stop::Unavailable(why) => why,
+                Stop::Storage(why) => format!("the id map's storage failed: {why}"),
+                Stop::Refused(_, why) => why,
+            })
+        }
     }
     report.finish();
     Ok(report)

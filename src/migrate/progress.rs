@@ -22,10 +22,18 @@ pub fn for_terminal() -> Box<dyn Display> {
     }
 }
 
-#[derive(Default)]
 struct Bars {
     multi: MultiProgress,
     bars: Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl Default for Bars {
+    fn default() -> Self {
+        Bars {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: Mutex::default(),
+        }
+    }
 }
 
 impl Progress for Bars {
@@ -36,7 +44,6 @@ impl Progress for Bars {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let bar = bars.entry(resource.to_string()).or_insert_with(|| {
             let bar = self.multi.add(ProgressBar::new(total));
-            bar.set_draw_target(ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template(
                     "{prefix:>9} [{bar:30}] {pos}/{len} {per_sec} eta {eta}",
@@ -69,10 +76,11 @@ impl Display for Bars {
     }
 }
 
-/// One line per resource every few seconds, and every note at once.
+/// One line per resource every few seconds (and its last one), and every note at once.
 struct Lines {
     started: Instant,
-    last: Mutex<(Instant, String)>,
+    /// When the last line was printed, for which resource, at which count.
+    last: Mutex<(Instant, String, u64)>,
 }
 
 impl Default for Lines {
@@ -80,7 +88,7 @@ impl Default for Lines {
         let now = Instant::now();
         Lines {
             started: now,
-            last: Mutex::new((now, String::new())),
+            last: Mutex::new((now, String::new(), 0)),
         }
     }
 }
@@ -94,10 +102,11 @@ impl Progress for Lines {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let changed = last.1 != resource;
-        if changed || last.0.elapsed() >= EVERY || done == total {
+        let finished = done == total && (changed || last.2 != done);
+        if changed || finished || last.0.elapsed() >= EVERY {
             let rate = done as f64 / self.started.elapsed().as_secs_f64().max(0.001);
             eprintln!("{resource}: {done}/{total} ({rate:.0} records/s overall)");
-            *last = (Instant::now(), resource.to_string());
+            *last = (Instant::now(), resource.to_string(), done);
         }
     }
 

@@ -28,13 +28,10 @@ pub struct Counts {
 #[derive(Debug, Clone, Serialize)]
 pub struct Difference {
     pub resource: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub source_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub target_id: Option<String>,
     /// `differs`, `missing`, `extra`, `failed`, `not_migratable` or `renumbered`.
     pub kind: &'static str,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<String>,
     pub reason: String,
 }
@@ -68,6 +65,10 @@ pub struct Report {
     /// Why the run stopped early, when it did (exit 3: rerun to resume).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interrupted: Option<String>,
+    /// The differences of each source record, by resource and id (so a record's are found
+    /// without reading them all).
+    #[serde(skip)]
+    by_record: std::collections::HashMap<(&'static str, String), Vec<usize>>,
 }
 
 impl Report {
@@ -93,8 +94,27 @@ impl Report {
         self.money.entry(currency.to_string()).or_default()
     }
 
+    /// The differences noted so far for one source record.
+    pub fn of_record(
+        &self,
+        resource: Resource,
+        source_id: &str,
+    ) -> impl Iterator<Item = &Difference> {
+        self.by_record
+            .get(&(resource.as_str(), source_id.to_string()))
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.differences[i])
+    }
+
     /// Notes a record that is not identical, and counts it.
     pub fn differ(&mut self, difference: Difference) {
+        if let Some(source_id) = &difference.source_id {
+            self.by_record
+                .entry((difference.resource, source_id.clone()))
+                .or_default()
+                .push(self.differences.len());
+        }
         let counts = self.counts(resource_named(difference.resource));
         match difference.kind {
             "differs" => counts.differs += 1,

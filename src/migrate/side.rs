@@ -14,8 +14,11 @@ use std::time::Duration;
 #[derive(Debug)]
 pub enum Stop {
     Interrupted,
-    /// A backend stayed unavailable (down, timing out, failing with 5xx).
+    /// A backend stayed unavailable (down, timing out, failing with 5xx): exit 3, rerun.
     Unavailable(String),
+    /// A backend refused to list a resource for a reason a rerun does not change (a list too
+    /// large for it to filter, say): exit 1, with the reason.
+    Refused(Resource, String),
     /// The id map could not be read or written.
     Storage(String),
 }
@@ -51,11 +54,9 @@ impl<'a> Side<'a> {
         &self.binding.backend.name
     }
 
-    /// Reports how far `resource` has come.
-    pub fn progress_line(&self, resource: Resource, report: &super::report::Report) {
-        let c = &report.resources[resource.as_str()];
-        let done = c.copied + c.unchanged + c.failed + c.not_migratable + c.differs + c.missing;
-        self.progress.advance(resource.as_str(), done, c.source);
+    /// Reports how far `resource` has come: `done` of `total` records handled.
+    pub fn progress_at(&self, resource: Resource, done: u64, total: u64) {
+        self.progress.advance(resource.as_str(), done, total);
     }
 
     pub fn supports(&self, resource: Resource, action: Action) -> bool {
@@ -133,12 +134,15 @@ impl<'a> Side<'a> {
                 self.name(),
                 resource.as_str()
             ))),
-            Err(error) => Err(Stop::Unavailable(format!(
-                "{} could not list {}: {}",
-                self.name(),
-                resource.as_str(),
-                error.message
-            ))),
+            Err(error) => Err(Stop::Refused(
+                resource,
+                format!(
+                    "{} could not list {}: {}",
+                    self.name(),
+                    resource.as_str(),
+                    error.message
+                ),
+            )),
         }
     }
 
@@ -177,6 +181,7 @@ impl<'a> Side<'a> {
             for record in records.records {
                 seen += 1;
                 each(record, total).await?;
+                self.progress_at(resource, seen, total);
             }
             if empty || u64::from(page) * u64::from(PAGE) >= total {
                 break;

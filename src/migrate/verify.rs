@@ -177,11 +177,7 @@ async fn back(
 fn explained(report: &Report, resource: Resource, source_id: &str) -> (bool, Vec<String>) {
     let mut skip_record = false;
     let mut fields = Vec::new();
-    for d in report
-        .differences
-        .iter()
-        .filter(|d| d.resource == resource.as_str() && d.source_id.as_deref() == Some(source_id))
-    {
+    for d in report.of_record(resource, source_id) {
         match d.kind {
             "not_migratable" if d.fields.is_empty() => skip_record = true,
             "failed" => skip_record = true,
@@ -215,6 +211,39 @@ fn strip(value: &mut Value, fields: &[String]) {
     }
 }
 
+/// What a copy would have reported of a record the target cannot hold, or of fields it cannot
+/// keep (for `--verify` alone).
+fn explain(target: &Side<'_>, record: &Record, report: &mut Report) {
+    let resource = record.resource();
+    if let Some(why) = super::copy::refusal(target, record) {
+        report.differ(Difference {
+            resource: resource.as_str(),
+            source_id: Some(record.id().to_string()),
+            target_id: None,
+            kind: "not_migratable",
+            fields: Vec::new(),
+            reason: why,
+        });
+        return;
+    }
+    let value = serde_json::to_value(record).unwrap_or_default();
+    let unkept = target
+        .binding
+        .backend
+        .capabilities()
+        .refuse_unsupported_fields(resource, &value);
+    if !unkept.is_empty() {
+        report.differ(Difference {
+            resource: resource.as_str(),
+            source_id: Some(record.id().to_string()),
+            target_id: None,
+            kind: "not_migratable",
+            fields: unkept.iter().map(|p| p.field.clone()).collect(),
+            reason: "the target cannot keep these fields".into(),
+        });
+    }
+}
+
 /// Compares both sides through the id map.
 pub async fn verify(
     source: &Side<'_>,
@@ -224,10 +253,19 @@ pub async fn verify(
 ) -> Result<(), Stop> {
     let verifying_only = report.mode == "verify";
     for resource in ORDER {
+        // The source records seen, so that a target record whose source was deleted since it
+        // was copied is found (it is mapped, so it would not otherwise be "extra").
+        let mut seen = std::collections::HashSet::new();
         let total = source
             .each(resource, async |record, total| {
                 report.counts(resource).source = total;
                 add_money(report, &record, true);
+                seen.insert(record.id().to_string());
+                if verifying_only {
+                    // Without a copy in this run, what the target cannot hold is worked out
+                    // here, as the copy would have.
+                    explain(target, &record, report);
+                }
                 let (skip, unkept) = explained(report, resource, record.id());
                 if skip {
                     return Ok(());
@@ -276,7 +314,6 @@ pub async fn verify(
                         "the records differ in these fields",
                     ));
                 }
-                source.progress_line(resource, report);
                 Ok(())
             })
             .await?;
@@ -284,16 +321,21 @@ pub async fn verify(
         let target_total = target
             .each(resource, async |record, _| {
                 add_money(report, &record, false);
-                if map.source_of(resource, record.id()).await?.is_none() {
-                    report.differ(Difference {
-                        resource: resource.as_str(),
-                        source_id: None,
-                        target_id: Some(record.id().to_string()),
-                        kind: "extra",
-                        fields: Vec::new(),
-                        reason: "on the target, standing for no record of the source".into(),
-                    });
-                }
+                let reason = match map.source_of(resource, record.id()).await? {
+                    None => "on the target, standing for no record of the source",
+                    Some(source_id) if !seen.contains(&source_id) => {
+                        "its source record no longer exists (deleted since it was copied)"
+                    }
+                    Some(_) => return Ok(()),
+                };
+                report.differ(Difference {
+                    resource: resource.as_str(),
+                    source_id: None,
+                    target_id: Some(record.id().to_string()),
+                    kind: "extra",
+                    fields: Vec::new(),
+                    reason: reason.into(),
+                });
                 Ok(())
             })
             .await?;

@@ -54,6 +54,12 @@ pub trait BackendConfig: fmt::Debug + Send + Sync {
         Vec::new()
     }
 
+    /// Where a backend that keeps records itself keeps them (`""`: the gateway's own storage),
+    /// so that a move between two names for one store is refused; `None` for a vendor.
+    fn location(&self) -> Option<String> {
+        None
+    }
+
     /// The settings of the gateway's shared layers in front of this backend (timeout, retries,
     /// breaker); `None` for a backend with no upstream to protect against.
     fn resilience(&self) -> Option<Resilience>;

@@ -64,6 +64,10 @@ impl BackendKind for NativeKind {
 
 #[async_trait::async_trait]
 impl BackendConfig for NativeSection {
+    fn location(&self) -> Option<String> {
+        Some(self.url.clone().unwrap_or_default())
+    }
+
     fn validate(&self) -> Vec<FieldProblem> {
         match &self.url {
             Some(url)
