@@ -154,7 +154,7 @@ async fn migrate(settings: config::Settings, args: MigrateArgs) -> ExitCode {
             eprintln!("nestgate: {message}");
             return ExitCode::from(2);
         }
-        Err(migrate::StartError::Storage(message)) => {
+        Err(migrate::StartError::Storage(message) | migrate::StartError::Busy(message)) => {
             eprintln!("nestgate: {message}");
             return ExitCode::from(3);
         }

@@ -783,3 +783,47 @@ async fn two_names_for_one_store_are_refused() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("same database"));
 }
+
+#[tokio::test]
+async fn one_copy_run_at_a_time_and_a_killed_runs_lease_is_taken_over() {
+    let serve = Serve::Ninja {
+        upstream_toml: String::new(),
+    };
+    let archive = "[backends.archive]\nkind = \"native\"\nurl = \"sqlite://archive.db\"\n";
+    let gw = Gateway::start_serving(serve, archive, &[]).await;
+    seed_with(&gw, false).await;
+    moving_to(&gw, "archive", None);
+    let env = ninja_env(&gw);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // The first run waits out a long pause asked by the vendor.
+    gw.fake()
+        .inject_times(Fault::RateLimit { wait_secs: 60 }, 1);
+    let mut first = tokio::process::Command::new(env!("CARGO_BIN_EXE_nestgate"));
+    first
+        .args(["migrate", &gw.org, "--config"])
+        .arg(&gw.config)
+        .current_dir(gw.dir.path())
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut first = first.spawn().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let second = migrate(&gw, &[], &env).await;
+    assert_eq!(second.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("another run of this move is under way"),
+        "{stderr}"
+    );
+    // A verification writes nothing and needs no lease.
+    assert_ne!(
+        migrate(&gw, &["--verify"], &env).await.status.code(),
+        Some(3)
+    );
+    // The first run is killed; its lease is taken over at once.
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    gw.fake().clear();
+    let (code, run) = report(&gw, &[], &env).await;
+    assert_eq!(code, 0, "{run:#}");
+}

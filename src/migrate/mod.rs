@@ -9,6 +9,7 @@
 //!   then states: void and archived).
 //! - [`verify`]: counts, money per currency, and every record compared field by field.
 //! - [`report`]: the report, as JSON or as a table; [`progress`]: bars or plain lines.
+//! - [`lease`]: one copy run at a time per organization and target.
 //!
 //! Money is never copied as balances: invoices are created from their lines, marked sent
 //! without email, and their payments replayed, so the target derives totals, balances and
@@ -16,6 +17,7 @@
 
 pub mod copy;
 pub mod idmap;
+pub mod lease;
 pub mod progress;
 pub mod report;
 pub mod side;
@@ -66,6 +68,9 @@ pub enum StartError {
     Usage(String),
     #[error("{0}")]
     Storage(String),
+    /// Another run holds the move's lease (exit 3: try again when it is done).
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// Where progress goes: a line at a time (the CLI prints them, or draws bars on a terminal).
@@ -173,6 +178,15 @@ pub async fn run(
         &target.binding.backend.name,
         options.mode.as_str(),
     );
+    // Only a copy writes; it holds the move's lease while it runs.
+    let lease = match options.mode {
+        Mode::Copy => match lease::Lease::take(&storage.pool, org, &to.backend).await {
+            Ok(Ok(lease)) => Some(lease),
+            Ok(Err(held)) => return Err(StartError::Busy(held)),
+            Err(error) => return Err(StartError::Storage(error.to_string())),
+        },
+        _ => None,
+    };
     let outcome = async {
         match options.mode {
             Mode::DryRun => copy::dry_run(&source, &target, &map, &mut report).await,
@@ -206,6 +220,9 @@ pub async fn run(
                 Stop::Refused(_, why) => why,
             })
         }
+    }
+    if let Some(lease) = lease {
+        lease.release().await;
     }
     report.finish();
     Ok(report)

@@ -19,3 +19,14 @@ CREATE TABLE migration_ids (
 );
 
 CREATE INDEX migration_ids_by_target ON migration_ids (org, target, resource, target_id);
+
+-- The lease of a copy run, one per organization and target: two runs at once could each create
+-- a record the other holds an intent for. The holder renews `heartbeat` while it runs; a lease
+-- whose holder died (kill -9) is taken over (see src/migrate/lease.rs).
+CREATE TABLE migration_runs (
+    org TEXT NOT NULL,
+    target TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    heartbeat BIGINT NOT NULL,
+    PRIMARY KEY (org, target)
+);
