@@ -416,6 +416,15 @@ async fn usage_errors_exit_2() {
     assert!(stderr.contains("migrate_to"), "{stderr}");
 }
 
+/// The seed without its void invoice (and that invoice's payment), as every count.
+const WITHOUT_VOID: [(&str, u64); 5] = [
+    ("clients", 4),
+    ("products", 2),
+    ("invoices", 5),
+    ("payments", 4),
+    ("expenses", 2),
+];
+
 /// Asserts a finished copy: every count as expected on the target, and the money per
 /// currency equal on both sides to the last digit.
 fn assert_arrived(run: &Value, expected: &[(&str, u64)]) {
@@ -440,29 +449,12 @@ fn assert_arrived(run: &Value, expected: &[(&str, u64)]) {
 
 #[tokio::test]
 async fn native_to_invoice_ninja_and_back() {
-    let fake = FakeNinja::start().await;
-    fake.add_account("ninja-target-token");
-    let section = format!(
-        "[backends.ninja]\nkind = \"invoiceninja\"\nbase_url = \"{}\"\n",
-        fake.base_url()
-    );
-    let env = [("TARGET_TOKEN", "ninja-target-token")];
-    let gw = Gateway::start_with(Store::Sqlite, &section, &env).await;
     // v4 cannot hold a void invoice (that case is below, with InvoisX's refusals).
-    seed_with(&gw, false).await;
-    moving_to(&gw, "ninja", Some("TARGET_TOKEN"));
+    let (gw, fake) = seeded_native_moving_to_ninja("").await;
+    let env = TARGET_ENV;
     let (code, run) = report(&gw, &[], &env).await;
     assert_eq!(code, 0, "{run:#}");
-    assert_arrived(
-        &run,
-        &[
-            ("clients", 4),
-            ("products", 2),
-            ("invoices", 5),
-            ("payments", 4),
-            ("expenses", 2),
-        ],
-    );
+    assert_arrived(&run, &WITHOUT_VOID);
     // Nothing was emailed by the move.
     assert!(fake.emails("ninja-target-token").is_empty());
     assert_eq!(report(&gw, &["--verify"], &env).await.0, 0);
@@ -470,31 +462,11 @@ async fn native_to_invoice_ninja_and_back() {
 
 #[tokio::test]
 async fn invoice_ninja_to_native() {
-    let serve = Serve::Ninja {
-        upstream_toml: String::new(),
-    };
-    let gw = Gateway::start_serving(
-        serve,
-        "[backends.archive]\nkind = \"native\"\nurl = \"sqlite://archive.db\"\n",
-        &[],
-    )
-    .await;
-    seed_with(&gw, false).await;
-    moving_to(&gw, "archive", None);
-    let env: Vec<(String, String)> = ninja_env(&gw);
+    let (gw, env) = seeded_ninja_moving_to_archive().await;
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let (code, run) = report(&gw, &[], &env).await;
     assert_eq!(code, 0, "{run:#}");
-    assert_arrived(
-        &run,
-        &[
-            ("clients", 4),
-            ("products", 2),
-            ("invoices", 5),
-            ("payments", 4),
-            ("expenses", 2),
-        ],
-    );
+    assert_arrived(&run, &WITHOUT_VOID);
 }
 
 /// The environment the harness gave the gateway's vendor credentials.
@@ -510,22 +482,44 @@ fn ninja_env(gw: &Gateway) -> Vec<(String, String)> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_source_that_rate_limits_is_waited_for() {
+/// An organization served by Invoice Ninja (its fake), seeded without a void invoice (v4 has
+/// none), moving to `archive`, a native store with a SQLite file of its own; and the
+/// environment naming its v4 credential.
+async fn seeded_ninja_moving_to_archive() -> (Gateway, Vec<(String, String)>) {
     let serve = Serve::Ninja {
         upstream_toml: String::new(),
     };
-    let gw = Gateway::start_serving(
-        serve,
-        "[backends.archive]\nkind = \"native\"\nurl = \"sqlite://archive.db\"\n",
-        &[],
-    )
-    .await;
+    let archive = "[backends.archive]\nkind = \"native\"\nurl = \"sqlite://archive.db\"\n";
+    let gw = Gateway::start_serving(serve, archive, &[]).await;
     seed_with(&gw, false).await;
     moving_to(&gw, "archive", None);
+    let env = ninja_env(&gw);
+    (gw, env)
+}
+
+/// A native organization, seeded without a void invoice, moving to a fresh Invoice Ninja
+/// account (a fake of its own); `section` is added to the `ninja` backend's.
+async fn seeded_native_moving_to_ninja(section: &str) -> (Gateway, FakeNinja) {
+    let fake = FakeNinja::start().await;
+    fake.add_account("ninja-target-token");
+    let backend = format!(
+        "[backends.ninja]\nkind = \"invoiceninja\"\nbase_url = \"{}\"\n{section}",
+        fake.base_url()
+    );
+    let gw = Gateway::start_with(Store::Sqlite, &backend, &TARGET_ENV).await;
+    seed_with(&gw, false).await;
+    moving_to(&gw, "ninja", Some("TARGET_TOKEN"));
+    (gw, fake)
+}
+
+/// The target account's credential, for `seeded_native_moving_to_ninja`.
+const TARGET_ENV: [(&str, &str); 1] = [("TARGET_TOKEN", "ninja-target-token")];
+
+#[tokio::test]
+async fn a_source_that_rate_limits_is_waited_for() {
+    let (gw, env) = seeded_ninja_moving_to_archive().await;
     // v4 answers the next calls with "Please wait 1 second(s)".
     gw.fake().inject_times(Fault::RateLimit { wait_secs: 1 }, 2);
-    let env = ninja_env(&gw);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let output = migrate(&gw, &["--json"], &env).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -535,16 +529,8 @@ async fn a_source_that_rate_limits_is_waited_for() {
 
 #[tokio::test]
 async fn a_target_that_goes_down_stops_the_run_and_a_rerun_completes() {
-    let fake = FakeNinja::start().await;
-    fake.add_account("ninja-target-token");
-    let section = format!(
-        "[backends.ninja]\nkind = \"invoiceninja\"\nbase_url = \"{}\"\ntimeout = \"1s\"\n",
-        fake.base_url()
-    );
-    let env = [("TARGET_TOKEN", "ninja-target-token")];
-    let gw = Gateway::start_with(Store::Sqlite, &section, &env).await;
-    seed_with(&gw, false).await;
-    moving_to(&gw, "ninja", Some("TARGET_TOKEN"));
+    let (gw, fake) = seeded_native_moving_to_ninja("timeout = \"1s\"\n").await;
+    let env = TARGET_ENV;
     fake.inject(support::fakes::invoiceninja::Fault::Unavailable);
     let (code, stopped) = report(&gw, &[], &env).await;
     assert_eq!(code, 3, "{stopped:#}");
@@ -676,14 +662,7 @@ async fn sqlite_to_postgres() {
 
 #[tokio::test]
 async fn ctrl_c_stops_cleanly_with_exit_3_and_a_rerun_completes() {
-    let serve = Serve::Ninja {
-        upstream_toml: String::new(),
-    };
-    let archive = "[backends.archive]\nkind = \"native\"\nurl = \"sqlite://archive.db\"\n";
-    let gw = Gateway::start_serving(serve, archive, &[]).await;
-    seed_with(&gw, false).await;
-    moving_to(&gw, "archive", None);
-    let env = ninja_env(&gw);
+    let (gw, env) = seeded_ninja_moving_to_archive().await;
     // The vendor asks for a long pause: the run is waiting when Ctrl-C comes.
     gw.fake()
         .inject_times(Fault::RateLimit { wait_secs: 30 }, 1);
@@ -786,14 +765,7 @@ async fn two_names_for_one_store_are_refused() {
 
 #[tokio::test]
 async fn one_copy_run_at_a_time_and_a_killed_runs_lease_is_taken_over() {
-    let serve = Serve::Ninja {
-        upstream_toml: String::new(),
-    };
-    let archive = "[backends.archive]\nkind = \"native\"\nurl = \"sqlite://archive.db\"\n";
-    let gw = Gateway::start_serving(serve, archive, &[]).await;
-    seed_with(&gw, false).await;
-    moving_to(&gw, "archive", None);
-    let env = ninja_env(&gw);
+    let (gw, env) = seeded_ninja_moving_to_archive().await;
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     // The first run waits out a long pause asked by the vendor.
     gw.fake()

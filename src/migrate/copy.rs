@@ -199,14 +199,11 @@ fn drop_unkept(
         }
     }
     if !orphans.is_empty() {
-        report.differ(Difference {
-            resource: resource.as_str(),
-            source_id: Some(record.id().to_string()),
-            target_id: None,
-            kind: "not_migratable",
-            fields: orphans,
-            reason: "the product a line names did not come across; the line keeps its own description, price and tax".into(),
-        });
+        report.differ(Difference::not_migratable(
+            record,
+            orphans,
+            "the product a line names did not come across; the line keeps its own description, price and tax",
+        ));
     }
     let value = Value::Object(body.clone());
     let unkept = target
@@ -217,34 +214,18 @@ fn drop_unkept(
     if unkept.is_empty() {
         return;
     }
-    for problem in &unkept {
-        let field = problem.field.as_str();
-        match field.split_once('[') {
-            Some((list, rest)) => {
-                // line_items[1].product_key
-                let index: usize = rest
-                    .split(']')
-                    .next()
-                    .and_then(|i| i.parse().ok())
-                    .unwrap_or(0);
-                let inner = rest.split("].").nth(1).unwrap_or_default();
-                if let Some(Value::Array(items)) = body.get_mut(list)
-                    && let Some(Value::Object(item)) = items.get_mut(index)
-                {
-                    item.remove(inner);
-                }
-            }
-            None => {
-                body.remove(field);
-            }
-        }
+    let fields: Vec<String> = unkept.iter().map(|p| p.field.clone()).collect();
+    let mut value = Value::Object(std::mem::take(body));
+    verify::strip(&mut value, &fields);
+    if let Value::Object(stripped) = value {
+        *body = stripped;
     }
     report.differ(Difference {
         resource: resource.as_str(),
         source_id: Some(record.id().to_string()),
         target_id: None,
         kind: "not_migratable",
-        fields: unkept.iter().map(|p| p.field.clone()).collect(),
+        fields,
         reason: unkept
             .first()
             .map(|p| {
@@ -330,14 +311,7 @@ fn refuse(record: &Record, why: String, report: &mut Report) {
 }
 
 fn not_migratable(record: &Record, reason: String) -> Difference {
-    Difference {
-        resource: record.resource().as_str(),
-        source_id: Some(record.id().to_string()),
-        target_id: None,
-        kind: "not_migratable",
-        fields: Vec::new(),
-        reason,
-    }
+    Difference::not_migratable(record, Vec::new(), reason)
 }
 
 fn failed(record: &Record, target_id: Option<String>, error: &ApiError, doing: &str) -> Difference {

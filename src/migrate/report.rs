@@ -36,6 +36,24 @@ pub struct Difference {
     pub reason: String,
 }
 
+impl Difference {
+    /// A source record (or some of its fields, when `fields` names them) the target cannot hold.
+    pub fn not_migratable(
+        record: &nestgate_contract::Record,
+        fields: Vec<String>,
+        reason: impl Into<String>,
+    ) -> Difference {
+        Difference {
+            resource: record.resource().as_str(),
+            source_id: Some(record.id().to_string()),
+            target_id: None,
+            kind: "not_migratable",
+            fields,
+            reason: reason.into(),
+        }
+    }
+}
+
 /// A money total on both sides, as decimal strings.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Sides {

@@ -188,7 +188,8 @@ fn explained(report: &Report, resource: Resource, source_id: &str) -> (bool, Vec
     (skip_record, fields)
 }
 
-fn strip(value: &mut Value, fields: &[String]) {
+/// Removes each field path (`notes`, `line_items[1].product_key`) from a record's JSON.
+pub(super) fn strip(value: &mut Value, fields: &[String]) {
     for field in fields {
         match field.split_once('[') {
             Some((list, rest)) => {
@@ -216,14 +217,7 @@ fn strip(value: &mut Value, fields: &[String]) {
 fn explain(target: &Side<'_>, record: &Record, report: &mut Report) {
     let resource = record.resource();
     if let Some(why) = super::copy::refusal(target, record) {
-        report.differ(Difference {
-            resource: resource.as_str(),
-            source_id: Some(record.id().to_string()),
-            target_id: None,
-            kind: "not_migratable",
-            fields: Vec::new(),
-            reason: why,
-        });
+        report.differ(Difference::not_migratable(record, Vec::new(), why));
         return;
     }
     let value = serde_json::to_value(record).unwrap_or_default();
@@ -233,14 +227,12 @@ fn explain(target: &Side<'_>, record: &Record, report: &mut Report) {
         .capabilities()
         .refuse_unsupported_fields(resource, &value);
     if !unkept.is_empty() {
-        report.differ(Difference {
-            resource: resource.as_str(),
-            source_id: Some(record.id().to_string()),
-            target_id: None,
-            kind: "not_migratable",
-            fields: unkept.iter().map(|p| p.field.clone()).collect(),
-            reason: "the target cannot keep these fields".into(),
-        });
+        let fields = unkept.iter().map(|p| p.field.clone()).collect();
+        report.differ(Difference::not_migratable(
+            record,
+            fields,
+            "the target cannot keep these fields",
+        ));
     }
 }
 
