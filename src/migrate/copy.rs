@@ -310,6 +310,15 @@ fn refuse(record: &Record, why: String, report: &mut Report) {
     report.differ(not_migratable(record, why));
 }
 
+/// A record not created because the target could not be searched for an earlier copy of it.
+fn unsearched(record: &Record, why: &str) -> Difference {
+    Difference {
+        kind: "failed",
+        reason: format!("could not look for it on the target, so it was not created: {why}"),
+        ..Difference::not_migratable(record, Vec::new(), "")
+    }
+}
+
 fn not_migratable(record: &Record, reason: String) -> Difference {
     Difference::not_migratable(record, Vec::new(), reason)
 }
@@ -455,14 +464,7 @@ async fn copy_one(
                         Ok(found) => found,
                         Err(why) => {
                             // Not knowing is not "absent": creating it could make a second copy.
-                            report.differ(Difference {
-                            resource: resource.as_str(),
-                            source_id: Some(record.id().to_string()),
-                            target_id: None,
-                            kind: "failed",
-                            fields: Vec::new(),
-                            reason: format!("could not look for it on the target, so it was not created: {why}"),
-                        });
+                            report.differ(unsearched(record, &why));
                             return Ok(None);
                         }
                     }
