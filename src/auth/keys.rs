@@ -124,10 +124,32 @@ impl KeyStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Whether the key `client_id` exists (revoked or not), belongs to `org` and grants at
+    /// least `scopes`: compared in memory for every key this instance has seen (no copy on the
+    /// request path), looked up as [`KeyStore::grant_of`] says for the others.
+    pub async fn grants(
+        &self,
+        client_id: &str,
+        org: &str,
+        scopes: Scopes,
+    ) -> Result<bool, Arc<sqlx::Error>> {
+        let fits = |(key_org, key_scopes): &Grant| key_org == org && key_scopes.contains(scopes);
+        let known = self
+            .known
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(client_id)
+            .map(fits);
+        match known {
+            Some(fits) => Ok(fits),
+            None => Ok(self.grant_of(client_id).await?.as_ref().is_some_and(fits)),
+        }
+    }
+
     /// What the key with this client_id grants, revoked or not (`None`: no such key): from
     /// memory for every key this instance has seen, from storage (once per 10 s per id) for
     /// the others.
-    pub async fn grant_of(&self, client_id: &str) -> Result<Option<Grant>, Arc<sqlx::Error>> {
+    async fn grant_of(&self, client_id: &str) -> Result<Option<Grant>, Arc<sqlx::Error>> {
         let known = self
             .known
             .read()

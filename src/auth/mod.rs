@@ -63,13 +63,13 @@ impl Caller {
             .remove::<Caller>()
             .map(|c| c.0)
             .unwrap_or_else(|| Err(ApiError::credentials_missing()))?;
-        match auth.keys.grant_of(&principal.client_id).await {
-            Ok(Some((org, scopes)))
-                if org == principal.org && scopes.contains(principal.scopes) =>
-            {
-                Ok(principal)
-            }
-            Ok(_) => Err(ApiError::unauthorized("the access token is not valid")),
+        let grants = auth
+            .keys
+            .grants(&principal.client_id, &principal.org, principal.scopes)
+            .await;
+        match grants {
+            Ok(true) => Ok(principal),
+            Ok(false) => Err(ApiError::unauthorized("the access token is not valid")),
             Err(error) => {
                 tracing::error!(%error, "key storage failed");
                 Err(ApiError::storage_unavailable())

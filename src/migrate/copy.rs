@@ -515,6 +515,29 @@ async fn copy_one(
     Ok(Some(target_id))
 }
 
+/// `body` read as the contract's draft, as any API client's body is; a body the contract
+/// refuses is reported as the record's failure.
+fn draft(
+    record: &Record,
+    target_id: Option<&str>,
+    body: &Value,
+    mode: Mode,
+    report: &mut Report,
+) -> Option<nestgate_contract::Draft> {
+    match parse_draft(record.resource(), body, mode) {
+        Ok(draft) => Some(draft),
+        Err(problems) => {
+            let doing = match mode {
+                Mode::Create => "creating it",
+                Mode::Update => "updating it",
+            };
+            let error = ApiError::validation(problems);
+            report.differ(failed(record, target_id.map(str::to_string), &error, doing));
+            None
+        }
+    }
+}
+
 /// Creates the record; a number or key the target refuses as taken is assigned anew and
 /// reported as `renumbered`, with both values.
 async fn create(
@@ -524,18 +547,8 @@ async fn create(
     resumed: bool,
     report: &mut Report,
 ) -> Result<Option<String>, Stop> {
-    let resource = record.resource();
-    let draft = match parse_draft(resource, body, Mode::Create) {
-        Ok(draft) => draft,
-        Err(problems) => {
-            report.differ(failed(
-                record,
-                None,
-                &ApiError::validation(problems),
-                "creating it",
-            ));
-            return Ok(None);
-        }
+    let Some(draft) = draft(record, None, body, Mode::Create, report) else {
+        return Ok(None);
     };
     match target.call(Op::Create(draft)).await? {
         Ok(Reply::Record(created)) => Ok(Some(created.id().to_string())),
@@ -576,7 +589,7 @@ async fn renumber(
         _ => body[field] = json!(format!("{before}-migrated")),
     }
     let resource = record.resource();
-    let Ok(draft) = parse_draft(resource, &body, Mode::Create) else {
+    let Some(draft) = draft(record, None, &body, Mode::Create, report) else {
         return Ok(None);
     };
     match target.call(Op::Create(draft)).await? {
@@ -616,18 +629,8 @@ async fn update(
     body: &Value,
     report: &mut Report,
 ) -> Result<bool, Stop> {
-    let resource = record.resource();
-    let draft = match parse_draft(resource, body, Mode::Update) {
-        Ok(draft) => draft,
-        Err(problems) => {
-            report.differ(failed(
-                record,
-                Some(target_id.into()),
-                &ApiError::validation(problems),
-                "updating it",
-            ));
-            return Ok(false);
-        }
+    let Some(draft) = draft(record, Some(target_id), body, Mode::Update, report) else {
+        return Ok(false);
     };
     let op = Op::Update {
         id: target_id.to_string(),

@@ -214,6 +214,11 @@ impl Report {
                 ("payments", &m.payments_amount),
                 ("expenses", &m.expenses_amount),
             ] {
+                if self.mode == "dry-run" {
+                    // A dry run never reads the target: only what would be carried.
+                    let _ = writeln!(out, "  {currency} {what}: {} on the source", sides.source);
+                    continue;
+                }
                 let mark = if sides.source == sides.target {
                     '='
                 } else {
