@@ -5,7 +5,8 @@
 # records copied per second, the same for the verification alone, and the peak resident memory
 # of the migrate process (GNU time). docs/performance.md holds the figures.
 #
-# Usage: bash benches/migrate.sh       (CLIENTS=1000 INVOICES=5000 PAYMENTS=3000 by default)
+# Usage: bash benches/migrate.sh       (CLIENTS=1000 INVOICES=5000 PAYMENTS=3000 by default;
+#        PARALLEL=N sets [orgs.bench.migrate_to] parallel_writes, unset by default)
 # Needs python3 (to seed through the API) and /usr/bin/time (Debian package `time`).
 set -euo pipefail
 
@@ -43,6 +44,9 @@ backend = "local"
 [orgs.bench.migrate_to]
 backend = "archive"
 EOF
+if [ -n "${PARALLEL:-}" ]; then
+    echo "parallel_writes = $PARALLEL" >> "$WORK/nestgate.toml"
+fi
 
 NESTGATE_ADMIN_TOKEN=$ADMIN_TOKEN "$BIN" serve --config "$WORK/nestgate.toml" > "$WORK/gateway.log" 2>&1 &
 GATEWAY=$!

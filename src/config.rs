@@ -249,6 +249,8 @@ pub struct OrgSection {
 pub struct MigrateToSection {
     pub backend: String,
     pub upstream_token_env: Option<String>,
+    /// Records written to the target at once (1 to 32).
+    pub parallel_writes: Option<u32>,
 }
 
 fn default_currency() -> String {
@@ -401,6 +403,9 @@ pub struct OrgSettings {
 pub struct MigrateTo {
     pub backend: String,
     pub upstream_token: Option<Secret>,
+    /// Records written to the target at once; unset, 4 for a backend that keeps records
+    /// itself and 1 for a vendor (which rate-limits an account, and may race on one invoice).
+    pub parallel_writes: Option<usize>,
 }
 
 /// The storage URL. It may carry a database password, so its `Debug` shows only the scheme.
@@ -595,9 +600,16 @@ impl FileConfig {
                     to.upstream_token_env.as_deref(),
                     &mut problems,
                 );
+                if to.parallel_writes.is_some_and(|n| !(1..=32).contains(&n)) {
+                    problems.push(problem(
+                        format!("{prefix}.parallel_writes"),
+                        "must be between 1 and 32",
+                    ));
+                }
                 MigrateTo {
                     backend: to.backend,
                     upstream_token,
+                    parallel_writes: to.parallel_writes.map(|n| n as usize),
                 }
             });
             orgs.insert(

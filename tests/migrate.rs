@@ -323,15 +323,26 @@ fn rename_globex(path: &str) -> bool {
 #[tokio::test]
 async fn a_crash_at_any_moment_leaves_each_record_on_the_target_exactly_once() {
     let gw = native_to_native().await;
-    seed(&gw).await;
-    // Early (the 2nd create sent, its id not recorded), mid-invoices, mid-payments; each time
-    // the process dies as under kill -9, and the next run resumes.
-    // Each run counts from 1: the 2nd client; the 4th invoice (intents 9 in the second run:
-    // clients 2-4, two products, invoices 1-4); the 6th invoice; the 2nd payment.
+    let seeded = seed(&gw).await;
+    // Twins: two payments alike in every field the target keeps, which only their count tells
+    // apart.
+    let twin =
+        json!({"invoice_id": seeded["partial"]["id"], "amount": "100.00", "date": "2026-11-02"});
+    gw.create("payments", twin.clone()).await;
+    gw.create("payments", twin).await;
+    // Early, mid-invoices, mid-payments; each time the process dies as under kill -9, and the
+    // next run resumes. Intents are written a page at a time (here: all of a resource), before
+    // the page's creates, which run several at once; each run counts from 1:
+    // 1. the 2nd client created, its id not recorded (others may be in flight);
+    // 2. products created; the invoices' intents written, none created (the 3rd intent);
+    // 3. the 3rd invoice created (the rest adopted or created on the next run);
+    // 4. invoices done; the payments' intents written, none created;
+    // 5. the 2nd payment created.
     for (point, n) in [
         ("after_create", 2),
-        ("after_intent", 9),
+        ("after_intent", 3),
         ("after_create", 3),
+        ("after_intent", 1),
         ("after_create", 2),
     ] {
         let crash = format!("{point}:{n}");
@@ -355,7 +366,7 @@ async fn a_crash_at_any_moment_leaves_each_record_on_the_target_exactly_once() {
         ("clients", 4),
         ("products", 2),
         ("invoices", 6),
-        ("payments", 5),
+        ("payments", 7),
         ("expenses", 2),
     ] {
         assert_eq!(
@@ -458,6 +469,30 @@ async fn native_to_invoice_ninja_and_back() {
     // Nothing was emailed by the move.
     assert!(fake.emails("ninja-target-token").is_empty());
     assert_eq!(report(&gw, &["--verify"], &env).await.0, 0);
+}
+
+#[tokio::test]
+async fn a_vendor_target_takes_several_writes_at_once_when_configured() {
+    let (gw, _fake) = seeded_native_moving_to_ninja("").await;
+    // The move's section is the file's last: its key goes there.
+    let text = std::fs::read_to_string(&gw.config).unwrap();
+    std::fs::write(
+        &gw.config,
+        format!(
+            "{text}parallel_writes = 0
+"
+        ),
+    )
+    .unwrap();
+    let output = migrate(&gw, &[], &TARGET_ENV).await;
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let key = format!("orgs.{}.migrate_to.parallel_writes", gw.org);
+    assert!(stderr.contains(&key), "{stderr}");
+    std::fs::write(&gw.config, format!("{text}parallel_writes = 4\n")).unwrap();
+    let (code, run) = report(&gw, &[], &TARGET_ENV).await;
+    assert_eq!(code, 0, "{run:#}");
+    assert_arrived(&run, &WITHOUT_VOID);
 }
 
 #[tokio::test]

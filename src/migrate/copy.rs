@@ -3,21 +3,24 @@
 //! and statuses), expenses; then the states that must come last (void, archived).
 //!
 //! Exactly once, whatever kills the run: before a record is created on the target, its intent
-//! is written to the id map; the target's id is written as soon as the create answers. A row
+//! is written to the id map (a page's intents in one transaction); the target's id is written
+//! once the record and its states are on the target (a page's ids in one transaction). A row
 //! left without a target id by a crash is resolved on the next run by adopting what the target
 //! holds under the record's natural key (invoice number, product key, client email or name), or,
 //! for payments and expenses, which have none, an unmapped target record with the same fields
 //! (identical twins are interchangeable). Only when nothing matches is the record created.
 
-use super::idmap::IdMap;
+use super::idmap::{Done, Entry, IdMap};
 use super::report::{Difference, Report};
 use super::side::{Side, Stop};
 use super::{Options, verify};
 use crate::error::ApiError;
+use futures_util::StreamExt;
 use nestgate_contract::input::{Mode, parse_draft};
 use nestgate_contract::records::InvoiceStatus;
-use nestgate_contract::{Action, Feature, ListQuery, Op, Record, Reply, Resource};
+use nestgate_contract::{Action, Feature, Op, Record, Reply, Resource};
 use serde_json::{Map, Value, json};
+use std::collections::HashMap;
 
 /// The order every reference's target exists before it is used.
 pub const ORDER: [Resource; 5] = [
@@ -183,7 +186,7 @@ fn drop_unkept(
     target: &Side<'_>,
     record: &Record,
     body: &mut Map<String, Value>,
-    report: &mut Report,
+    notes: &mut Vec<Difference>,
 ) {
     let resource = record.resource();
     // Lines whose product did not come across (marked by `body_for_target`).
@@ -199,7 +202,7 @@ fn drop_unkept(
         }
     }
     if !orphans.is_empty() {
-        report.differ(Difference::not_migratable(
+        notes.push(Difference::not_migratable(
             record,
             orphans,
             "the product a line names did not come across; the line keeps its own description, price and tax",
@@ -220,7 +223,7 @@ fn drop_unkept(
     if let Value::Object(stripped) = value {
         *body = stripped;
     }
-    report.differ(Difference {
+    notes.push(Difference {
         resource: resource.as_str(),
         source_id: Some(record.id().to_string()),
         target_id: None,
@@ -255,7 +258,9 @@ pub async fn dry_run(
                     return Ok(());
                 }
                 if let Some(mut body) = body_for_target(&record, map, Shape::DryRun).await? {
-                    drop_unkept(target, &record, &mut body, report);
+                    let mut notes = Vec::new();
+                    drop_unkept(target, &record, &mut body, &mut notes);
+                    notes.into_iter().for_each(|d| report.differ(d));
                 }
                 // The steps after the create: marking sent, archiving.
                 if let Record::Invoice(invoice) = &record
@@ -347,16 +352,18 @@ async fn unknown_on_target(
         // Creates a run that died may have made: as many unknown records are expected.
         let mut expected = map.pending(resource).await?;
         target
-            .each(resource, async |record, _| {
-                if map.source_of(resource, record.id()).await?.is_none() {
+            .pages(resource, async |records, _| {
+                let ids: Vec<&str> = records.iter().map(Record::id).collect();
+                let known = map.known_targets(resource, &ids).await?;
+                for id in ids.into_iter().filter(|id| !known.contains(*id)) {
                     if expected > 0 {
                         expected -= 1;
-                        return Ok(());
+                        continue;
                     }
                     report.differ(Difference {
                         resource: resource.as_str(),
                         source_id: None,
-                        target_id: Some(record.id().to_string()),
+                        target_id: Some(id.to_string()),
                         kind: "extra",
                         fields: Vec::new(),
                         reason: "the target already holds this record of the organization and the id map does not know it; nothing was written. Rerun with --adopt-existing to match such records by natural key".into(),
@@ -369,12 +376,21 @@ async fn unknown_on_target(
     Ok(())
 }
 
-/// Copies what is new or changed since the last run.
+/// An invoice whose last states (void, archived) wait until its payments are on the target.
+struct Settle {
+    source_id: String,
+    target_id: String,
+}
+
+/// Copies what is new or changed since the last run, a page at a time: the page's intents in
+/// one transaction, then up to `parallel` records written at once, then the page's target ids
+/// in one transaction.
 pub async fn copy(
     source: &Side<'_>,
     target: &Side<'_>,
     map: &IdMap,
     options: &Options,
+    parallel: usize,
     report: &mut Report,
 ) -> Result<(), Stop> {
     if !options.adopt_existing {
@@ -383,136 +399,278 @@ pub async fn copy(
             return Ok(());
         }
     }
-    // Invoices whose last states (void, archived) wait for their payments.
-    let mut settle: Vec<(String, Record)> = Vec::new();
+    // Ids only (the records are read again when their turn comes), so memory stays flat.
+    let mut settle: Vec<Settle> = Vec::new();
+    let page = Page {
+        target,
+        map,
+        options,
+        parallel,
+    };
     for resource in ORDER {
+        let mut adoption = Adoption::new(resource);
         source
-            .each(resource, async |record, total| {
+            .pages(resource, async |records, total| {
                 report.counts(resource).source = total;
-                if let Some(why) = refusal(target, &record) {
-                    refuse(&record, why, report);
-                    return Ok(());
-                }
-                if let Some(target_id) = copy_one(target, map, options, &record, report).await?
-                    && let Record::Invoice(invoice) = &record
-                    && (invoice.status == InvoiceStatus::Void || invoice.archived)
-                {
-                    settle.push((target_id, record));
-                }
-                Ok(())
+                page.copy(records, &mut adoption, report, &mut settle).await
             })
             .await?;
     }
-    for (target_id, record) in settle {
+    for Settle {
+        source_id,
+        target_id,
+    } in settle
+    {
+        // Read again: it may have changed since (a rerun carries that).
+        let Some(record) = source.get(Resource::Invoices, &source_id).await? else {
+            continue;
+        };
+        let mut notes = Vec::new();
         if let Record::Invoice(invoice) = &record
             && invoice.status == InvoiceStatus::Void
         {
             let body = json!({"status": "void"});
-            update(target, &record, &target_id, &body, report).await?;
+            update(target, &record, &target_id, &body, &mut notes).await?;
         }
-        archive(target, &record, &target_id, Shape::Create, report).await?;
+        archive(target, &record, &target_id, Shape::Create, &mut notes).await?;
+        notes.into_iter().for_each(|d| report.differ(d));
     }
     Ok(())
 }
 
-/// One record: created, updated or left alone. Returns its target id when it is on the target.
-async fn copy_one(
-    target: &Side<'_>,
-    map: &IdMap,
-    options: &Options,
-    record: &Record,
-    report: &mut Report,
-) -> Result<Option<String>, Stop> {
-    let resource = record.resource();
-    let digest = digest(record);
-    let entry = map.get(resource, record.id()).await?;
-    let known = entry.as_ref().and_then(|e| e.target_id.clone());
-    let shape = if known.is_some() {
-        Shape::Update
-    } else {
-        Shape::Create
-    };
-    let Some(mut body) = body_for_target(record, map, shape).await? else {
-        report.differ(not_migratable(
-            record,
-            "a record it references did not come across (see its own line)".into(),
-        ));
-        return Ok(None);
-    };
-    drop_unkept(target, record, &mut body, report);
-    let body = Value::Object(body);
-    let noted = report.differences.len();
-    let target_id = match (entry, known) {
-        (Some(entry), Some(target_id)) => {
-            if entry.digest == digest {
-                report.counts(resource).unchanged += 1;
-                return Ok(Some(target_id));
+/// What is done with one source record of a page.
+enum Plan {
+    /// Changed on the source since the last run: brought up to date.
+    Update(String),
+    /// Not on the target yet. `resumed`: an intent left by a run that died, so the target may
+    /// hold it already.
+    Create { resumed: bool },
+}
+
+/// One record written: what the report and the id map learn from it.
+struct Written {
+    record: Record,
+    /// Its differences (several records are written at once; each keeps its own).
+    notes: Vec<Difference>,
+    /// `Some` when it is on the target; `done` when this run wrote it (not just looked).
+    target_id: Option<String>,
+    digest: String,
+}
+
+/// What every page of one copy shares.
+struct Page<'a, 'b> {
+    target: &'a Side<'b>,
+    map: &'a IdMap,
+    options: &'a Options,
+    parallel: usize,
+}
+
+impl Page<'_, '_> {
+    async fn copy(
+        &self,
+        records: Vec<Record>,
+        adoption: &mut Adoption,
+        report: &mut Report,
+        settle: &mut Vec<Settle>,
+    ) -> Result<(), Stop> {
+        let Some(resource) = records.first().map(Record::resource) else {
+            return Ok(());
+        };
+        let ids: Vec<&str> = records.iter().map(Record::id).collect();
+        let mut entries = self.map.get_many(resource, &ids).await?;
+        let mut plans = Vec::with_capacity(records.len());
+        let mut intents = Vec::new();
+        for record in records {
+            if let Some(why) = refusal(self.target, &record) {
+                refuse(&record, why, report);
+                continue;
             }
-            // Changed on the source since the last run: brought up to date.
-            if !update(target, record, &target_id, &body, report).await? {
-                return Ok(Some(target_id));
-            }
-            target_id
+            let digest = digest(&record);
+            let plan = match entries.remove(record.id()) {
+                Some(Entry {
+                    target_id: Some(target_id),
+                    digest: copied,
+                }) if copied == digest => {
+                    report.counts(resource).unchanged += 1;
+                    // Its last states may not have been carried when a run died (they come
+                    // after the id is recorded): they are carried again, which changes nothing.
+                    if needs_settling(&record) {
+                        settle.push(Settle {
+                            source_id: record.id().to_string(),
+                            target_id,
+                        });
+                    }
+                    continue;
+                }
+                Some(Entry {
+                    target_id: Some(target_id),
+                    ..
+                }) => Plan::Update(target_id),
+                Some(Entry {
+                    target_id: None, ..
+                }) => Plan::Create { resumed: true },
+                None => {
+                    intents.push((record.id().to_string(), digest.clone()));
+                    Plan::Create { resumed: false }
+                }
+            };
+            plans.push((record, digest, plan));
         }
-        (intent, _) => {
-            // An intent left by a run that died (or, with --adopt-existing, any record): the
-            // target may already hold it.
-            let adoptable = intent.is_some() || options.adopt_existing;
-            let adopted = match adoptable {
-                true => {
-                    match adopt(target, map, resource, &body).await? {
+        let adopting = |plan: &Plan| match plan {
+            Plan::Create { resumed } => *resumed || self.options.adopt_existing,
+            Plan::Update(_) => false,
+        };
+        // Indexed before this page writes anything, so nothing it creates can be mistaken for
+        // an earlier copy.
+        if plans.iter().any(|(_, _, plan)| adopting(plan)) {
+            adoption.index(self.target, self.map).await?;
+        }
+        let rows: Vec<(&str, &str)> = intents
+            .iter()
+            .map(|(id, d)| (id.as_str(), d.as_str()))
+            .collect();
+        self.map.intend(resource, &rows).await?;
+        for _ in &rows {
+            super::crash_point("after_intent");
+        }
+        let adoption = &*adoption;
+        let mut writes = futures_util::stream::iter(plans)
+            .map(|(record, digest, plan)| {
+                let adopt = adopting(&plan);
+                self.write(record, digest, plan, adopt, adoption)
+            })
+            .buffer_unordered(self.parallel.max(1));
+        // What was written is recorded even when the run stops halfway through the page.
+        let mut done = Vec::new();
+        let mut stopped = None;
+        while let Some(written) = writes.next().await {
+            let written = match written {
+                Ok(written) => written,
+                Err(stop) => {
+                    stopped = Some(stop);
+                    break;
+                }
+            };
+            let Written {
+                record,
+                notes,
+                target_id,
+                digest,
+            } = written;
+            notes.into_iter().for_each(|d| report.differ(d));
+            let Some(target_id) = target_id else {
+                continue;
+            };
+            report.counts(resource).copied += 1;
+            if needs_settling(&record) {
+                settle.push(Settle {
+                    source_id: record.id().to_string(),
+                    target_id: target_id.clone(),
+                });
+            }
+            done.push(Done {
+                source_id: record.id().to_string(),
+                target_id,
+                digest,
+            });
+        }
+        drop(writes);
+        self.map.done(resource, &done).await?;
+        match stopped {
+            Some(stop) => Err(stop),
+            None => Ok(()),
+        }
+    }
+
+    /// One record: created (or adopted) or brought up to date, then marked sent or archived.
+    async fn write(
+        &self,
+        record: Record,
+        digest: String,
+        plan: Plan,
+        adopt: bool,
+        adoption: &Adoption,
+    ) -> Result<Written, Stop> {
+        let target = self.target;
+        let mut notes = Vec::new();
+        let shape = match plan {
+            Plan::Update(_) => Shape::Update,
+            Plan::Create { .. } => Shape::Create,
+        };
+        let written = |notes, target_id| Written {
+            record: record.clone(),
+            notes,
+            target_id,
+            digest: String::new(),
+        };
+        let Some(mut body) = body_for_target(&record, self.map, shape).await? else {
+            notes.push(not_migratable(
+                &record,
+                "a record it references did not come across (see its own line)".into(),
+            ));
+            return Ok(written(notes, None));
+        };
+        drop_unkept(target, &record, &mut body, &mut notes);
+        let body = Value::Object(body);
+        let target_id = match plan {
+            Plan::Update(target_id) => {
+                if !update(target, &record, &target_id, &body, &mut notes).await? {
+                    // Refused: the id map keeps the old digest, and the next run tries again.
+                    return Ok(written(notes, None));
+                }
+                target_id
+            }
+            Plan::Create { resumed } => {
+                let adopted = match adopt {
+                    true => match adoption.claim(&body) {
                         Ok(found) => found,
                         Err(why) => {
                             // Not knowing is not "absent": creating it could make a second copy.
-                            report.differ(unsearched(record, &why));
-                            return Ok(None);
+                            notes.push(unsearched(&record, &why));
+                            return Ok(written(notes, None));
                         }
-                    }
-                }
-                false => None,
-            };
-            if intent.is_none() {
-                map.intend(resource, record.id(), &digest).await?;
-            }
-            super::crash_point("after_intent");
-            match adopted {
-                Some(target_id) => {
-                    // What a dead run created may be older than the source is now.
-                    if !matches!(resource, Resource::Payments) {
-                        let update_body = match body_for_target(record, map, Shape::Update).await? {
-                            Some(body) => Value::Object(body),
-                            None => body.clone(),
-                        };
-                        update(target, record, &target_id, &update_body, report).await?;
-                    }
-                    target_id
-                }
-                None => match create(target, record, &body, intent.is_some(), report).await? {
+                    },
+                    false => None,
+                };
+                match adopted {
                     Some(target_id) => {
-                        super::crash_point("after_create");
+                        // What a dead run created may be older than the source is now.
+                        if record.resource() != Resource::Payments {
+                            let update_body =
+                                match body_for_target(&record, self.map, Shape::Update).await? {
+                                    Some(body) => Value::Object(body),
+                                    None => body.clone(),
+                                };
+                            update(target, &record, &target_id, &update_body, &mut notes).await?;
+                        }
                         target_id
                     }
-                    None => return Ok(None),
-                },
+                    None => match create(target, &record, &body, resumed, &mut notes).await? {
+                        Some(target_id) => {
+                            super::crash_point("after_create");
+                            target_id
+                        }
+                        None => return Ok(written(notes, None)),
+                    },
+                }
             }
-        }
-    };
-    // The states that follow the write come before the id is recorded, so a crash between
-    // them leaves the record to be adopted and settled again, never half-done and "unchanged".
-    after_write(target, record, &target_id, shape, report).await?;
-    // A step that failed leaves the old digest, so the next run tries the record again.
-    let carried = if report.differences[noted..]
-        .iter()
-        .any(|d| d.kind == "failed")
-    {
-        String::new()
-    } else {
-        digest
-    };
-    map.done(resource, record.id(), &target_id, &carried)
-        .await?;
-    report.counts(resource).copied += 1;
-    Ok(Some(target_id))
+        };
+        // The states that follow the write come before the id is recorded, so a crash between
+        // them leaves the record to be adopted and settled again, never half-done and "unchanged".
+        after_write(target, &record, &target_id, shape, &mut notes).await?;
+        // A step that failed leaves no digest, so the next run tries the record again.
+        let failed = notes.iter().any(|d| d.kind == "failed");
+        Ok(Written {
+            digest: if failed { String::new() } else { digest },
+            ..written(notes, Some(target_id))
+        })
+    }
+}
+
+/// A void or archived invoice: those states are carried after its payments.
+fn needs_settling(record: &Record) -> bool {
+    matches!(record, Record::Invoice(invoice)
+        if invoice.status == InvoiceStatus::Void || invoice.archived)
 }
 
 /// `body` read as the contract's draft, as any API client's body is; a body the contract
@@ -522,7 +680,7 @@ fn draft(
     target_id: Option<&str>,
     body: &Value,
     mode: Mode,
-    report: &mut Report,
+    notes: &mut Vec<Difference>,
 ) -> Option<nestgate_contract::Draft> {
     match parse_draft(record.resource(), body, mode) {
         Ok(draft) => Some(draft),
@@ -532,12 +690,11 @@ fn draft(
                 Mode::Update => "updating it",
             };
             let error = ApiError::validation(problems);
-            report.differ(failed(record, target_id.map(str::to_string), &error, doing));
+            notes.push(failed(record, target_id.map(str::to_string), &error, doing));
             None
         }
     }
 }
-
 /// Creates the record; a number or key the target refuses as taken is assigned anew and
 /// reported as `renumbered`, with both values.
 async fn create(
@@ -545,9 +702,9 @@ async fn create(
     record: &Record,
     body: &Value,
     resumed: bool,
-    report: &mut Report,
+    notes: &mut Vec<Difference>,
 ) -> Result<Option<String>, Stop> {
-    let Some(draft) = draft(record, None, body, Mode::Create, report) else {
+    let Some(draft) = draft(record, None, body, Mode::Create, notes) else {
         return Ok(None);
     };
     match target.call(Op::Create(draft)).await? {
@@ -555,15 +712,15 @@ async fn create(
         // A number taken on a resumed record may be its own earlier copy, which adoption did
         // not recognise: renumbering would make a second one.
         Err(error) if error.code == "conflict" && !resumed => {
-            renumber(target, record, body, report).await
+            renumber(target, record, body, notes).await
         }
         Err(error) => {
-            report.differ(failed(record, None, &error, "creating it"));
+            notes.push(failed(record, None, &error, "creating it"));
             Ok(None)
         }
         Ok(_) => {
             let error = ApiError::internal();
-            report.differ(failed(record, None, &error, "creating it"));
+            notes.push(failed(record, None, &error, "creating it"));
             Ok(None)
         }
     }
@@ -573,7 +730,7 @@ async fn renumber(
     target: &Side<'_>,
     record: &Record,
     body: &Value,
-    report: &mut Report,
+    notes: &mut Vec<Difference>,
 ) -> Result<Option<String>, Stop> {
     let mut body = body.clone();
     let (field, before) = match record {
@@ -589,13 +746,13 @@ async fn renumber(
         _ => body[field] = json!(format!("{before}-migrated")),
     }
     let resource = record.resource();
-    let Some(draft) = draft(record, None, &body, Mode::Create, report) else {
+    let Some(draft) = draft(record, None, &body, Mode::Create, notes) else {
         return Ok(None);
     };
     match target.call(Op::Create(draft)).await? {
         Ok(Reply::Record(created)) => {
             let after = serde_json::to_value(&created).unwrap_or_default()[field].clone();
-            report.differ(Difference {
+            notes.push(Difference {
                 resource: resource.as_str(),
                 source_id: Some(record.id().to_string()),
                 target_id: Some(created.id().to_string()),
@@ -610,7 +767,7 @@ async fn renumber(
         }
         Ok(_) => Ok(None),
         Err(error) => {
-            report.differ(failed(
+            notes.push(failed(
                 record,
                 None,
                 &error,
@@ -627,9 +784,9 @@ async fn update(
     record: &Record,
     target_id: &str,
     body: &Value,
-    report: &mut Report,
+    notes: &mut Vec<Difference>,
 ) -> Result<bool, Stop> {
-    let Some(draft) = draft(record, Some(target_id), body, Mode::Update, report) else {
+    let Some(draft) = draft(record, Some(target_id), body, Mode::Update, notes) else {
         return Ok(false);
     };
     let op = Op::Update {
@@ -639,7 +796,7 @@ async fn update(
     match target.call(op).await? {
         Ok(_) => Ok(true),
         Err(error) => {
-            report.differ(failed(
+            notes.push(failed(
                 record,
                 Some(target_id.into()),
                 &error,
@@ -658,7 +815,7 @@ async fn after_write(
     record: &Record,
     target_id: &str,
     shape: Shape,
-    report: &mut Report,
+    notes: &mut Vec<Difference>,
 ) -> Result<(), Stop> {
     match record {
         Record::Invoice(invoice) => {
@@ -674,14 +831,14 @@ async fn after_write(
                 }
             }
             if !target.supports(Resource::Invoices, Action::MarkSent) {
-                report.differ(cannot_mark_sent(target, record, Some(target_id)));
+                notes.push(cannot_mark_sent(target, record, Some(target_id)));
                 return Ok(());
             }
             let op = Op::MarkInvoiceSent {
                 id: target_id.to_string(),
             };
             if let Err(error) = target.call(op).await? {
-                report.differ(failed(
+                notes.push(failed(
                     record,
                     Some(target_id.into()),
                     &error,
@@ -690,11 +847,11 @@ async fn after_write(
             }
             if invoice.status == Viewed {
                 let body = json!({"status": "viewed"});
-                update(target, record, target_id, &body, report).await?;
+                update(target, record, target_id, &body, notes).await?;
             }
             Ok(())
         }
-        _ => archive(target, record, target_id, shape, report).await,
+        _ => archive(target, record, target_id, shape, notes).await,
     }
 }
 
@@ -723,7 +880,7 @@ async fn archive(
     record: &Record,
     target_id: &str,
     shape: Shape,
-    report: &mut Report,
+    notes: &mut Vec<Difference>,
 ) -> Result<(), Stop> {
     let resource = record.resource();
     let action = match (record.archived(), shape) {
@@ -732,7 +889,7 @@ async fn archive(
         (false, _) => return Ok(()),
     };
     if !target.supports(resource, action) {
-        report.differ(Difference {
+        notes.push(Difference {
             resource: resource.as_str(),
             source_id: Some(record.id().to_string()),
             target_id: Some(target_id.to_string()),
@@ -748,7 +905,7 @@ async fn archive(
         _ => Op::Restore { resource, id },
     };
     if let Err(error) = target.call(op).await? {
-        report.differ(failed(
+        notes.push(failed(
             record,
             Some(target_id.into()),
             &error,
@@ -758,71 +915,118 @@ async fn archive(
     Ok(())
 }
 
-/// A target record that stands for this source record already, unknown to the id map: found
-/// by natural key, or (payments, expenses, clients without an email) by the fields a vendor
-/// keeps as given. `Err` when the target could not be searched: the caller must then not
-/// create the record (it may be there).
-async fn adopt(
-    target: &Side<'_>,
-    map: &IdMap,
+/// The target records a run may adopt instead of creating them again: those the id map does
+/// not know, indexed by natural key (invoice number, product key, client email or name) or, for
+/// payments and expenses, which have none, by the fields every backend keeps as given (twins
+/// that agree on them are interchangeable). Read once per resource, when first needed, so
+/// adopting is linear in the target's size. `Err` when the target could not be searched: no
+/// record is then created in its stead (it may be there).
+struct Adoption {
     resource: Resource,
-    body: &Value,
-) -> Result<Result<Option<String>, String>, Stop> {
-    let text = |field: &str| body.get(field).and_then(Value::as_str).map(str::to_string);
-    let mut query = ListQuery {
-        per_page: super::side::PAGE,
-        include_archived: true,
-        ..ListQuery::default()
-    };
-    match resource {
-        Resource::Invoices => query.number = text("number"),
-        Resource::Clients => query.email = text("email"),
-        _ => {}
-    }
-    for page in 1u32.. {
-        query.page = page;
-        let listed = match target
-            .call(Op::List {
-                resource,
-                query: query.clone(),
-            })
-            .await?
-        {
-            Ok(Reply::Page(listed)) => listed,
-            Ok(_) => return Ok(Err("the target answered a list with something else".into())),
-            Err(error) => return Ok(Err(error.message)),
-        };
-        for candidate in &listed.records {
-            if map.source_of(resource, candidate.id()).await?.is_none()
-                && stands_for(resource, candidate, body)
-            {
-                return Ok(Ok(Some(candidate.id().to_string())));
-            }
-        }
-        if listed.records.is_empty() || u64::from(page) * u64::from(query.per_page) >= listed.total
-        {
-            break;
-        }
-    }
-    Ok(Ok(None))
+    /// `None` until read; `Err` (why) when the target could not be read.
+    index: Option<Result<std::sync::Mutex<Index>, String>>,
 }
 
-/// Whether a target record stands for the source record whose target body is `body`. Only
-/// fields every backend keeps as given are compared (a vendor may rewrite a payment method's
-/// wording or an empty date); twins that agree on them are interchangeable.
-fn stands_for(resource: Resource, candidate: &Record, body: &Value) -> bool {
-    let candidate = serde_json::to_value(candidate).unwrap_or_default();
-    let same = |field: &str| verify::same_value(field, body.get(field), candidate.get(field));
-    let same_text = |field: &str| {
-        let text = |v: &Value| v.get(field).and_then(Value::as_str).map(str::to_lowercase);
-        text(body) == text(&candidate)
+/// Target ids by natural key.
+type Index = HashMap<String, Vec<String>>;
+
+impl Adoption {
+    fn new(resource: Resource) -> Adoption {
+        Adoption {
+            resource,
+            index: None,
+        }
+    }
+
+    async fn index(&mut self, target: &Side<'_>, map: &IdMap) -> Result<(), Stop> {
+        if self.index.is_some() {
+            return Ok(());
+        }
+        let resource = self.resource;
+        if !target.supports(resource, Action::List) {
+            self.index = Some(Err("the target cannot list them".into()));
+            return Ok(());
+        }
+        let mut index = Index::new();
+        let read = target
+            .pages(resource, async |records, _| {
+                let ids: Vec<&str> = records.iter().map(Record::id).collect();
+                let known = map.known_targets(resource, &ids).await?;
+                for record in records.iter().filter(|r| !known.contains(r.id())) {
+                    let value = serde_json::to_value(record).unwrap_or_default();
+                    for key in natural_keys(resource, &value) {
+                        index.entry(key).or_default().push(record.id().to_string());
+                    }
+                }
+                Ok(())
+            })
+            .await;
+        self.index = Some(match read {
+            Ok(_) => Ok(std::sync::Mutex::new(index)),
+            Err(Stop::Refused(_, why)) => Err(why),
+            Err(stop) => return Err(stop),
+        });
+        Ok(())
+    }
+
+    /// An unclaimed target record that stands for the one `body` would create, claimed.
+    fn claim(&self, body: &Value) -> Result<Option<String>, String> {
+        let index = match &self.index {
+            Some(Ok(index)) => index,
+            Some(Err(why)) => return Err(why.clone()),
+            None => return Err("the target was not searched".into()),
+        };
+        let mut index = index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(key) = natural_keys(self.resource, body).into_iter().next() else {
+            return Ok(None);
+        };
+        let Some(candidates) = index.get_mut(&key) else {
+            return Ok(None);
+        };
+        let claimed = candidates.pop();
+        // A client is indexed under its email and its name: claimed under one, it is taken out
+        // from under the other.
+        if let Some(id) = &claimed {
+            index
+                .values_mut()
+                .for_each(|ids| ids.retain(|other| other != id));
+        }
+        Ok(claimed)
+    }
+}
+
+/// The keys a record (or a target body) is matched on, best first: a body is looked up under
+/// its first, a target record indexed under all. Only fields every backend keeps as given are
+/// used (a vendor may rewrite a payment method's wording or an empty date).
+fn natural_keys(resource: Resource, value: &Value) -> Vec<String> {
+    let text = |field: &str| {
+        value
+            .get(field)
+            .and_then(Value::as_str)
+            .map(str::to_lowercase)
+    };
+    let exact = |field: &str| {
+        let value = value.get(field).unwrap_or(&Value::Null);
+        verify::canonical_decimal(value).unwrap_or_else(|| value.to_string())
+    };
+    let joined = |fields: &[&str]| {
+        fields
+            .iter()
+            .map(|f| exact(f))
+            .collect::<Vec<_>>()
+            .join("|")
     };
     match resource {
-        Resource::Invoices => same_text("number"),
-        Resource::Clients if body.get("email").is_some() => same_text("email"),
-        Resource::Clients => same("name"),
-        Resource::Products => same_text("key"),
-        Resource::Payments => ["invoice_id", "amount", "date"].iter().all(|f| same(f)),
-        Resource::Expenses => ["amount", "currency", "client_id"].iter().all(|f| same(f)),
+        Resource::Invoices => text("number").into_iter().collect(),
+        Resource::Products => text("key").into_iter().collect(),
+        Resource::Clients => text("email")
+            .map(|email| format!("email {email}"))
+            .into_iter()
+            .chain([format!("name {}", exact("name"))])
+            .collect(),
+        Resource::Payments => vec![joined(&["invoice_id", "amount", "date"])],
+        Resource::Expenses => vec![joined(&["amount", "currency", "client_id"])],
     }
 }

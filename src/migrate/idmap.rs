@@ -3,6 +3,7 @@
 
 use nestgate_contract::Resource;
 use sqlx::AnyPool;
+use std::collections::{HashMap, HashSet};
 
 /// One row of the map.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,49 +92,128 @@ impl IdMap {
             .and_then(|e| e.target_id))
     }
 
-    /// Records the intent to create `source_id` on the target, before the create is sent.
+    /// The rows of a page of source records, by source id: one query for the page.
+    pub async fn get_many(
+        &self,
+        resource: Resource,
+        source_ids: &[&str],
+    ) -> Result<HashMap<String, Entry>, sqlx::Error> {
+        let sql = format!(
+            "SELECT source_id, target_id, digest FROM migration_ids \
+             WHERE org = $1 AND target = $2 AND resource = $3 AND source_id IN ({})",
+            placeholders(4, source_ids.len())
+        );
+        let mut query =
+            sqlx::query_as::<_, (String, Option<String>, String)>(sqlx::AssertSqlSafe(sql))
+                .bind(&self.org)
+                .bind(&self.target)
+                .bind(resource.as_str());
+        for id in source_ids {
+            query = query.bind(*id);
+        }
+        let rows = match source_ids.is_empty() {
+            true => Vec::new(),
+            false => query.fetch_all(&self.pool).await?,
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(source_id, target_id, digest)| (source_id, Entry { target_id, digest }))
+            .collect())
+    }
+
+    /// Which of `target_ids` the map knows (stand for a source record): one query for a page.
+    pub async fn known_targets(
+        &self,
+        resource: Resource,
+        target_ids: &[&str],
+    ) -> Result<HashSet<String>, sqlx::Error> {
+        if target_ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let sql = format!(
+            "SELECT target_id FROM migration_ids \
+             WHERE org = $1 AND target = $2 AND resource = $3 AND target_id IN ({})",
+            placeholders(4, target_ids.len())
+        );
+        let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
+            .bind(&self.org)
+            .bind(&self.target)
+            .bind(resource.as_str());
+        for id in target_ids {
+            query = query.bind(*id);
+        }
+        Ok(query.fetch_all(&self.pool).await?.into_iter().collect())
+    }
+
+    /// Records the intent to create each `(source id, digest)` on the target, in one
+    /// transaction committed before any of their creates is sent.
     pub async fn intend(
         &self,
         resource: Resource,
-        source_id: &str,
-        digest: &str,
+        rows: &[(&str, &str)],
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO migration_ids (org, target, resource, source_id, target_id, digest, copied_at) \
-             VALUES ($1, $2, $3, $4, NULL, $5, $6)",
-        )
-        .bind(&self.org)
-        .bind(&self.target)
-        .bind(resource.as_str())
-        .bind(source_id)
-        .bind(digest)
-        .bind(crate::auth::now_ms())
-        .execute(&self.pool)
-        .await
-        .map(drop)
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for (source_id, digest) in rows {
+            sqlx::query(
+                "INSERT INTO migration_ids (org, target, resource, source_id, target_id, digest, copied_at) \
+                 VALUES ($1, $2, $3, $4, NULL, $5, $6)",
+            )
+            .bind(&self.org)
+            .bind(&self.target)
+            .bind(resource.as_str())
+            .bind(*source_id)
+            .bind(*digest)
+            .bind(crate::auth::now_ms())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
     }
 
-    /// The record stands on the target as `target_id`, copied from the source at `digest`.
-    pub async fn done(
-        &self,
-        resource: Resource,
-        source_id: &str,
-        target_id: &str,
-        digest: &str,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE migration_ids SET target_id = $5, digest = $6, copied_at = $7 \
-             WHERE org = $1 AND target = $2 AND resource = $3 AND source_id = $4",
-        )
-        .bind(&self.org)
-        .bind(&self.target)
-        .bind(resource.as_str())
-        .bind(source_id)
-        .bind(target_id)
-        .bind(digest)
-        .bind(crate::auth::now_ms())
-        .execute(&self.pool)
-        .await
-        .map(drop)
+    /// Each record stands on the target: `(source id, target id, digest copied)`, in one
+    /// transaction.
+    pub async fn done(&self, resource: Resource, rows: &[Done]) -> Result<(), sqlx::Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for row in rows {
+            sqlx::query(
+                "UPDATE migration_ids SET target_id = $5, digest = $6, copied_at = $7 \
+                 WHERE org = $1 AND target = $2 AND resource = $3 AND source_id = $4",
+            )
+            .bind(&self.org)
+            .bind(&self.target)
+            .bind(resource.as_str())
+            .bind(&row.source_id)
+            .bind(&row.target_id)
+            .bind(&row.digest)
+            .bind(crate::auth::now_ms())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
     }
+}
+
+/// A record that stands on the target, for [`IdMap::done`].
+#[derive(Debug, Clone)]
+pub struct Done {
+    pub source_id: String,
+    pub target_id: String,
+    /// The digest of the source record as copied (empty when a step failed: the next run tries
+    /// it again).
+    pub digest: String,
+}
+
+/// `$first, $first+1, …`: `count` numbered placeholders (both SQLite and PostgreSQL read them).
+/// The only text ever put into a query here: numbers, never a value.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -2,7 +2,8 @@
 //! one its `[orgs.NAME.migrate_to]` names, verifies that they arrived, and survives every
 //! interruption. The CLI is a thin face over [`run`], so the server can drive it later.
 //!
-//! - [`idmap`]: source id → target id in storage, written as each record is created.
+//! - [`idmap`]: source id → target id in storage: a page's intents written before its creates,
+//!   its target ids as soon as they are on the target.
 //! - [`side`]: one backend as the engine calls it, through the same permit and stack as live
 //!   traffic, waiting out rate limits and giving up on a backend that stays down.
 //! - [`copy`]: the copy, in dependency order (clients, products, invoices, payments, expenses,
@@ -114,6 +115,9 @@ pub(crate) fn crash_point(point: &str) {
     }
 }
 
+/// Connections a run opens to the gateway's storage, at most.
+const MIGRATION_CONNECTIONS: u32 = 4;
+
 /// Runs a migration of `org` as its configuration says, and reports.
 pub async fn run(
     settings: &Settings,
@@ -130,9 +134,11 @@ pub async fn run(
             "orgs.{org}.migrate_to: not set; name the backend `{org}` moves to in [orgs.{org}.migrate_to]"
         ))
     })?;
+    // Few connections: a run makes few calls at once, and each SQLite connection keeps a page
+    // cache of its own (up to 2 MB), which would otherwise grow with the organization.
     let storage = Storage::connect(
         settings.storage_url.expose(),
-        settings.storage_max_connections,
+        settings.storage_max_connections.min(MIGRATION_CONNECTIONS),
     )
     .await
     .map_err(|e| StartError::Storage(e.to_string()))?;
@@ -145,8 +151,9 @@ pub async fn run(
     let target_backend = backends
         .named(&to.backend)
         .ok_or_else(|| StartError::Usage(format!("no backend named `{}`", to.backend)))?;
+    let location = |name: &str| settings.backends.get(name)?.config.location();
     let place = |name: &str| {
-        let location = settings.backends.get(name)?.config.location()?;
+        let location = location(name)?;
         // A native backend without a database of its own keeps its records in the storage.
         Some(match location.is_empty() {
             true => settings.storage_url.expose().to_string(),
@@ -161,6 +168,11 @@ pub async fn run(
             to.backend, org_settings.backend
         )));
     }
+    // A backend that keeps records itself takes several writes at once; a vendor one at a time.
+    let parallel = to.parallel_writes.unwrap_or(match location(&to.backend) {
+        Some(_) => 4,
+        None => 1,
+    });
     let source = Side::new(source_binding.clone(), progress);
     let target = Side::new(
         crate::backends::Binding {
@@ -191,7 +203,7 @@ pub async fn run(
         match options.mode {
             Mode::DryRun => copy::dry_run(&source, &target, &map, &mut report).await,
             Mode::Copy => {
-                copy::copy(&source, &target, &map, options, &mut report).await?;
+                copy::copy(&source, &target, &map, options, parallel, &mut report).await?;
                 if report.differences.iter().any(|d| d.kind == "extra") {
                     // The target held records the map does not know: nothing was written.
                     return Ok(());

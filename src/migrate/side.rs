@@ -165,10 +165,11 @@ impl<'a> Side<'a> {
         }
     }
 
-    /// Every record of `resource`, a page at a time (memory stays flat); calls `each` with each.
-    pub async fn each<F>(&self, resource: Resource, mut each: F) -> Result<u64, Stop>
+    /// Every record of `resource`, a page at a time (memory stays flat): calls `each` with each
+    /// page and the total the backend reports.
+    pub async fn pages<F>(&self, resource: Resource, mut each: F) -> Result<u64, Stop>
     where
-        F: AsyncFnMut(Record, u64) -> Result<(), Stop>,
+        F: AsyncFnMut(Vec<Record>, u64) -> Result<(), Stop>,
     {
         if !self.supports(resource, Action::List) {
             return Ok(0);
@@ -177,17 +178,29 @@ impl<'a> Side<'a> {
         for page in 1u32.. {
             let records = self.page(resource, page).await?;
             let total = records.total;
-            let empty = records.records.is_empty();
-            for record in records.records {
-                seen += 1;
-                each(record, total).await?;
-                self.progress_at(resource, seen, total);
-            }
-            if empty || u64::from(page) * u64::from(PAGE) >= total {
+            let count = records.records.len() as u64;
+            seen += count;
+            each(records.records, total).await?;
+            self.progress_at(resource, seen, total);
+            if count == 0 || u64::from(page) * u64::from(PAGE) >= total {
                 break;
             }
         }
         Ok(seen)
+    }
+
+    /// Every record of `resource`, a page at a time: calls `each` with each record.
+    pub async fn each<F>(&self, resource: Resource, mut each: F) -> Result<u64, Stop>
+    where
+        F: AsyncFnMut(Record, u64) -> Result<(), Stop>,
+    {
+        self.pages(resource, async |records, total| {
+            for record in records {
+                each(record, total).await?;
+            }
+            Ok(())
+        })
+        .await
     }
 }
 

@@ -40,6 +40,11 @@ pub fn same_value(field: &str, a: Option<&Value>, b: Option<&Value>) -> bool {
     a == b
 }
 
+/// A decimal as one text whatever its trailing zeros (`"10.50"` and `10.5` read `10.5`).
+pub(super) fn canonical_decimal(value: &Value) -> Option<String> {
+    decimal(value).map(|d| d.normalize().to_string())
+}
+
 fn decimal(value: &Value) -> Option<Decimal> {
     match value {
         Value::String(s) => Decimal::from_str(s).ok(),
@@ -247,12 +252,12 @@ pub async fn verify(
     for resource in ORDER {
         // The source records seen, so that a target record whose source was deleted since it
         // was copied is found (it is mapped, so it would not otherwise be "extra").
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = Seen::default();
         let total = source
             .each(resource, async |record, total| {
                 report.counts(resource).source = total;
                 add_money(report, &record, true);
-                seen.insert(record.id().to_string());
+                seen.insert(record.id());
                 if verifying_only {
                     // Without a copy in this run, what the target cannot hold is worked out
                     // here, as the copy would have.
@@ -310,6 +315,7 @@ pub async fn verify(
             })
             .await?;
         report.counts(resource).source = total;
+        seen.seal();
         let target_total = target
             .each(resource, async |record, _| {
                 add_money(report, &record, false);
@@ -334,4 +340,31 @@ pub async fn verify(
         report.counts(resource).target = target_total;
     }
     Ok(())
+}
+
+/// A set of ids at 16 bytes each (the first 128 bits of their SHA-256, which no two ids of one
+/// organization share in practice), so that verifying 100,000 invoices holds 1.6 MB, not a
+/// hash set of strings several times that.
+#[derive(Default)]
+struct Seen(Vec<u128>);
+
+impl Seen {
+    fn key(id: &str) -> u128 {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(id.as_bytes());
+        u128::from_be_bytes(digest[..16].try_into().unwrap_or_default())
+    }
+
+    fn insert(&mut self, id: &str) {
+        self.0.push(Seen::key(id));
+    }
+
+    /// Done inserting: sorted for lookups.
+    fn seal(&mut self) {
+        self.0.sort_unstable();
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.0.binary_search(&Seen::key(id)).is_ok()
+    }
 }
