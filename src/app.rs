@@ -3,6 +3,7 @@
 use crate::auth::Auth;
 use crate::backends::Backends;
 use crate::config::Settings;
+use crate::cutover::serving::Routes;
 use crate::idempotency::Idempotency;
 use crate::readiness::Readiness;
 use crate::storage::{Storage, StorageError};
@@ -16,6 +17,8 @@ pub enum StartError {
     Storage(#[from] StorageError),
     #[error("cannot build {0}")]
     Backend(String),
+    #[error("{0}")]
+    Routes(String),
 }
 
 pub struct App {
@@ -28,6 +31,8 @@ pub struct App {
     pub readiness: Readiness,
     /// The Prometheus page, when `[metrics] enabled`.
     pub metrics: Option<PrometheusHandle>,
+    /// Organizations that have moved or are moving (cutover), kept by [`App::spawn_routes`].
+    pub routes: Routes,
 }
 
 impl App {
@@ -44,6 +49,10 @@ impl App {
         let backends = Backends::build(&settings, &storage)
             .await
             .map_err(StartError::Backend)?;
+        // Before the first request: a restart after a switch never serves from the old backend.
+        let routes = Routes::load(storage.pool.clone(), &settings, &backends)
+            .await
+            .map_err(StartError::Routes)?;
         let idempotency = Idempotency::new(storage.pool.clone(), settings.request_timeout);
         let auth = Arc::new(
             Auth::build(&settings.auth, storage.pool.clone())
@@ -58,11 +67,25 @@ impl App {
             storage,
             backends,
             idempotency,
+            routes,
         })
     }
 }
 
 impl App {
+    /// Reads the organizations' routes every second, for the life of the runtime.
+    pub fn spawn_routes(self: &Arc<Self>) {
+        let app = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(crate::cutover::serving::POLL);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                app.routes.poll(&app.settings, &app.backends).await;
+            }
+        });
+    }
+
     /// Probes storage and every backend at once, then every `[readiness] interval`, for the
     /// life of the runtime; `/readyz` reports the last round.
     pub fn spawn_readiness(self: &Arc<Self>) {

@@ -56,6 +56,16 @@ struct MigrateArgs {
     /// Print the report as JSON on stdout instead of the table.
     #[arg(long)]
     json: bool,
+    /// Catch up, freeze writes, copy the last changes, verify, and switch the organization to
+    /// its target when equal (nothing switches otherwise, and the freeze lifts).
+    #[arg(long, conflicts_with_all = ["dry_run", "verify", "rollback", "status"])]
+    cutover: bool,
+    /// Return a switched organization to its source, until the first write lands on the target.
+    #[arg(long, conflicts_with_all = ["dry_run", "verify", "status", "adopt_existing", "report"])]
+    rollback: bool,
+    /// Where the organization stands: not started, copied, frozen, switched, rolled back.
+    #[arg(long, conflicts_with_all = ["dry_run", "verify", "adopt_existing", "report"])]
+    status: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,8 +157,35 @@ async fn migrate(settings: config::Settings, args: MigrateArgs) -> ExitCode {
         },
         adopt_existing: args.adopt_existing,
     };
+    if args.status {
+        return status(&settings, &args.org, args.json).await;
+    }
+    if args.rollback {
+        use crate::cutover::command::{RollbackError, rollback};
+        return match rollback(&settings, &args.org).await {
+            Ok(message) => {
+                println!("{message}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("nestgate: {error}");
+                ExitCode::from(match error {
+                    RollbackError::Refused(_) => 1,
+                    RollbackError::Usage(_) => 2,
+                    RollbackError::Storage(_) => 3,
+                })
+            }
+        };
+    }
     let progress = crate::migrate::progress::for_terminal();
-    let report = match migrate::run(&settings, &args.org, &options, progress.as_ref()).await {
+    let outcome = match args.cutover {
+        true => {
+            crate::cutover::command::cutover(&settings, &args.org, &options, progress.as_ref())
+                .await
+        }
+        false => migrate::run(&settings, &args.org, &options, progress.as_ref()).await,
+    };
+    let report = match outcome {
         Ok(report) => report,
         Err(migrate::StartError::Usage(message)) => {
             eprintln!("nestgate: {message}");
@@ -174,6 +211,30 @@ async fn migrate(settings: config::Settings, args: MigrateArgs) -> ExitCode {
         print!("{}", report.table());
     }
     ExitCode::from(report.exit_code())
+}
+
+/// `nestgate migrate ORG --status`.
+async fn status(settings: &config::Settings, org: &str, json: bool) -> ExitCode {
+    match crate::cutover::command::status(settings, org).await {
+        Ok(status) if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&status).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(status) => {
+            print!("{}", status.table());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("nestgate: {error}");
+            ExitCode::from(match error {
+                crate::migrate::StartError::Usage(_) => 2,
+                _ => 3,
+            })
+        }
+    }
 }
 
 /// `nestgate keys …`: the same operations as `/admin/v1/keys`, straight on the storage.
@@ -293,6 +354,7 @@ async fn serve(settings: config::Settings, source: Source) -> ExitCode {
         .spawn_expiry(std::time::Duration::from_secs(15 * 60));
     app.auth.spawn_background();
     app.spawn_readiness();
+    app.spawn_routes();
     if let Some(metrics) = &app.metrics {
         crate::telemetry::exporter::spawn_upkeep(metrics.clone());
     }

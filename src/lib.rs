@@ -44,6 +44,7 @@ pub mod auth;
 pub mod backends;
 pub mod cli;
 pub mod config;
+pub mod cutover;
 pub mod edge;
 pub mod error;
 pub mod http;

@@ -33,6 +33,11 @@ impl Backend {
         self.adapter.capabilities()
     }
 
+    /// Whether the organizations it serves bring their own credential (a vendor account).
+    pub fn takes_credential(&self) -> bool {
+        self.takes_credential
+    }
+
     /// Straight to the adapter: a probe must see the upstream, not the breaker's memory of it.
     /// Only the periodic prober calls this (see `crate::readiness`), so callers cannot drive
     /// probes. `None`: no call was made, because the organization is held by a rate limit, so

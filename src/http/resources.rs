@@ -10,6 +10,7 @@ use crate::auth::Caller;
 use crate::auth::scope::Scopes;
 use crate::backends::Binding;
 use crate::backends::capability::Permit;
+use crate::cutover::serving::Serving;
 use crate::error::ApiError;
 use crate::idempotency::{self, Claim};
 use crate::respond::{self, HttpResponse};
@@ -31,7 +32,8 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// `GET /api/v1/capabilities`: what the caller's backend can do, from its declaration.
 pub async fn capabilities<B>(app: &App, mut req: Request<B>) -> Result<HttpResponse, ApiError> {
     let principal = Caller::of(&mut req, &app.auth).await?;
-    let binding = binding_of(app, &principal.org)?;
+    let serving = app.routes.of(&principal.org);
+    let binding = binding_of(app, &principal.org, serving.as_deref())?;
     let caps = binding.backend.capabilities();
     let mut resources = Map::new();
     for resource in Resource::ALL {
@@ -69,10 +71,23 @@ pub async fn capabilities<B>(app: &App, mut req: Request<B>) -> Result<HttpRespo
     Ok(respond::json(StatusCode::OK, &body))
 }
 
-fn binding_of<'a>(app: &'a App, org: &str) -> Result<&'a Binding, ApiError> {
+/// What serves `org`: its target once it is switched, else its configured backend.
+fn binding_of<'a>(
+    app: &'a App,
+    org: &str,
+    serving: Option<&'a Serving>,
+) -> Result<&'a Binding, ApiError> {
+    if let Some(switched) = serving.and_then(|s| s.switched.as_ref()) {
+        return Ok(&switched.binding);
+    }
     app.backends
         .binding(org)
         .ok_or_else(|| ApiError::unauthorized("unknown organization"))
+}
+
+/// Whether the call changes records (refused while the organization is frozen).
+fn writes(action: Action) -> bool {
+    !matches!(action, Action::List | Action::Get | Action::Pdf)
 }
 
 pub async fn handle<B>(
@@ -93,7 +108,8 @@ where
     if !principal.scopes.contains(scope) {
         return Err(ApiError::insufficient_scope(scope.to_string()));
     }
-    let binding = binding_of(app, &principal.org)?;
+    let serving = app.routes.of(&principal.org);
+    let binding = binding_of(app, &principal.org, serving.as_deref())?;
     observed.served_by(&binding.backend.name);
     if let Some(id) = &call.id
         && !is_valid_id(id)
@@ -109,7 +125,7 @@ where
     // Only a POST with a key goes through the idempotency store.
     let key = match req.headers().get(IDEMPOTENCY_KEY) {
         Some(key) if req.method() == Method::POST => key.clone(),
-        _ => return answer(app, permit, &ctx, call, req).await,
+        _ => return answer(app, permit, &ctx, call, req, serving).await,
     };
     let key = key
         .to_str()
@@ -140,7 +156,7 @@ where
     let app = Arc::clone(app);
     let request_id = request_id.to_string();
     let task = tokio::spawn(async move {
-        let response = answer(&app, permit, &ctx, call, req)
+        let response = answer(&app, permit, &ctx, call, req, serving)
             .await
             .unwrap_or_else(|error| error.render(&request_id));
         let (parts, body) = response.into_parts();
@@ -159,13 +175,16 @@ where
     })
 }
 
-/// Builds the [`Op`], calls the backend, renders the reply.
+/// Builds the [`Op`], calls the backend, renders the reply. A write is admitted by the
+/// organization's route first (refused while frozen); after a switch, ids are read through the
+/// id map both ways.
 async fn answer<B>(
     app: &App,
     permit: Permit,
     ctx: &CallContext,
     call: Call,
     req: Request<B>,
+    serving: Option<Arc<Serving>>,
 ) -> Result<HttpResponse, ApiError>
 where
     B: http_body::Body<Data = Bytes> + Send,
@@ -207,7 +226,22 @@ where
         Op::List { query, .. } => Some(query.clone()),
         _ => None,
     };
-    let reply = permit.call(ctx, op).await?;
+    // Held until the backend has answered: a freeze waits for the writes under way.
+    let _ticket = match writes(call.action) {
+        true => Some(app.routes.admit_write(&ctx.org, serving.as_deref()).await?),
+        false => None,
+    };
+    let ids = serving
+        .as_deref()
+        .and_then(|s| s.switched.as_ref())
+        .map(|s| &s.ids);
+    let reply = match ids {
+        Some(ids) => {
+            ids.reply(permit.call(ctx, ids.call(op).await?).await?)
+                .await?
+        }
+        None => permit.call(ctx, op).await?,
+    };
     Ok(match reply {
         Reply::Record(record) if call.action == Action::Create => created(&record),
         Reply::Record(record) => respond::json(StatusCode::OK, &record),

@@ -56,7 +56,8 @@ impl IdMap {
     ) -> Result<Option<String>, sqlx::Error> {
         sqlx::query_scalar(
             "SELECT source_id FROM migration_ids \
-             WHERE org = $1 AND target = $2 AND resource = $3 AND target_id = $4",
+             WHERE org = $1 AND target = $2 AND resource = $3 AND target_id = $4 \
+             ORDER BY source_id LIMIT 1",
         )
         .bind(&self.org)
         .bind(&self.target)
@@ -143,6 +144,29 @@ impl IdMap {
             query = query.bind(*id);
         }
         Ok(query.fetch_all(&self.pool).await?.into_iter().collect())
+    }
+
+    /// After a cutover: `served` is the id integrations know a record created on the target
+    /// (`target_id`) by, because its own id was already taken by a record of the source.
+    pub async fn alias(
+        &self,
+        resource: Resource,
+        served: &str,
+        target_id: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO migration_ids (org, target, resource, source_id, target_id, digest, copied_at) \
+             VALUES ($1, $2, $3, $4, $5, 'alias', $6)",
+        )
+        .bind(&self.org)
+        .bind(&self.target)
+        .bind(resource.as_str())
+        .bind(served)
+        .bind(target_id)
+        .bind(crate::auth::now_ms())
+        .execute(&self.pool)
+        .await
+        .map(drop)
     }
 
     /// Records the intent to create each `(source id, digest)` on the target, in one

@@ -45,7 +45,7 @@ pub enum Mode {
 }
 
 impl Mode {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Mode::DryRun => "dry-run",
             Mode::Copy => "copy",
@@ -183,6 +183,18 @@ pub async fn run(
         },
         progress,
     );
+    // After a switch the target is live: a copy would write over what integrations wrote there.
+    if options.mode == Mode::Copy
+        && let Some(route) = crate::cutover::state::of(&storage.pool, org)
+            .await
+            .map_err(|e| StartError::Storage(e.to_string()))?
+        && route.state == crate::cutover::state::State::Switched
+    {
+        return Err(StartError::Usage(format!(
+            "`{org}` was switched to `{}`: it is served from there, and copying again would overwrite what was written since. To move back, migrate the other way (see docs/migrate.md)",
+            route.target
+        )));
+    }
     let map = IdMap::new(storage.pool.clone(), org, &to.backend);
     let mut report = Report::new(
         org,
@@ -237,5 +249,19 @@ pub async fn run(
         lease.release().await;
     }
     report.finish();
+    if options.mode != Mode::DryRun {
+        let outcome = crate::cutover::state::Outcome {
+            mode: options.mode.as_str().to_string(),
+            finished_at: crate::auth::now_ms(),
+            ok: report.ok,
+            differences: report.differences.len() as i64,
+            interrupted: report.interrupted.clone(),
+        };
+        if let Err(error) =
+            crate::cutover::state::record_outcome(&storage.pool, org, &to.backend, &outcome).await
+        {
+            tracing::warn!(%error, "cannot record the run's outcome for --status");
+        }
+    }
     Ok(report)
 }

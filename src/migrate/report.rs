@@ -83,6 +83,9 @@ pub struct Report {
     /// Why the run stopped early, when it did (exit 3: rerun to resume).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interrupted: Option<String>,
+    /// What a cutover did (`--cutover` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cutover: Option<crate::cutover::command::Cutover>,
     /// The differences of each source record, by resource and id (so a record's are found
     /// without reading them all).
     #[serde(skip)]
@@ -254,6 +257,22 @@ impl Report {
                 "{mark} {} {ids} {}{fields}: {}",
                 d.resource, d.kind, d.reason
             );
+        }
+        if let Some(cutover) = &self.cutover {
+            let _ = match (&cutover.reason, cutover.switched) {
+                (_, true) => writeln!(
+                    out,
+                    "switched to {}: writes were frozen for {} ms",
+                    self.to, cutover.frozen_ms
+                ),
+                (reason, false) => writeln!(
+                    out,
+                    "nothing switched ({}); writes were frozen for {} ms and resumed on {}",
+                    reason.as_deref().unwrap_or("see above"),
+                    cutover.frozen_ms,
+                    self.from
+                ),
+            };
         }
         let verdict = match (&self.interrupted, self.ok) {
             (Some(why), _) => format!("interrupted: {why}; rerun to resume"),

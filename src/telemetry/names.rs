@@ -25,6 +25,9 @@ pub const AUTH_FAILURES_LIMITED: &str = "nestgate_auth_failures_limited_total";
 pub const CONNECTIONS_OPEN: &str = "nestgate_connections_open";
 pub const CONNECTIONS_SHED: &str = "nestgate_connections_shed_total";
 pub const ACCEPT_ERRORS: &str = "nestgate_accept_errors_total";
+pub const CUTOVER_EVENTS: &str = "nestgate_cutover_events_total";
+pub const CUTOVER_FROZEN: &str = "nestgate_cutover_orgs_frozen";
+pub const CUTOVER_WRITES_REFUSED: &str = "nestgate_cutover_writes_refused_total";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -187,5 +190,25 @@ pub const CATALOG: &[Metric] = &[
         Kind::Counter,
         &[],
         "Failed accepts (such as running out of file descriptors); the listener backs off.",
+    ),
+    metric(
+        CUTOVER_EVENTS,
+        Kind::Counter,
+        &["event"],
+        "Cutover transitions this instance has taken up from storage: `freeze`, `switch`, \
+         `thaw` (a freeze lifted without a switch), `rollback`.",
+    ),
+    metric(
+        CUTOVER_FROZEN,
+        Kind::Gauge,
+        &[],
+        "Organizations whose writes are frozen now (a cutover under way).",
+    ),
+    metric(
+        CUTOVER_WRITES_REFUSED,
+        Kind::Counter,
+        &[],
+        "Writes answered `503` with `Retry-After` because their organization was frozen for a \
+         cutover (or rolled back while the write was admitted).",
     ),
 ];

@@ -1,0 +1,218 @@
+//! Ids after a switch: integrations keep the ids they were given before it. Every id they send
+//! (paths, `?client_id=`, `client_id`/`invoice_id`/`product_id` in bodies) is read through the
+//! id map to the target's; every id the target answers with is shown as the one the
+//! integration knows. A record created after the switch keeps the target's own id, unless that
+//! id was a different record's before the switch (two accounts of one vendor number alike): it
+//! is then given a fresh one, recorded in the map, so no id ever names two records.
+
+use crate::error::ApiError;
+use crate::migrate::idmap::IdMap;
+use nestgate_contract::input::Patch;
+use nestgate_contract::{Draft, Op, Record, Reply, Resource};
+
+/// Which way an id is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Way {
+    /// From the integration to the target.
+    In,
+    /// From the target to the integration.
+    Out,
+}
+
+pub struct Ids {
+    map: IdMap,
+    /// The map does not change after the switch but for aliases, which are only added: what was
+    /// read stays true.
+    cache: moka::future::Cache<(Resource, Way, String), String>,
+}
+
+impl Ids {
+    pub fn new(map: IdMap) -> Ids {
+        Ids {
+            map,
+            cache: moka::future::Cache::builder().max_capacity(100_000).build(),
+        }
+    }
+
+    /// The id the target knows the record the integration calls `id` by.
+    async fn inward(&self, resource: Resource, id: &str) -> Result<String, ApiError> {
+        self.read(resource, Way::In, id).await
+    }
+
+    /// The id the integration knows the target's record `id` by.
+    async fn outward(&self, resource: Resource, id: &str) -> Result<String, ApiError> {
+        self.read(resource, Way::Out, id).await
+    }
+
+    async fn read(&self, resource: Resource, way: Way, id: &str) -> Result<String, ApiError> {
+        let key = (resource, way, id.to_string());
+        if let Some(known) = self.cache.get(&key).await {
+            return Ok(known);
+        }
+        let found = match way {
+            Way::In => self.map.target_of(resource, id).await,
+            Way::Out => self.map.source_of(resource, id).await,
+        }
+        .map_err(|_| ApiError::storage_unavailable())?;
+        let read = match (way, found) {
+            (_, Some(other)) => other,
+            (Way::In, None) => id.to_string(),
+            // Created on the target after the switch: its own id, unless a record of the source
+            // was known by it.
+            (Way::Out, None) => match self.map.target_of(resource, id).await {
+                Ok(None) => id.to_string(),
+                Ok(Some(_)) => self.alias(resource, id).await?,
+                Err(_) => return Err(ApiError::storage_unavailable()),
+            },
+        };
+        self.cache.insert(key, read.clone()).await;
+        Ok(read)
+    }
+
+    async fn alias(&self, resource: Resource, target_id: &str) -> Result<String, ApiError> {
+        let fresh = format!("{}_{}", resource.id_prefix(), uuid::Uuid::now_v7().simple());
+        let unavailable = |_| ApiError::storage_unavailable();
+        self.map
+            .alias(resource, &fresh, target_id)
+            .await
+            .map_err(unavailable)?;
+        // Two instances aliasing one record at once: both then show the first alias.
+        Ok(self
+            .map
+            .source_of(resource, target_id)
+            .await
+            .map_err(unavailable)?
+            .unwrap_or(fresh))
+    }
+
+    /// The call with every id the integration sent read as the target's.
+    pub async fn call(&self, op: Op) -> Result<Op, ApiError> {
+        use Resource::*;
+        Ok(match op {
+            Op::List {
+                resource,
+                mut query,
+            } => {
+                if let Some(id) = &query.client_id {
+                    query.client_id = Some(self.inward(Clients, id).await?);
+                }
+                Op::List { resource, query }
+            }
+            Op::Get { resource, id } => Op::Get {
+                id: self.inward(resource, &id).await?,
+                resource,
+            },
+            Op::Create(draft) => Op::Create(self.draft(draft).await?),
+            Op::Update { id, draft } => Op::Update {
+                id: self.inward(draft.resource(), &id).await?,
+                draft: self.draft(draft).await?,
+            },
+            Op::Delete { resource, id } => Op::Delete {
+                id: self.inward(resource, &id).await?,
+                resource,
+            },
+            Op::Archive { resource, id } => Op::Archive {
+                id: self.inward(resource, &id).await?,
+                resource,
+            },
+            Op::Restore { resource, id } => Op::Restore {
+                id: self.inward(resource, &id).await?,
+                resource,
+            },
+            Op::SendInvoice { id } => Op::SendInvoice {
+                id: self.inward(Invoices, &id).await?,
+            },
+            Op::MarkInvoiceSent { id } => Op::MarkInvoiceSent {
+                id: self.inward(Invoices, &id).await?,
+            },
+            Op::InvoicePdf { id } => Op::InvoicePdf {
+                id: self.inward(Invoices, &id).await?,
+            },
+        })
+    }
+
+    async fn draft(&self, draft: Draft) -> Result<Draft, ApiError> {
+        use Resource::*;
+        Ok(match draft {
+            Draft::Invoice(mut invoice) => {
+                if let Patch::Set(id) = &invoice.client_id {
+                    invoice.client_id = Patch::Set(self.inward(Clients, id).await?);
+                }
+                if let Patch::Set(lines) = &mut invoice.line_items {
+                    for line in lines {
+                        if let Some(id) = &line.product_id {
+                            line.product_id = Some(self.inward(Products, id).await?);
+                        }
+                    }
+                }
+                Draft::Invoice(invoice)
+            }
+            Draft::Payment(mut payment) => {
+                if let Patch::Set(id) = &payment.invoice_id {
+                    payment.invoice_id = Patch::Set(self.inward(Invoices, id).await?);
+                }
+                Draft::Payment(payment)
+            }
+            Draft::Expense(mut expense) => {
+                if let Patch::Set(id) = &expense.client_id {
+                    expense.client_id = Patch::Set(self.inward(Clients, id).await?);
+                }
+                Draft::Expense(expense)
+            }
+            other => other,
+        })
+    }
+
+    /// The answer with every id the target gave read as the integration knows it.
+    pub async fn reply(&self, reply: Reply) -> Result<Reply, ApiError> {
+        Ok(match reply {
+            Reply::Record(record) => Reply::Record(self.record(record).await?),
+            Reply::Page(mut page) => {
+                let mut records = Vec::with_capacity(page.records.len());
+                for record in page.records {
+                    records.push(self.record(record).await?);
+                }
+                page.records = records;
+                Reply::Page(page)
+            }
+            other => other,
+        })
+    }
+
+    async fn record(&self, record: Record) -> Result<Record, ApiError> {
+        use Resource::*;
+        Ok(match record {
+            Record::Client(mut client) => {
+                client.id = self.outward(Clients, &client.id).await?;
+                Record::Client(client)
+            }
+            Record::Product(mut product) => {
+                product.id = self.outward(Products, &product.id).await?;
+                Record::Product(product)
+            }
+            Record::Invoice(mut invoice) => {
+                invoice.id = self.outward(Invoices, &invoice.id).await?;
+                invoice.client_id = self.outward(Clients, &invoice.client_id).await?;
+                for line in &mut invoice.line_items {
+                    if let Some(id) = &line.product_id {
+                        line.product_id = Some(self.outward(Products, id).await?);
+                    }
+                }
+                Record::Invoice(invoice)
+            }
+            Record::Payment(mut payment) => {
+                payment.id = self.outward(Payments, &payment.id).await?;
+                payment.invoice_id = self.outward(Invoices, &payment.invoice_id).await?;
+                payment.client_id = self.outward(Clients, &payment.client_id).await?;
+                Record::Payment(payment)
+            }
+            Record::Expense(mut expense) => {
+                expense.id = self.outward(Expenses, &expense.id).await?;
+                if let Some(id) = &expense.client_id {
+                    expense.client_id = Some(self.outward(Clients, id).await?);
+                }
+                Record::Expense(expense)
+            }
+        })
+    }
+}
