@@ -369,6 +369,10 @@ async fn serve(settings: config::Settings, source: Source) -> ExitCode {
         .map(|a| a.to_string())
         .unwrap_or_default();
     tracing::info!(addr, config = %source, storage = app.storage.kind, "nestgate listening");
+    let leaving = Arc::clone(&app);
     crate::server::serve(app, listener, crate::server::shutdown_signal()).await;
+    // Stopped cleanly: a cutover need not wait for this instance (a killed one drops out of
+    // the instances a freeze waits for once its heartbeat is 5 s old).
+    leaving.routes.leave().await;
     ExitCode::SUCCESS
 }

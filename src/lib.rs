@@ -5,7 +5,7 @@
 //!
 //! ## Layout
 //! A request flows top to bottom through these modules:
-//! - [`cli`]: the `nestgate` command (`serve`, `check-config`, `keys`).
+//! - [`cli`]: the `nestgate` command (`serve`, `check-config`, `keys`, `migrate`).
 //! - [`config`]: TOML + environment, validated into [`config::Settings`] before anything starts.
 //! - [`server`]: the listener, the edge stack of tower layers (read it top to bottom), which
 //!   connections are held and for how long, hyper's own refusals in API shape, shutdown.
@@ -27,10 +27,14 @@
 //!   Prometheus exporter.
 //! - [`readiness`]: storage and backends probed on a timer, for `/readyz`.
 //! - [`migrate`]: `nestgate migrate`: copy an organization to another backend, verify, resume.
-//! - [`app`]: the state every handler shares, and the readiness prober's loop.
+//! - [`cutover`]: switch a copied organization to its target (freeze, last copy, switch,
+//!   rollback); what each instance serves an organization from, and its ids after a switch.
+//! - [`app`]: the state every handler shares, and the loops of the readiness prober and of the
+//!   routes.
 //!
 //! Imports point down the list (`main → cli/server → http → backends → contract`); nothing
-//! below imports what is above it.
+//! below imports what is above it, but for `migrate` and `cutover`, one subsystem in two
+//! modules that read each other's state in storage (the id map; the routes and run outcomes).
 //!
 //! The records, operations and the `Adapter` trait live in `adapters/contract`; each backend is
 //! a crate of its own under `adapters/`.

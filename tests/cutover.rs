@@ -382,23 +382,21 @@ async fn until_served_by(gw: &Gateway, org: &str, backend: &str) {
 }
 
 /// A gateway on the native store whose organization moves to `archive`, a native store on a
-/// SQLite file of its own (an absolute path, so that a second instance opens the same file).
-async fn native_to_archive(store: Store) -> Gateway {
+/// SQLite file of its own (an absolute path, so that a second instance opens the same file),
+/// in the directory returned.
+async fn native_to_archive(store: Store) -> (Gateway, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("archive.db");
     let extra = format!(
         "[backends.archive]\nkind = \"native\"\nurl = \"sqlite://{}\"\n",
         archive.display()
     );
-    let gw = Gateway::start_with(store, &extra, &[]).await;
-    // The archive's directory lives as long as the gateway's.
-    std::mem::forget(dir);
-    gw
+    (Gateway::start_with(store, &extra, &[]).await, dir)
 }
 
 #[tokio::test]
 async fn native_to_native_while_a_client_writes_ids_kept_nothing_lost() {
-    let gw = native_to_archive(Store::Sqlite).await;
+    let (gw, _archive) = native_to_archive(Store::Sqlite).await;
     let org = gw.org.clone();
     let seen = seed(&gw, &org).await;
     moving(&gw, &org, "archive", None);
@@ -471,11 +469,27 @@ async fn native_to_native_while_a_client_writes_ids_kept_nothing_lost() {
     let (code, _, stderr) = migrate(&gw, &org, &[], &[]).await;
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("migrate the other way"), "{stderr}");
+    // The operator's final state: the TOML names the target, the move's section is gone; old
+    // ids keep resolving after a restart, and the gateway no longer warns.
+    let text = std::fs::read_to_string(&gw.config).unwrap();
+    let section = format!("[orgs.{org}]\nbackend = \"local\"");
+    assert!(text.contains(&section), "{text}");
+    let text = text.replace(&section, &format!("[orgs.{org}]\nbackend = \"archive\""));
+    let text = text[..text.find(&format!("[orgs.{org}.migrate_to]")).unwrap()].to_string();
+    std::fs::write(&gw.config, text).unwrap();
+    let mut gw = gw;
+    gw.kill_and_restart();
+    assert_eq!(backend_serving(&gw, &org).await, "archive");
+    assert_ids_kept(&gw, &org, &seen).await;
+    assert_nothing_lost(&gw, &org, &written, seen.clients[1]["id"].as_str().unwrap()).await;
+    assert!(!gw.log_text().contains("backend names `local`"));
+    let (_, status) = json_of(&gw, &org, &["--status"], &[]).await;
+    assert_eq!(status["state"], "switched", "{status:#}");
 }
 
 #[tokio::test]
 async fn rollback_until_the_first_write_on_the_target() {
-    let mut gw = native_to_archive(Store::Sqlite).await;
+    let (mut gw, _archive) = native_to_archive(Store::Sqlite).await;
     let org = gw.org.clone();
     let seen = seed(&gw, &org).await;
     moving(&gw, &org, "archive", None);
@@ -560,7 +574,8 @@ async fn two_instances_native_to_ninja_and_native_to_native() {
     // As an operator does: the instances are restarted with the move's section, so that each
     // can serve the target (one that cannot does not confirm the freeze).
     let mut first = first;
-    first.restart();
+    assert!(first.terminate(Duration::from_secs(10)), "a clean stop");
+    first.spawn();
     let second = first.another_instance().await;
     for org in [&to_ninja, &to_archive] {
         let (code, copied) = json_of(&first, org, &[], &env).await;
@@ -618,4 +633,56 @@ async fn two_instances_native_to_ninja_and_native_to_native() {
     }
     // The migration sent no email.
     assert!(fake.emails("ninja-target-token").is_empty());
+}
+
+#[tokio::test]
+async fn a_final_verification_not_equal_switches_nothing_and_lifts_the_freeze() {
+    let (gw, archive) = native_to_archive(Store::Sqlite).await;
+    let org = gw.org.clone();
+    seed(&gw, &org).await;
+    moving(&gw, &org, "archive", None);
+    let (code, copied) = json_of(&gw, &org, &[], &[]).await;
+    assert_eq!(code, 0, "{copied:#}");
+    // The copy is changed behind the migration's back, so the final verification differs.
+    let archive = archive.path().join("archive.db");
+    let changed = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3,sys\n\
+             c=sqlite3.connect(sys.argv[1])\n\
+             n=c.execute(\"update records set body=replace(body,'Globex','Globex GmbH') where resource='clients'\").rowcount\n\
+             c.commit()\n\
+             sys.exit(0 if n else 1)\n",
+        )
+        .arg(&archive)
+        .status()
+        .unwrap();
+    assert!(changed.success());
+    let (code, cutover) = json_of(&gw, &org, &["--cutover"], &[]).await;
+    assert_eq!(code, 1, "{cutover:#}");
+    assert_eq!(cutover["cutover"]["switched"], false, "{cutover:#}");
+    assert!(
+        cutover["differences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["kind"] == "differs")
+    );
+    let (_, status) = json_of(&gw, &org, &["--status"], &[]).await;
+    assert_eq!(status["state"], "thawed", "{status:#}");
+    assert_eq!(status["served_from"], "local");
+    // Writes resume on the source (within a poll).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let reply = gw
+        .call_as(
+            &org,
+            "POST",
+            "/api/v1/clients",
+            Some(json!({"name": "after the thaw"})),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{reply:?}");
+    assert_eq!(backend_serving(&gw, &org).await, "local");
+    let log = gw.log_text();
+    assert!(log.contains("\"event\":\"thaw\""), "{log}");
 }

@@ -216,3 +216,46 @@ impl Ids {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrate::idmap::Done;
+    use nestgate_contract::input::is_valid_id;
+
+    #[tokio::test]
+    async fn ids_read_both_ways_and_a_new_target_id_never_names_an_old_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/storage.db", dir.path().display());
+        let storage = crate::storage::Storage::connect(&url, 2).await.unwrap();
+        let map = || IdMap::new(storage.pool.clone(), "acme", "ninja2");
+        // Copied before the switch: the source's cli_5 is the target's cli_9.
+        let clients = Resource::Clients;
+        map().intend(clients, &[("cli_5", "d")]).await.unwrap();
+        let done = Done {
+            source_id: "cli_5".into(),
+            target_id: "cli_9".into(),
+            digest: "d".into(),
+        };
+        map().done(clients, &[done]).await.unwrap();
+        let ids = Ids::new(map());
+        assert_eq!(ids.inward(clients, "cli_5").await.unwrap(), "cli_9");
+        assert_eq!(ids.outward(clients, "cli_9").await.unwrap(), "cli_5");
+        // A record created on the target after the switch keeps its own id...
+        assert_eq!(ids.outward(clients, "cli_10").await.unwrap(), "cli_10");
+        assert_eq!(ids.inward(clients, "cli_10").await.unwrap(), "cli_10");
+        // ...unless a record of the source was known by it: then it gets a fresh one, which
+        // reads back to it, and which another instance shows too.
+        let shown = ids.outward(clients, "cli_5").await.unwrap();
+        assert_ne!(shown, "cli_5");
+        assert!(is_valid_id(&shown), "{shown}");
+        assert_eq!(ids.inward(clients, &shown).await.unwrap(), "cli_5");
+        let elsewhere = Ids::new(map());
+        assert_eq!(elsewhere.outward(clients, "cli_5").await.unwrap(), shown);
+        // The old record is still found under its old id.
+        assert_eq!(elsewhere.inward(clients, "cli_5").await.unwrap(), "cli_9");
+        // Maps are per resource: an invoice numbered like a client is left alone.
+        let invoices = Resource::Invoices;
+        assert_eq!(ids.outward(invoices, "cli_5").await.unwrap(), "cli_5");
+    }
+}

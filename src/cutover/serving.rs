@@ -107,6 +107,13 @@ impl Routes {
         Ok(routes)
     }
 
+    /// This instance stops: it is no longer among those a freeze waits for.
+    pub async fn leave(&self) {
+        if let Err(error) = state::forget_instance(&self.pool, &self.instance).await {
+            tracing::warn!(%error, "cannot remove this instance from the running ones");
+        }
+    }
+
     /// How `org` is served, when it has moved or is moving; `None`: as configured.
     pub fn of(&self, org: &str) -> Option<Arc<Serving>> {
         let table = self.table.read().unwrap_or_else(|e| e.into_inner());
@@ -187,12 +194,16 @@ impl Routes {
             .await
             .map_err(|e| e.to_string())?;
         let rows = state::all(&self.pool).await.map_err(|e| e.to_string())?;
-        // Organizations this configuration does not serve are not this instance's business
-        // (the storage may be shared with instances that serve others).
-        for route in rows
-            .into_iter()
-            .filter(|r| settings.orgs.contains_key(&r.org))
-        {
+        for route in rows {
+            // An organization this configuration does not serve (the storage may be shared
+            // with instances that serve others): this instance never writes for it, so it
+            // confirms a freeze at once.
+            if !settings.orgs.contains_key(&route.org) {
+                if route.state == State::Frozen {
+                    self.acknowledge(&route).await;
+                }
+                continue;
+            }
             let before = self.of(&route.org);
             if before.as_ref().is_none_or(|b| b.route.seq != route.seq) {
                 let previous = before.as_ref().map(|b| b.route.state);

@@ -218,6 +218,15 @@ pub async fn heartbeat(pool: &AnyPool, instance: &str) -> Result<(), sqlx::Error
     Ok(())
 }
 
+/// An instance that stopped cleanly.
+pub async fn forget_instance(pool: &AnyPool, instance: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM gateway_instances WHERE id = $1")
+        .bind(instance)
+        .execute(pool)
+        .await
+        .map(drop)
+}
+
 /// An instance that stops (or is killed) is forgotten after a day.
 pub async fn forget_stale_instances(pool: &AnyPool) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM gateway_instances WHERE heartbeat < $1")
