@@ -32,7 +32,7 @@ pub struct App {
     /// The Prometheus page, when `[metrics] enabled`.
     pub metrics: Option<PrometheusHandle>,
     /// Organizations that have moved or are moving (cutover), kept by [`App::spawn_routes`].
-    pub routes: Routes,
+    pub routes: Arc<Routes>,
 }
 
 impl App {
@@ -52,6 +52,7 @@ impl App {
         // Before the first request: a restart after a switch never serves from the old backend.
         let routes = Routes::load(storage.pool.clone(), &settings, &backends)
             .await
+            .map(Arc::new)
             .map_err(StartError::Routes)?;
         let idempotency = Idempotency::new(storage.pool.clone(), settings.request_timeout);
         let auth = Arc::new(
@@ -73,14 +74,27 @@ impl App {
 }
 
 impl App {
-    /// Reads the organizations' routes every second, for the life of the runtime.
+    /// Heartbeats and reads the organizations' routes every second, on two loops (a slow read
+    /// never delays a heartbeat), for the life of the runtime.
     pub fn spawn_routes(self: &Arc<Self>) {
-        let app = Arc::clone(self);
-        tokio::spawn(async move {
+        let every = || {
             let mut every = tokio::time::interval(crate::cutover::serving::POLL);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every
+        };
+        let routes = Arc::clone(&self.routes);
+        let mut beat = every();
+        tokio::spawn(async move {
             loop {
-                every.tick().await;
+                beat.tick().await;
+                routes.heartbeat().await;
+            }
+        });
+        let app = Arc::clone(self);
+        let mut read = every();
+        tokio::spawn(async move {
+            loop {
+                read.tick().await;
                 app.routes.poll(&app.settings, &app.backends).await;
             }
         });

@@ -333,8 +333,15 @@ async fn assert_nothing_lost(gw: &Gateway, org: &str, written: &Written, known_c
     );
 }
 
-/// After the first answer served by `target`, none is served by `source`.
+/// No request that began after the first one served by `target` was served by `source` (a
+/// request's beginning is its access line's time less its latency; 50 ms are allowed for the
+/// time between a request's arrival and its routing).
 fn assert_no_answer_from_source_after(gw: &Gateway, org: &str, source: &str, target: &str) {
+    let began = |line: &Value| {
+        let at = chrono::DateTime::parse_from_rfc3339(line["timestamp"].as_str().unwrap()).unwrap();
+        let latency = line["latency_ms"].as_f64().unwrap();
+        at.timestamp_micros() as f64 / 1000.0 - latency
+    };
     let lines: Vec<Value> = gw
         .access_lines()
         .into_iter()
@@ -342,11 +349,13 @@ fn assert_no_answer_from_source_after(gw: &Gateway, org: &str, source: &str, tar
         .collect();
     let first = lines
         .iter()
-        .position(|l| l["backend"] == target)
+        .filter(|l| l["backend"] == target)
+        .map(began)
+        .reduce(f64::min)
         .unwrap_or_else(|| panic!("no answer was served by {target}"));
-    let late: Vec<&Value> = lines[first..]
+    let late: Vec<&Value> = lines
         .iter()
-        .filter(|l| l["backend"] == source)
+        .filter(|l| l["backend"] == source && began(l) > first + 50.0)
         .collect();
     assert!(
         late.is_empty(),
@@ -406,13 +415,11 @@ async fn native_to_native_while_a_client_writes_ids_kept_nothing_lost() {
     assert_eq!(status["state"], "copied", "{status:#}");
     // 100 changes since the copy: what the freeze has to carry.
     for i in 0..100 {
-        gw.call_as(
-            &org,
-            "POST",
-            "/api/v1/clients",
-            Some(json!({"name": format!("late {i}")})),
-        )
-        .await;
+        let body = json!({"name": format!("late {i}")});
+        let late = gw
+            .call_as(&org, "POST", "/api/v1/clients", Some(body))
+            .await;
+        assert_eq!(late.status, 201, "{late:?}");
     }
     let stop = Arc::new(AtomicBool::new(false));
     let writer = Writer {
@@ -436,6 +443,38 @@ async fn native_to_native_while_a_client_writes_ids_kept_nothing_lost() {
     stop.store(true, Ordering::SeqCst);
     let written = writing.await.unwrap();
     assert!(written.created.len() > 10, "{written:?}");
+    // The writer did run into the freeze (and got through it by retrying).
+    assert!(written.refused_while_frozen > 0, "{written:?}");
+    let lates = (0..100).map(|i| format!("late {i}"));
+    let listed = gw
+        .call_as(&org, "GET", "/api/v1/clients?per_page=100&page=1", None)
+        .await;
+    let total = listed.json["meta"]["total"].as_u64().unwrap();
+    assert_eq!(
+        total as usize,
+        2 + 100 + written.created.len(),
+        "every client once"
+    );
+    for name in lates {
+        let mut found = 0;
+        for page in 1..=total.div_ceil(100) {
+            let reply = gw
+                .call_as(
+                    &org,
+                    "GET",
+                    &format!("/api/v1/clients?per_page=100&page={page}"),
+                    None,
+                )
+                .await;
+            found += reply.json["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["name"] == name.as_str())
+                .count();
+        }
+        assert_eq!(found, 1, "{name} on the target once");
+    }
     assert_ids_kept(&gw, &org, &seen).await;
     assert_nothing_lost(&gw, &org, &written, seen.clients[1]["id"].as_str().unwrap()).await;
     assert_no_answer_from_source_after(&gw, &org, "local", "archive");

@@ -330,20 +330,23 @@ async fn a_crash_at_any_moment_leaves_each_record_on_the_target_exactly_once() {
         json!({"invoice_id": seeded["partial"]["id"], "amount": "100.00", "date": "2026-11-02"});
     gw.create("payments", twin.clone()).await;
     gw.create("payments", twin).await;
-    // Early, mid-invoices, mid-payments; each time the process dies as under kill -9, and the
-    // next run resumes. Intents are written a page at a time (here: all of a resource), before
-    // the page's creates, which run several at once; each run counts from 1:
-    // 1. the 2nd client created, its id not recorded (others may be in flight);
+    // Early, mid-invoices, mid-payments, before the last states; each time the process dies as
+    // under kill -9, and the next run resumes. Intents are written a page at a time (here: all
+    // of a resource), before the page's creates, which run several at once; each run counts
+    // from 1:
+    // 1. every client created, none of their ids recorded (all adopted by the next run);
     // 2. products created; the invoices' intents written, none created (the 3rd intent);
     // 3. the 3rd invoice created (the rest adopted or created on the next run);
     // 4. invoices done; the payments' intents written, none created;
-    // 5. the 2nd payment created.
+    // 5. the 2nd payment created;
+    // 6. everything copied, the void and archived invoices' states not yet carried.
     for (point, n) in [
-        ("after_create", 2),
+        ("before_done", 1),
         ("after_intent", 3),
         ("after_create", 3),
         ("after_intent", 1),
         ("after_create", 2),
+        ("before_settle", 1),
     ] {
         let crash = format!("{point}:{n}");
         let output = migrate(

@@ -1,6 +1,7 @@
 //! `nestgate migrate ORG --cutover | --rollback | --status`: the operator's side of a cutover.
 //! The gateway's side is [`super::serving`]; the two meet only in storage.
 
+use super::serving::ALIVE_MS;
 use super::state::{self, Outcome, Route, State};
 use crate::config::Settings;
 use crate::migrate::report::Report;
@@ -11,8 +12,6 @@ use std::time::{Duration, Instant};
 
 /// How long a freeze waits for every running instance to acknowledge it before giving up.
 const ACK_TIMEOUT: Duration = Duration::from_secs(15);
-/// An instance that has not heartbeaten for this long is taken as stopped.
-const ALIVE_MS: i64 = 5_000;
 
 /// What a cutover did, added to its report.
 #[derive(Debug, Clone, Serialize)]
@@ -178,10 +177,35 @@ pub async fn rollback(settings: &Settings, org: &str) -> Result<String, Rollback
             "`{org}` was never switched: nothing to roll back"
         )));
     };
+    if route.state == State::Frozen {
+        // A cutover that died while frozen (or one still running, which then switches nothing).
+        if state::end_freeze(pool, org, route.seq, State::Thawed)
+            .await
+            .map_err(failed)?
+        {
+            tracing::info!(org, from = %route.source, to = %route.target, "organization {org}: freeze lifted by --rollback");
+            return Ok(format!(
+                "`{org}` was frozen by a cutover that did not finish; the freeze is lifted and `{}` serves it (every instance within {} s)",
+                route.source,
+                super::serving::POLL.as_secs()
+            ));
+        }
+        return Err(RollbackError::Storage(format!(
+            "`{org}` changed while it was being thawed; see nestgate migrate {org} --status"
+        )));
+    }
     if route.state != State::Switched {
         return Err(RollbackError::Usage(format!(
             "`{org}` is {}, not switched: nothing to roll back",
             route.state.as_str()
+        )));
+    }
+    // Served from the backend the configuration names once rolled back: it must be the source.
+    let configured = &settings.orgs[org].backend;
+    if *configured != route.source {
+        return Err(RollbackError::Usage(format!(
+            "orgs.{org}.backend names `{configured}`, but `{org}` would be served from `{}` again: set backend = \"{}\" (with its credential) first",
+            route.source, route.source
         )));
     }
     if state::roll_back(pool, org).await.map_err(failed)? {

@@ -34,9 +34,11 @@ impl Ids {
         }
     }
 
-    /// The id the target knows the record the integration calls `id` by.
-    async fn inward(&self, resource: Resource, id: &str) -> Result<String, ApiError> {
-        self.read(resource, Way::In, id).await
+    /// The id the target knows the record the integration calls `id` by; `None` when `id`
+    /// names nothing the integration was given (it is the target's id of another record).
+    async fn inward(&self, resource: Resource, id: &str) -> Result<Option<String>, ApiError> {
+        let read = self.read(resource, Way::In, id).await?;
+        Ok((!read.is_empty()).then_some(read))
     }
 
     /// The id the integration knows the target's record `id` by.
@@ -44,45 +46,68 @@ impl Ids {
         self.read(resource, Way::Out, id).await
     }
 
+    /// A path's id, read inward; `404` when it names nothing the integration was given.
+    async fn path(&self, resource: Resource, id: &str) -> Result<String, ApiError> {
+        self.inward(resource, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("{} does not exist", resource.singular())))
+    }
+
+    /// A reference in a body or a filter, read inward; `422` when it names nothing the
+    /// integration was given.
+    async fn reference(
+        &self,
+        resource: Resource,
+        field: &str,
+        id: &str,
+    ) -> Result<String, ApiError> {
+        self.inward(resource, id).await?.ok_or_else(|| {
+            ApiError::validation(vec![nestgate_contract::FieldError::new(
+                field,
+                format!("no {} has this id", resource.singular()),
+            )])
+        })
+    }
+
+    /// One id, either way; `""` (inward) for an id that names nothing the integration knows.
     async fn read(&self, resource: Resource, way: Way, id: &str) -> Result<String, ApiError> {
         let key = (resource, way, id.to_string());
         if let Some(known) = self.cache.get(&key).await {
             return Ok(known);
         }
-        let found = match way {
-            Way::In => self.map.target_of(resource, id).await,
-            Way::Out => self.map.source_of(resource, id).await,
-        }
-        .map_err(|_| ApiError::storage_unavailable())?;
-        let read = match (way, found) {
-            (_, Some(other)) => other,
-            (Way::In, None) => id.to_string(),
-            // Created on the target after the switch: its own id, unless a record of the source
-            // was known by it.
-            (Way::Out, None) => match self.map.target_of(resource, id).await {
-                Ok(None) => id.to_string(),
-                Ok(Some(_)) => self.alias(resource, id).await?,
-                Err(_) => return Err(ApiError::storage_unavailable()),
+        let read = match way {
+            Way::In => match retrying(|| self.map.target_of(resource, id)).await? {
+                Some(target_id) => target_id,
+                // Known by another id: the target's id of a record the integration knows
+                // otherwise (or of a source record deleted before the copy).
+                None => match retrying(|| self.map.source_of(resource, id)).await? {
+                    Some(_) => String::new(),
+                    None => id.to_string(),
+                },
+            },
+            Way::Out => match retrying(|| self.map.source_of(resource, id)).await? {
+                Some(served) => served,
+                // Created on the target after the switch: its own id, unless a record of the
+                // source was known by it.
+                None => match retrying(|| self.map.target_of(resource, id)).await? {
+                    None => id.to_string(),
+                    Some(_) => self.alias(resource, id).await?,
+                },
             },
         };
         self.cache.insert(key, read.clone()).await;
         Ok(read)
     }
 
+    /// The id a target record is shown by when its own id was a source record's: derived from
+    /// the target id, so every instance shows the same one, and recorded in the map.
     async fn alias(&self, resource: Resource, target_id: &str) -> Result<String, ApiError> {
-        let fresh = format!("{}_{}", resource.id_prefix(), uuid::Uuid::now_v7().simple());
-        let unavailable = |_| ApiError::storage_unavailable();
-        self.map
-            .alias(resource, &fresh, target_id)
-            .await
-            .map_err(unavailable)?;
-        // Two instances aliasing one record at once: both then show the first alias.
-        Ok(self
-            .map
-            .source_of(resource, target_id)
-            .await
-            .map_err(unavailable)?
-            .unwrap_or(fresh))
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(format!("{}/{target_id}", resource.as_str()));
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let alias = format!("{}_{hex}", resource.id_prefix());
+        retrying(|| self.map.alias(resource, &alias, target_id)).await?;
+        Ok(alias)
     }
 
     /// The call with every id the integration sent read as the target's.
@@ -94,39 +119,39 @@ impl Ids {
                 mut query,
             } => {
                 if let Some(id) = &query.client_id {
-                    query.client_id = Some(self.inward(Clients, id).await?);
+                    query.client_id = Some(self.reference(Clients, "client_id", id).await?);
                 }
                 Op::List { resource, query }
             }
             Op::Get { resource, id } => Op::Get {
-                id: self.inward(resource, &id).await?,
+                id: self.path(resource, &id).await?,
                 resource,
             },
             Op::Create(draft) => Op::Create(self.draft(draft).await?),
             Op::Update { id, draft } => Op::Update {
-                id: self.inward(draft.resource(), &id).await?,
+                id: self.path(draft.resource(), &id).await?,
                 draft: self.draft(draft).await?,
             },
             Op::Delete { resource, id } => Op::Delete {
-                id: self.inward(resource, &id).await?,
+                id: self.path(resource, &id).await?,
                 resource,
             },
             Op::Archive { resource, id } => Op::Archive {
-                id: self.inward(resource, &id).await?,
+                id: self.path(resource, &id).await?,
                 resource,
             },
             Op::Restore { resource, id } => Op::Restore {
-                id: self.inward(resource, &id).await?,
+                id: self.path(resource, &id).await?,
                 resource,
             },
             Op::SendInvoice { id } => Op::SendInvoice {
-                id: self.inward(Invoices, &id).await?,
+                id: self.path(Invoices, &id).await?,
             },
             Op::MarkInvoiceSent { id } => Op::MarkInvoiceSent {
-                id: self.inward(Invoices, &id).await?,
+                id: self.path(Invoices, &id).await?,
             },
             Op::InvoicePdf { id } => Op::InvoicePdf {
-                id: self.inward(Invoices, &id).await?,
+                id: self.path(Invoices, &id).await?,
             },
         })
     }
@@ -136,12 +161,13 @@ impl Ids {
         Ok(match draft {
             Draft::Invoice(mut invoice) => {
                 if let Patch::Set(id) = &invoice.client_id {
-                    invoice.client_id = Patch::Set(self.inward(Clients, id).await?);
+                    invoice.client_id = Patch::Set(self.reference(Clients, "client_id", id).await?);
                 }
                 if let Patch::Set(lines) = &mut invoice.line_items {
-                    for line in lines {
+                    for (i, line) in lines.iter_mut().enumerate() {
                         if let Some(id) = &line.product_id {
-                            line.product_id = Some(self.inward(Products, id).await?);
+                            let field = format!("line_items[{i}].product_id");
+                            line.product_id = Some(self.reference(Products, &field, id).await?);
                         }
                     }
                 }
@@ -149,13 +175,14 @@ impl Ids {
             }
             Draft::Payment(mut payment) => {
                 if let Patch::Set(id) = &payment.invoice_id {
-                    payment.invoice_id = Patch::Set(self.inward(Invoices, id).await?);
+                    payment.invoice_id =
+                        Patch::Set(self.reference(Invoices, "invoice_id", id).await?);
                 }
                 Draft::Payment(payment)
             }
             Draft::Expense(mut expense) => {
                 if let Patch::Set(id) = &expense.client_id {
-                    expense.client_id = Patch::Set(self.inward(Clients, id).await?);
+                    expense.client_id = Patch::Set(self.reference(Clients, "client_id", id).await?);
                 }
                 Draft::Expense(expense)
             }
@@ -217,6 +244,25 @@ impl Ids {
     }
 }
 
+/// A map read, tried three times over 0.7 s before the storage is called unavailable: a reply
+/// that cannot be translated after its write succeeded would be answered `503`, and retried.
+async fn retrying<T, F, Fut>(read: F) -> Result<T, ApiError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut pause = std::time::Duration::from_millis(100);
+    for _ in 0..3 {
+        match read().await {
+            Ok(value) => return Ok(value),
+            Err(error) => tracing::warn!(%error, "the id map could not be read; trying again"),
+        }
+        tokio::time::sleep(pause).await;
+        pause *= 2;
+    }
+    read().await.map_err(|_| ApiError::storage_unavailable())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,23 +283,28 @@ mod tests {
             target_id: "cli_9".into(),
             digest: "d".into(),
         };
-        map().done(clients, &[done]).await.unwrap();
+        map().done(clients, &[done], &[]).await.unwrap();
         let ids = Ids::new(map());
-        assert_eq!(ids.inward(clients, "cli_5").await.unwrap(), "cli_9");
+        assert_eq!(ids.path(clients, "cli_5").await.unwrap(), "cli_9");
         assert_eq!(ids.outward(clients, "cli_9").await.unwrap(), "cli_5");
         // A record created on the target after the switch keeps its own id...
         assert_eq!(ids.outward(clients, "cli_10").await.unwrap(), "cli_10");
-        assert_eq!(ids.inward(clients, "cli_10").await.unwrap(), "cli_10");
+        assert_eq!(ids.path(clients, "cli_10").await.unwrap(), "cli_10");
         // ...unless a record of the source was known by it: then it gets a fresh one, which
         // reads back to it, and which another instance shows too.
         let shown = ids.outward(clients, "cli_5").await.unwrap();
         assert_ne!(shown, "cli_5");
         assert!(is_valid_id(&shown), "{shown}");
-        assert_eq!(ids.inward(clients, &shown).await.unwrap(), "cli_5");
+        assert_eq!(ids.path(clients, &shown).await.unwrap(), "cli_5");
         let elsewhere = Ids::new(map());
         assert_eq!(elsewhere.outward(clients, "cli_5").await.unwrap(), shown);
         // The old record is still found under its old id.
-        assert_eq!(elsewhere.inward(clients, "cli_5").await.unwrap(), "cli_9");
+        assert_eq!(elsewhere.path(clients, "cli_5").await.unwrap(), "cli_9");
+        // The target's own id of a record known otherwise names nothing the integration has.
+        assert_eq!(
+            elsewhere.path(clients, "cli_9").await.unwrap_err().status,
+            404
+        );
         // Maps are per resource: an invoice numbered like a client is left alone.
         let invoices = Resource::Invoices;
         assert_eq!(ids.outward(invoices, "cli_5").await.unwrap(), "cli_5");

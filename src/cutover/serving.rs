@@ -6,6 +6,7 @@
 
 use super::ids::Ids;
 use super::state::{self, Route, State};
+use crate::auth::now_ms;
 use crate::backends::{Backends, Binding};
 use crate::config::Settings;
 use crate::error::ApiError;
@@ -17,8 +18,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-/// How often an instance reads the routes (a switch is served everywhere within about this).
+/// How often an instance reads the routes and heartbeats (a switch is served everywhere within
+/// about this).
 pub const POLL: Duration = Duration::from_secs(1);
+/// An instance that has not heartbeaten for this long is taken as stopped: a freeze does not
+/// wait for it.
+pub const ALIVE_MS: i64 = 5_000;
+/// An instance that has not reached the storage (heartbeat and routes) for this long refuses the
+/// writes of every organization that is moving or has moved: by the time a freeze stops waiting
+/// for it ([`ALIVE_MS`]), it no longer writes to the source.
+const FENCE_MS: i64 = 2_500;
 /// How long a write refused by a freeze is told to wait before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
 
@@ -60,9 +69,17 @@ pub struct Routes {
     instance: String,
     table: RwLock<HashMap<String, Arc<Serving>>>,
     writes: Mutex<HashMap<String, Arc<InFlight>>>,
-    /// Freezes acknowledged, by organization: the `seq` last acknowledged.
-    acked: Mutex<HashMap<String, i64>>,
+    /// Freezes being or already acknowledged, by organization: the highest `seq`.
+    acking: Mutex<HashMap<String, i64>>,
     polls: std::sync::atomic::AtomicU64,
+    /// Organizations configured with a `[orgs.NAME.migrate_to]`: fenced with those that have a
+    /// route when the storage is out of reach.
+    moving: std::collections::HashSet<String>,
+    /// When this instance last heartbeat and last read the routes (Unix ms).
+    last_heartbeat: std::sync::atomic::AtomicI64,
+    last_read: std::sync::atomic::AtomicI64,
+    /// Stopping: no more heartbeats.
+    leaving: AtomicBool,
 }
 
 impl Routes {
@@ -78,8 +95,17 @@ impl Routes {
             instance: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()),
             table: RwLock::default(),
             writes: Mutex::default(),
-            acked: Mutex::default(),
+            acking: Mutex::default(),
             polls: Default::default(),
+            moving: settings
+                .orgs
+                .iter()
+                .filter(|(_, org)| org.migrate_to.is_some())
+                .map(|(name, _)| name.clone())
+                .collect(),
+            last_heartbeat: Default::default(),
+            last_read: Default::default(),
+            leaving: AtomicBool::new(false),
         };
         let unreadable = |e: sqlx::Error| format!("cannot read the organizations' routes: {e}");
         // Known from the start: a cutover that begins now waits for this instance too.
@@ -87,6 +113,8 @@ impl Routes {
             .await
             .map_err(unreadable)?;
         let rows = state::all(&routes.pool).await.map_err(unreadable)?;
+        routes.last_heartbeat.store(now_ms(), Ordering::SeqCst);
+        routes.last_read.store(now_ms(), Ordering::SeqCst);
         for route in rows {
             // Not served by this configuration (the storage may be shared).
             let Some(org) = settings.orgs.get(&route.org) else {
@@ -109,6 +137,7 @@ impl Routes {
 
     /// This instance stops: it is no longer among those a freeze waits for.
     pub async fn leave(&self) {
+        self.leaving.store(true, Ordering::SeqCst);
         if let Err(error) = state::forget_instance(&self.pool, &self.instance).await {
             tracing::warn!(%error, "cannot remove this instance from the running ones");
         }
@@ -143,6 +172,11 @@ impl Routes {
         in_flight.count.fetch_add(1, Ordering::SeqCst);
         let ticket = WriteTicket(in_flight);
         let current = self.of(org);
+        if (current.is_some() || self.moving.contains(org)) && self.out_of_touch() {
+            // The storage is out of reach: a freeze may be under way unseen.
+            metrics::counter!(names::CUTOVER_WRITES_REFUSED).increment(1);
+            return Err(frozen());
+        }
         let seq = |s: Option<&Serving>| s.map(|s| s.route.seq);
         if seq(current.as_deref()) != seq(routed) {
             // Routed to a backend that no longer serves the organization.
@@ -177,11 +211,24 @@ impl Routes {
         }
     }
 
-    /// Reads the routes again and acknowledges freezes (every [`POLL`]); a failure is logged,
-    /// and the last routes read stay in force.
-    pub async fn poll(&self, settings: &Settings, backends: &Backends) {
-        if let Err(error) = self.read(settings, backends).await {
-            tracing::warn!(%error, "cannot read the organizations' routes");
+    /// Whether this instance has been out of touch with the storage for [`FENCE_MS`].
+    fn out_of_touch(&self) -> bool {
+        let last = self
+            .last_heartbeat
+            .load(Ordering::SeqCst)
+            .min(self.last_read.load(Ordering::SeqCst));
+        now_ms() - last > FENCE_MS
+    }
+
+    /// Tells the storage this instance is alive (every [`POLL`], on a loop of its own so that
+    /// nothing else delays it).
+    pub async fn heartbeat(&self) {
+        if self.leaving.load(Ordering::SeqCst) {
+            return;
+        }
+        match state::heartbeat(&self.pool, &self.instance).await {
+            Ok(()) => self.last_heartbeat.store(now_ms(), Ordering::SeqCst),
+            Err(error) => tracing::warn!(%error, "cannot heartbeat in storage"),
         }
         let polls = self.polls.fetch_add(1, Ordering::Relaxed);
         if polls.is_multiple_of(3600) {
@@ -189,18 +236,29 @@ impl Routes {
         }
     }
 
-    async fn read(&self, settings: &Settings, backends: &Backends) -> Result<(), String> {
-        state::heartbeat(&self.pool, &self.instance)
-            .await
-            .map_err(|e| e.to_string())?;
+    /// Reads the routes again (every [`POLL`]) and starts acknowledging new freezes; a failure
+    /// is logged, and the last routes read stay in force (writes of moving organizations are
+    /// refused after [`FENCE_MS`] without a read).
+    pub async fn poll(self: &Arc<Self>, settings: &Settings, backends: &Backends) {
+        if let Err(error) = self.read(settings, backends).await {
+            tracing::warn!(%error, "cannot read the organizations' routes");
+        }
+    }
+
+    async fn read(
+        self: &Arc<Self>,
+        settings: &Settings,
+        backends: &Backends,
+    ) -> Result<(), String> {
         let rows = state::all(&self.pool).await.map_err(|e| e.to_string())?;
+        self.last_read.store(now_ms(), Ordering::SeqCst);
         for route in rows {
             // An organization this configuration does not serve (the storage may be shared
             // with instances that serve others): this instance never writes for it, so it
             // confirms a freeze at once.
             if !settings.orgs.contains_key(&route.org) {
                 if route.state == State::Frozen {
-                    self.acknowledge(&route).await;
+                    self.acknowledge(&route);
                 }
                 continue;
             }
@@ -222,7 +280,7 @@ impl Routes {
                 // An instance that could not serve the target does not confirm the freeze, so
                 // the switch cannot happen under it (the cutover gives up and says so).
                 match target_binding(settings, backends, &route) {
-                    Ok(_) => self.acknowledge(&route).await,
+                    Ok(_) => self.acknowledge(&route),
                     Err(error) => {
                         tracing::error!(org = %route.org, to = %route.target, %error, "cannot serve the organization from its target: the freeze is not confirmed by this instance");
                     }
@@ -240,37 +298,38 @@ impl Routes {
         Ok(())
     }
 
-    /// Acknowledges a freeze once no write to the source is under way here (they were admitted
-    /// before the freeze was seen). Waits at most a request's lifetime: a write still running
-    /// after that has been answered with a timeout.
-    async fn acknowledge(&self, route: &Route) {
-        let already = self
-            .acked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&route.org)
-            .is_some_and(|&seq| seq >= route.seq);
-        if already {
-            return;
+    /// Acknowledges a freeze, in a task of its own, once no write to the source admitted
+    /// before it was seen is under way here. It waits as long as that takes: the cutover gives
+    /// up on its own side (and lifts the freeze) rather than switch under a write.
+    fn acknowledge(self: &Arc<Self>, route: &Route) {
+        {
+            let mut acking = self.acking.lock().unwrap_or_else(|e| e.into_inner());
+            if acking.get(&route.org).is_some_and(|&seq| seq >= route.seq) {
+                return;
+            }
+            acking.insert(route.org.clone(), route.seq);
         }
         let in_flight = {
             let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
             writes.entry(route.org.clone()).or_default().clone()
         };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while in_flight.count.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
-            let _ =
-                tokio::time::timeout(Duration::from_millis(50), in_flight.drained.notified()).await;
-        }
-        if state::ack(&self.pool, &route.org, &self.instance, route.seq)
-            .await
-            .is_ok()
-        {
-            self.acked
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(route.org.clone(), route.seq);
-        }
+        let routes = Arc::clone(self);
+        let (org, seq) = (route.org.clone(), route.seq);
+        tokio::spawn(async move {
+            while in_flight.count.load(Ordering::SeqCst) > 0 {
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(50), in_flight.drained.notified())
+                        .await;
+            }
+            if let Err(error) = state::ack(&routes.pool, &org, &routes.instance, seq).await {
+                tracing::warn!(%org, %error, "cannot confirm a freeze; trying again");
+                // Tried again on the next read.
+                let mut acking = routes.acking.lock().unwrap_or_else(|e| e.into_inner());
+                if acking.get(&org) == Some(&seq) {
+                    acking.remove(&org);
+                }
+            }
+        });
     }
 }
 

@@ -109,44 +109,44 @@ pub async fn freeze(
     target: &str,
 ) -> Result<Option<i64>, sqlx::Error> {
     let now = now_ms();
-    let mut tx = pool.begin().await?;
     let current: Option<(String, i64)> =
         sqlx::query_as("SELECT state, seq FROM org_routes WHERE org = $1")
             .bind(org)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(pool)
             .await?;
-    let next = match current {
-        Some((state, _)) if state != "rolled_back" && state != "thawed" => return Ok(None),
-        Some((_, seq)) => {
-            sqlx::query(
+    // Each branch is one conditional statement: of two runs freezing at once, one wins.
+    match current {
+        None => {
+            let inserted = sqlx::query(
+                "INSERT INTO org_routes (org, source, target, state, seq, frozen_at, changed_at) \
+                 VALUES ($1, $2, $3, 'frozen', 1, $4, $4) ON CONFLICT (org) DO NOTHING",
+            )
+            .bind(org)
+            .bind(source)
+            .bind(target)
+            .bind(now)
+            .execute(pool)
+            .await?;
+            Ok((inserted.rows_affected() == 1).then_some(1))
+        }
+        Some((state, seq)) if state == "rolled_back" || state == "thawed" => {
+            let updated = sqlx::query(
                 "UPDATE org_routes SET source = $2, target = $3, state = 'frozen', seq = $4, \
-                 frozen_at = $5, changed_at = $5, first_write_at = NULL WHERE org = $1",
+                 frozen_at = $5, changed_at = $5, first_write_at = NULL \
+                 WHERE org = $1 AND seq = $6 AND state IN ('rolled_back', 'thawed')",
             )
             .bind(org)
             .bind(source)
             .bind(target)
             .bind(seq + 1)
             .bind(now)
-            .execute(&mut *tx)
+            .bind(seq)
+            .execute(pool)
             .await?;
-            seq + 1
+            Ok((updated.rows_affected() == 1).then_some(seq + 1))
         }
-        None => {
-            sqlx::query(
-                "INSERT INTO org_routes (org, source, target, state, seq, frozen_at, changed_at) \
-                 VALUES ($1, $2, $3, 'frozen', 1, $4, $4)",
-            )
-            .bind(org)
-            .bind(source)
-            .bind(target)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            1
-        }
-    };
-    tx.commit().await?;
-    Ok(Some(next))
+        Some(_) => Ok(None),
+    }
 }
 
 /// Ends freeze `seq`: `switched`, or `thawed` (served from the source again). `false` when the
@@ -238,20 +238,25 @@ pub async fn forget_stale_instances(pool: &AnyPool) -> Result<(), sqlx::Error> {
 
 /// `instance` has seen freeze `seq` of `org`, and has no write to the source in flight.
 pub async fn ack(pool: &AnyPool, org: &str, instance: &str, seq: i64) -> Result<(), sqlx::Error> {
-    let updated =
-        sqlx::query("UPDATE org_route_acks SET seq = $3 WHERE org = $1 AND instance = $2")
-            .bind(org)
-            .bind(instance)
-            .bind(seq)
-            .execute(pool)
-            .await?;
+    let updated = sqlx::query(
+        "UPDATE org_route_acks SET seq = $3 WHERE org = $1 AND instance = $2 AND seq <= $3",
+    )
+    .bind(org)
+    .bind(instance)
+    .bind(seq)
+    .execute(pool)
+    .await?;
     if updated.rows_affected() == 0 {
-        sqlx::query("INSERT INTO org_route_acks (org, instance, seq) VALUES ($1, $2, $3)")
-            .bind(org)
-            .bind(instance)
-            .bind(seq)
-            .execute(pool)
-            .await?;
+        // New, or already at a later freeze (then nothing to do).
+        sqlx::query(
+            "INSERT INTO org_route_acks (org, instance, seq) VALUES ($1, $2, $3) \
+             ON CONFLICT (org, instance) DO NOTHING",
+        )
+        .bind(org)
+        .bind(instance)
+        .bind(seq)
+        .execute(pool)
+        .await?;
     }
     Ok(())
 }

@@ -4,7 +4,10 @@
 //!
 //! Exactly once, whatever kills the run: before a record is created on the target, its intent
 //! is written to the id map (a page's intents in one transaction); the target's id is written
-//! once the record and its states are on the target (a page's ids in one transaction). A row
+//! once the record is on the target and marked sent (a page's ids in one transaction, also when
+//! the run stops halfway through the page: the writes under way are waited for). A void or
+//! archived invoice's id is recorded as "settling" until that state is carried, after the
+//! payments. A row
 //! left without a target id by a crash is resolved on the next run by adopting what the target
 //! holds under the record's natural key (invoice number, product key, client email or name), or,
 //! for payments and expenses, which have none, an unmapped target record with the same fields
@@ -21,6 +24,7 @@ use nestgate_contract::records::InvoiceStatus;
 use nestgate_contract::{Action, Feature, Op, Record, Reply, Resource};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The order every reference's target exists before it is used.
 pub const ORDER: [Resource; 5] = [
@@ -280,7 +284,10 @@ pub async fn dry_run(
                     });
                 }
                 match map.get(resource, record.id()).await? {
-                    Some(entry) if entry.target_id.is_some() && entry.digest == digest(&record) => {
+                    Some(entry)
+                        if entry.target_id.is_some()
+                            && entry.digest.trim_end_matches(SETTLING) == digest(&record) =>
+                    {
                         report.counts(resource).unchanged += 1
                     }
                     _ => report.counts(resource).copied += 1,
@@ -380,7 +387,13 @@ async fn unknown_on_target(
 struct Settle {
     source_id: String,
     target_id: String,
+    /// The digest the record was copied at: recorded once its states are carried.
+    digest: String,
 }
+
+/// Marks a digest recorded before a void or archived invoice's states were carried: the next
+/// run carries them (only them) again.
+const SETTLING: &str = "+settling";
 
 /// Copies what is new or changed since the last run, a page at a time: the page's intents in
 /// one transaction, then up to `parallel` records written at once, then the page's target ids
@@ -416,9 +429,13 @@ pub async fn copy(
             })
             .await?;
     }
+    if !settle.is_empty() {
+        super::crash_point("before_settle");
+    }
     for Settle {
         source_id,
         target_id,
+        digest,
     } in settle
     {
         // Read again: it may have changed since (a rerun carries that).
@@ -433,6 +450,9 @@ pub async fn copy(
             update(target, &record, &target_id, &body, &mut notes).await?;
         }
         archive(target, &record, &target_id, Shape::Create, &mut notes).await?;
+        if !notes.iter().any(|d| d.kind == "failed") {
+            map.settled(Resource::Invoices, &source_id, &digest).await?;
+        }
         notes.into_iter().for_each(|d| report.differ(d));
     }
     Ok(())
@@ -452,9 +472,12 @@ struct Written {
     record: Record,
     /// Its differences (several records are written at once; each keeps its own).
     notes: Vec<Difference>,
-    /// `Some` when it is on the target; `done` when this run wrote it (not just looked).
+    /// `Some` when it is on the target.
     target_id: Option<String>,
+    /// The digest to record (empty when a step failed: the next run tries it again).
     digest: String,
+    /// A create that surely did not reach the target: its intent is dropped.
+    forget_intent: bool,
 }
 
 /// What every page of one copy shares.
@@ -488,18 +511,24 @@ impl Page<'_, '_> {
             let digest = digest(&record);
             let plan = match entries.remove(record.id()) {
                 Some(Entry {
-                    target_id: Some(target_id),
+                    target_id: Some(_),
                     digest: copied,
                 }) if copied == digest => {
                     report.counts(resource).unchanged += 1;
-                    // Its last states may not have been carried when a run died (they come
-                    // after the id is recorded): they are carried again, which changes nothing.
-                    if needs_settling(&record) {
-                        settle.push(Settle {
-                            source_id: record.id().to_string(),
-                            target_id,
-                        });
-                    }
+                    continue;
+                }
+                Some(Entry {
+                    target_id: Some(target_id),
+                    digest: copied,
+                }) if copied.strip_suffix(SETTLING) == Some(digest.as_str()) => {
+                    // Copied, but its void or archived state not yet carried (a run died
+                    // between the two): only that is done.
+                    report.counts(resource).unchanged += 1;
+                    settle.push(Settle {
+                        source_id: record.id().to_string(),
+                        target_id,
+                        digest,
+                    });
                     continue;
                 }
                 Some(Entry {
@@ -534,21 +563,25 @@ impl Page<'_, '_> {
             super::crash_point("after_intent");
         }
         let adoption = &*adoption;
+        // Set by the first write that stops the run: the writes not yet begun are skipped, and
+        // those under way are waited for, so that what they wrote is recorded below.
+        let stopping = AtomicBool::new(false);
         let mut writes = futures_util::stream::iter(plans)
             .map(|(record, digest, plan)| {
                 let adopt = adopting(&plan);
-                self.write(record, digest, plan, adopt, adoption)
+                self.write(record, digest, plan, adopt, adoption, &stopping)
             })
             .buffer_unordered(self.parallel.max(1));
-        // What was written is recorded even when the run stops halfway through the page.
         let mut done = Vec::new();
+        let mut forget = Vec::new();
         let mut stopped = None;
         while let Some(written) = writes.next().await {
             let written = match written {
                 Ok(written) => written,
                 Err(stop) => {
-                    stopped = Some(stop);
-                    break;
+                    stopping.store(true, Ordering::SeqCst);
+                    stopped.get_or_insert(stop);
+                    continue;
                 }
             };
             let Written {
@@ -556,18 +589,27 @@ impl Page<'_, '_> {
                 notes,
                 target_id,
                 digest,
+                forget_intent,
             } = written;
             notes.into_iter().for_each(|d| report.differ(d));
             let Some(target_id) = target_id else {
+                if forget_intent {
+                    forget.push(record.id().to_string());
+                }
                 continue;
             };
             report.counts(resource).copied += 1;
-            if needs_settling(&record) {
-                settle.push(Settle {
-                    source_id: record.id().to_string(),
-                    target_id: target_id.clone(),
-                });
-            }
+            let digest = match (needs_settling(&record), digest.is_empty()) {
+                (true, false) => {
+                    settle.push(Settle {
+                        source_id: record.id().to_string(),
+                        target_id: target_id.clone(),
+                        digest: digest.clone(),
+                    });
+                    format!("{digest}{SETTLING}")
+                }
+                _ => digest,
+            };
             done.push(Done {
                 source_id: record.id().to_string(),
                 target_id,
@@ -575,7 +617,8 @@ impl Page<'_, '_> {
             });
         }
         drop(writes);
-        self.map.done(resource, &done).await?;
+        super::crash_point("before_done");
+        self.map.done(resource, &done, &forget).await?;
         match stopped {
             Some(stop) => Err(stop),
             None => Ok(()),
@@ -590,6 +633,7 @@ impl Page<'_, '_> {
         plan: Plan,
         adopt: bool,
         adoption: &Adoption,
+        stopping: &AtomicBool,
     ) -> Result<Written, Stop> {
         let target = self.target;
         let mut notes = Vec::new();
@@ -597,18 +641,24 @@ impl Page<'_, '_> {
             Plan::Update(_) => Shape::Update,
             Plan::Create { .. } => Shape::Create,
         };
-        let written = |notes, target_id| Written {
+        // Not on the target. For a create, `sent` says whether one may have reached it: if
+        // not, its intent is dropped (the next run starts afresh, not as a resumed record).
+        let written = |notes, sent: bool| Written {
             record: record.clone(),
             notes,
-            target_id,
+            target_id: None,
             digest: String::new(),
+            forget_intent: shape == Shape::Create && !sent,
         };
+        if stopping.load(Ordering::SeqCst) {
+            return Ok(written(notes, false));
+        }
         let Some(mut body) = body_for_target(&record, self.map, shape).await? else {
             notes.push(not_migratable(
                 &record,
                 "a record it references did not come across (see its own line)".into(),
             ));
-            return Ok(written(notes, None));
+            return Ok(written(notes, false));
         };
         drop_unkept(target, &record, &mut body, &mut notes);
         let body = Value::Object(body);
@@ -616,7 +666,7 @@ impl Page<'_, '_> {
             Plan::Update(target_id) => {
                 if !update(target, &record, &target_id, &body, &mut notes).await? {
                     // Refused: the id map keeps the old digest, and the next run tries again.
-                    return Ok(written(notes, None));
+                    return Ok(written(notes, false));
                 }
                 target_id
             }
@@ -627,7 +677,8 @@ impl Page<'_, '_> {
                         Err(why) => {
                             // Not knowing is not "absent": creating it could make a second copy.
                             notes.push(unsearched(&record, &why));
-                            return Ok(written(notes, None));
+                            // A dead run's create may be there: the intent stays.
+                            return Ok(written(notes, resumed));
                         }
                     },
                     false => None,
@@ -650,7 +701,8 @@ impl Page<'_, '_> {
                             super::crash_point("after_create");
                             target_id
                         }
-                        None => return Ok(written(notes, None)),
+                        // Refused by the target (an error answered): nothing was created.
+                        None => return Ok(written(notes, false)),
                     },
                 }
             }
@@ -661,8 +713,9 @@ impl Page<'_, '_> {
         // A step that failed leaves no digest, so the next run tries the record again.
         let failed = notes.iter().any(|d| d.kind == "failed");
         Ok(Written {
+            target_id: Some(target_id),
             digest: if failed { String::new() } else { digest },
-            ..written(notes, Some(target_id))
+            ..written(notes, true)
         })
     }
 }
@@ -925,6 +978,7 @@ struct Adoption {
     resource: Resource,
     /// `None` until read; `Err` (why) when the target could not be read.
     index: Option<Result<std::sync::Mutex<Index>, String>>,
+    claimed: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Target ids by natural key.
@@ -935,6 +989,7 @@ impl Adoption {
         Adoption {
             resource,
             index: None,
+            claimed: Default::default(),
         }
     }
 
@@ -985,15 +1040,19 @@ impl Adoption {
         let Some(candidates) = index.get_mut(&key) else {
             return Ok(None);
         };
-        let claimed = candidates.pop();
-        // A client is indexed under its email and its name: claimed under one, it is taken out
-        // from under the other.
-        if let Some(id) = &claimed {
-            index
-                .values_mut()
-                .for_each(|ids| ids.retain(|other| other != id));
+        // A client is indexed under its email and its name: one claimed under either is
+        // skipped under the other.
+        while let Some(id) = candidates.pop() {
+            if self
+                .claimed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id.clone())
+            {
+                return Ok(Some(id));
+            }
         }
-        Ok(claimed)
+        Ok(None)
     }
 }
 

@@ -156,7 +156,8 @@ impl IdMap {
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO migration_ids (org, target, resource, source_id, target_id, digest, copied_at) \
-             VALUES ($1, $2, $3, $4, $5, 'alias', $6)",
+             VALUES ($1, $2, $3, $4, $5, 'alias', $6) \
+             ON CONFLICT (org, target, resource, source_id) DO NOTHING",
         )
         .bind(&self.org)
         .bind(&self.target)
@@ -197,13 +198,31 @@ impl IdMap {
         tx.commit().await
     }
 
-    /// Each record stands on the target: `(source id, target id, digest copied)`, in one
-    /// transaction.
-    pub async fn done(&self, resource: Resource, rows: &[Done]) -> Result<(), sqlx::Error> {
-        if rows.is_empty() {
+    /// Each record of `rows` stands on the target, and the intents of `forget` (creates that
+    /// surely did not reach it) are dropped, in one transaction.
+    pub async fn done(
+        &self,
+        resource: Resource,
+        rows: &[Done],
+        forget: &[String],
+    ) -> Result<(), sqlx::Error> {
+        if rows.is_empty() && forget.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
+        for source_id in forget {
+            sqlx::query(
+                "DELETE FROM migration_ids \
+                 WHERE org = $1 AND target = $2 AND resource = $3 AND source_id = $4 \
+                 AND target_id IS NULL",
+            )
+            .bind(&self.org)
+            .bind(&self.target)
+            .bind(resource.as_str())
+            .bind(source_id)
+            .execute(&mut *tx)
+            .await?;
+        }
         for row in rows {
             sqlx::query(
                 "UPDATE migration_ids SET target_id = $5, digest = $6, copied_at = $7 \
@@ -220,6 +239,27 @@ impl IdMap {
             .await?;
         }
         tx.commit().await
+    }
+
+    /// A record's last states are carried: its digest is recorded as copied.
+    pub async fn settled(
+        &self,
+        resource: Resource,
+        source_id: &str,
+        digest: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE migration_ids SET digest = $5 \
+             WHERE org = $1 AND target = $2 AND resource = $3 AND source_id = $4",
+        )
+        .bind(&self.org)
+        .bind(&self.target)
+        .bind(resource.as_str())
+        .bind(source_id)
+        .bind(digest)
+        .execute(&self.pool)
+        .await
+        .map(drop)
     }
 }
 

@@ -3,7 +3,7 @@
 //! interruption. The CLI is a thin face over [`run`], so the server can drive it later.
 //!
 //! - [`idmap`]: source id → target id in storage: a page's intents written before its creates,
-//!   its target ids as soon as they are on the target.
+//!   its target ids once its writes are done.
 //! - [`side`]: one backend as the engine calls it, through the same permit and stack as live
 //!   traffic, waiting out rate limits and giving up on a backend that stays down.
 //! - [`copy`]: the copy, in dependency order (clients, products, invoices, payments, expenses,
@@ -90,9 +90,11 @@ pub(crate) fn interrupted() -> bool {
 }
 
 /// Fault injection for the crash tests: `NESTGATE_MIGRATE_CRASH=POINT:N` sends the process a
-/// `kill -9` the N-th time the run passes `POINT` (`after_intent`: an intent is
-/// recorded, its create not sent; `after_create`: the target answered a create, its id not yet
-/// recorded). Unset, it costs one relaxed load.
+/// `kill -9` the N-th time the run passes `POINT` (`after_intent`: a page's intents are
+/// recorded, its creates not sent; `after_create`: the target answered a create, its id not yet
+/// recorded; `before_done`: a page's writes are all done, their ids not recorded;
+/// `before_settle`: everything copied, the void and archived states not yet carried). Unset, it
+/// costs one relaxed load.
 pub(crate) fn crash_point(point: &str) {
     use std::sync::LazyLock;
     use std::sync::atomic::AtomicU64;

@@ -7,7 +7,8 @@ CREATE TABLE org_routes (
     source TEXT NOT NULL,
     target TEXT NOT NULL,
     -- `frozen` (reads from the source, writes refused), `switched` (served from the target,
-    -- ids translated through the id map) or `rolled_back` (served from the source again).
+    -- ids translated through the id map), `rolled_back` (served from the source again after a
+    -- switch) or `thawed` (served from the source again after a freeze that did not switch).
     state TEXT NOT NULL,
     -- Bumped at every change: instances acknowledge the freeze they saw by its number.
     seq BIGINT NOT NULL,
