@@ -261,6 +261,8 @@ impl Writer {
             )
             .await;
             assert_eq!(read.status, 200, "reads are served throughout: {read:?}");
+            let ready = support::send(self.client.get(format!("{base}/readyz"))).await;
+            assert_eq!(ready.status, 200, "ready throughout: {ready:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         written
