@@ -33,6 +33,8 @@ pub struct App {
     pub metrics: Option<PrometheusHandle>,
     /// Organizations that have moved or are moving (cutover), kept by [`App::spawn_routes`].
     pub routes: Arc<Routes>,
+    /// Shadow reads of moving organizations.
+    pub shadow: Arc<crate::shadow::Shadow>,
 }
 
 impl App {
@@ -54,6 +56,11 @@ impl App {
             .await
             .map(Arc::new)
             .map_err(StartError::Routes)?;
+        let shadow = Arc::new(crate::shadow::Shadow::new(
+            &settings,
+            &backends,
+            &storage.pool,
+        ));
         let idempotency = Idempotency::new(storage.pool.clone(), settings.request_timeout);
         let auth = Arc::new(
             Auth::build(&settings.auth, storage.pool.clone())
@@ -69,6 +76,7 @@ impl App {
             backends,
             idempotency,
             routes,
+            shadow,
         })
     }
 }

@@ -355,6 +355,7 @@ async fn serve(settings: config::Settings, source: Source) -> ExitCode {
     app.auth.spawn_background();
     app.spawn_readiness();
     app.spawn_routes();
+    app.shadow.spawn();
     if let Some(metrics) = &app.metrics {
         crate::telemetry::exporter::spawn_upkeep(metrics.clone());
     }

@@ -251,6 +251,8 @@ pub struct MigrateToSection {
     pub upstream_token_env: Option<String>,
     /// Records written to the target at once (1 to 32).
     pub parallel_writes: Option<u32>,
+    /// Share of the organization's reads also sent to the target and compared (0 to 1).
+    pub shadow_reads: Option<f64>,
 }
 
 fn default_currency() -> String {
@@ -406,6 +408,9 @@ pub struct MigrateTo {
     /// Records written to the target at once; unset, 4 for a backend that keeps records
     /// itself and 1 for a vendor (which rate-limits an account, and may race on one invoice).
     pub parallel_writes: Option<usize>,
+    /// Share of the organization's reads (lists and gets) also sent to the target and compared
+    /// with the answer served (`0` by default: none).
+    pub shadow_reads: f64,
 }
 
 /// The storage URL. It may carry a database password, so its `Debug` shows only the scheme.
@@ -606,10 +611,20 @@ impl FileConfig {
                         "must be between 1 and 32",
                     ));
                 }
+                if to
+                    .shadow_reads
+                    .is_some_and(|share| !(0.0..=1.0).contains(&share))
+                {
+                    problems.push(problem(
+                        format!("{prefix}.shadow_reads"),
+                        "must be between 0 and 1 (the share of reads also sent to the target)",
+                    ));
+                }
                 MigrateTo {
                     backend: to.backend,
                     upstream_token,
                     parallel_writes: to.parallel_writes.map(|n| n as usize),
+                    shadow_reads: to.shadow_reads.unwrap_or(0.0),
                 }
             });
             orgs.insert(

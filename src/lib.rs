@@ -29,6 +29,7 @@
 //! - [`migrate`]: `nestgate migrate`: copy an organization to another backend, verify, resume.
 //! - [`cutover`]: switch a copied organization to its target (freeze, last copy, switch,
 //!   rollback); what each instance serves an organization from, and its ids after a switch.
+//! - [`shadow`]: a moving organization's reads also sent to its target and compared.
 //! - [`app`]: the state every handler shares, and the loops of the readiness prober and of the
 //!   routes.
 //!
@@ -59,5 +60,6 @@ pub mod readiness;
 pub mod request_id;
 pub mod respond;
 pub mod server;
+pub mod shadow;
 pub mod storage;
 pub mod telemetry;

@@ -254,6 +254,10 @@ pub struct Status {
     /// The last copy or verification of the move.
     pub last_run: Option<LastRun>,
     pub route: Option<RouteStatus>,
+    /// Shadow reads since they began, by route and outcome (`match`, `mismatch`, `error`,
+    /// `dropped`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub shadow: std::collections::BTreeMap<String, std::collections::BTreeMap<String, i64>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -295,6 +299,9 @@ pub async fn status(settings: &Settings, org: &str) -> Result<Status, StartError
             .map_err(storage_error)?,
         None => None,
     };
+    let shadow = crate::shadow::counts::of(pool, org)
+        .await
+        .map_err(storage_error)?;
     let served_from = match &route {
         Some(r) if r.state == State::Switched => r.target.clone(),
         Some(r) => r.source.clone(),
@@ -318,6 +325,7 @@ pub async fn status(settings: &Settings, org: &str) -> Result<Status, StartError
             differences: o.differences,
             interrupted: o.interrupted,
         }),
+        shadow,
         route: route.map(|r: Route| RouteStatus {
             from: r.source,
             to: r.target,
@@ -353,6 +361,19 @@ impl Status {
             if let Some(at) = &route.first_write_on_target {
                 out += &format!("  first write on {} at {at}: no rollback\n", route.to);
             }
+        }
+        if !self.shadow.is_empty() {
+            out += "  shadow reads:\n";
+        }
+        for (route, outcomes) in &self.shadow {
+            let count = |o: &str| outcomes.get(o).copied().unwrap_or(0);
+            out += &format!(
+                "    {route}: {} match, {} mismatch, {} error, {} dropped\n",
+                count("match"),
+                count("mismatch"),
+                count("error"),
+                count("dropped")
+            );
         }
         out
     }

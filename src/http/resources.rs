@@ -191,6 +191,7 @@ where
     B::Error: Into<BoxError>,
 {
     let resource = call.resource;
+    let route = super::template(&call);
     let id = call.id.unwrap_or_default();
     let (parts, body) = req.into_parts();
     let limit = app.settings.max_body_bytes;
@@ -235,6 +236,8 @@ where
         .as_deref()
         .and_then(|s| s.switched.as_ref())
         .map(|s| &s.ids);
+    // Before a switch, a share of a moving organization's reads is also asked of its target.
+    let shadowed = (ids.is_none() && app.shadow.sample(&ctx.org, &op)).then(|| op.clone());
     let reply = match ids {
         Some(ids) => {
             ids.reply(permit.call(ctx, ids.call(op).await?).await?)
@@ -242,6 +245,10 @@ where
         }
         None => permit.call(ctx, op).await?,
     };
+    if let Some(op) = shadowed {
+        // Queued once the answer is complete; the workers never touch it.
+        app.shadow.offer(&ctx.org, route, op, &reply);
+    }
     Ok(match reply {
         Reply::Record(record) if call.action == Action::Create => created(&record),
         Reply::Record(record) => respond::json(StatusCode::OK, &record),

@@ -19,7 +19,14 @@ pub struct IdMap {
     pool: AnyPool,
     org: String,
     target: String,
+    /// Pairs found, for a map read on every live request (shadow reads): a pair, once the
+    /// record is on the target, never changes, so a found one stays true; an absent one is
+    /// never kept (a catch-up run may add it).
+    found: Option<std::sync::Arc<Found>>,
 }
+
+/// Pairs found: (resource, whether the key is a source id, the key) → the other id.
+type Found = moka::sync::Cache<(Resource, bool, String), String>;
 
 impl IdMap {
     pub fn new(pool: AnyPool, org: &str, target: &str) -> IdMap {
@@ -27,7 +34,38 @@ impl IdMap {
             pool,
             org: org.to_string(),
             target: target.to_string(),
+            found: None,
         }
+    }
+
+    /// The map, keeping up to `capacity` pairs found in memory.
+    pub fn remembering(mut self, capacity: u64) -> IdMap {
+        self.found = Some(std::sync::Arc::new(
+            moka::sync::Cache::builder().max_capacity(capacity).build(),
+        ));
+        self
+    }
+
+    /// A pair from the memory, or read and remembered when found.
+    async fn remembered<F>(
+        &self,
+        key: (Resource, bool, String),
+        read: F,
+    ) -> Result<Option<String>, sqlx::Error>
+    where
+        F: std::future::Future<Output = Result<Option<String>, sqlx::Error>>,
+    {
+        let Some(found) = &self.found else {
+            return read.await;
+        };
+        if let Some(id) = found.get(&key) {
+            return Ok(Some(id));
+        }
+        let id = read.await?;
+        if let Some(id) = &id {
+            found.insert(key, id.clone());
+        }
+        Ok(id)
     }
 
     pub async fn get(
@@ -50,6 +88,16 @@ impl IdMap {
 
     /// The source id the target record `target_id` stands for.
     pub async fn source_of(
+        &self,
+        resource: Resource,
+        target_id: &str,
+    ) -> Result<Option<String>, sqlx::Error> {
+        let key = (resource, false, target_id.to_string());
+        self.remembered(key, self.read_source_of(resource, target_id))
+            .await
+    }
+
+    async fn read_source_of(
         &self,
         resource: Resource,
         target_id: &str,
@@ -87,10 +135,14 @@ impl IdMap {
         resource: Resource,
         source_id: &str,
     ) -> Result<Option<String>, sqlx::Error> {
-        Ok(self
-            .get(resource, source_id)
-            .await?
-            .and_then(|e| e.target_id))
+        let key = (resource, true, source_id.to_string());
+        let read = async {
+            Ok(self
+                .get(resource, source_id)
+                .await?
+                .and_then(|e| e.target_id))
+        };
+        self.remembered(key, read).await
     }
 
     /// The rows of a page of source records, by source id: one query for the page.

@@ -177,6 +177,26 @@ async fn back(
     Ok(())
 }
 
+/// The field paths where a target record differs from the source record it stands for, as
+/// verification compares them: what the target assigns left out, references read as the source
+/// ids they stand for, amounts as decimals, fields the target declares it cannot keep left out.
+/// Shadow reads compare live answers with it.
+pub async fn differing_fields(
+    source: &Record,
+    target: &Record,
+    currency: &str,
+    unkept: &[String],
+    map: &IdMap,
+) -> Result<Vec<String>, Stop> {
+    let mut a = canonical(source, currency);
+    let mut b = canonical_target(target, currency, map).await?;
+    strip(&mut a, unkept);
+    strip(&mut b, unkept);
+    let mut fields = Vec::new();
+    diff("", "", &a, &b, &mut fields);
+    Ok(fields)
+}
+
 /// Leaves out what the report already explains for this record: fields the target cannot
 /// keep, and a number or key it refused as taken.
 fn explained(report: &Report, resource: Resource, source_id: &str) -> (bool, Vec<String>) {

@@ -28,6 +28,8 @@ pub const ACCEPT_ERRORS: &str = "nestgate_accept_errors_total";
 pub const CUTOVER_EVENTS: &str = "nestgate_cutover_events_total";
 pub const CUTOVER_FROZEN: &str = "nestgate_cutover_orgs_frozen";
 pub const CUTOVER_WRITES_REFUSED: &str = "nestgate_cutover_writes_refused_total";
+pub const SHADOW_READS: &str = "nestgate_shadow_reads_total";
+pub const SHADOW_READ_DURATION: &str = "nestgate_shadow_read_duration_seconds";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -210,5 +212,19 @@ pub const CATALOG: &[Metric] = &[
         &[],
         "Writes answered `503` with `Retry-After` because their organization was frozen for a \
          cutover (or rolled back while the write was admitted).",
+    ),
+    metric(
+        SHADOW_READS,
+        Kind::Counter,
+        &["backend", "route", "outcome"],
+        "Shadow reads (a moving organization's reads also sent to its target, by the target's \
+         name): `match`, `mismatch`, `error` (the target failed where the source answered), \
+         `dropped` (not sent: the shadow queue was full or the target's rate limit held it).",
+    ),
+    metric(
+        SHADOW_READ_DURATION,
+        Kind::Histogram,
+        &["backend"],
+        "How long the target took to answer a shadow read.",
     ),
 ];
