@@ -3,10 +3,10 @@
 # wrk with `shadow_reads = 0` and `= 1.0` (every read also sent to the target, a native store on
 # a SQLite file of its own, after a `nestgate migrate` copy), alternated twice in one run of
 # this script so both see the same machine. Each connection pauses PAUSE_MS between requests,
-# so the load is one the machine carries (a shadow read costs about what the read served
-# does: at saturation, PAUSE_MS=0, shadowing every read halves what the machine serves). It
-# prints requests/s, p50 and p99 for each run, the shadow outcomes the gateway counted, and the
-# ratios of the served latencies. docs/performance.md holds the figures.
+# so the load is one the machine carries (PAUSE_MS=0 saturates it: the shadow calls, which run
+# only when a core idles, are then mostly dropped). It prints requests/s, p50 and p99 for each
+# run, the shadow outcomes the gateway counted, and the ratios of the served latencies.
+# docs/performance.md holds the figures.
 #
 # Usage: bash benches/shadow.sh        (DURATION=10s CONNECTIONS=8 PAUSE_MS=2 by default)
 # Needs wrk and curl (Debian packages; installed with apt-get when missing) and python3.

@@ -56,11 +56,7 @@ impl App {
             .await
             .map(Arc::new)
             .map_err(StartError::Routes)?;
-        let shadow = Arc::new(crate::shadow::Shadow::new(
-            &settings,
-            &backends,
-            &storage.pool,
-        ));
+        let shadow = Arc::new(crate::shadow::Shadow::new(&settings, &storage.pool));
         let idempotency = Idempotency::new(storage.pool.clone(), settings.request_timeout);
         let auth = Arc::new(
             Auth::build(&settings.auth, storage.pool.clone())

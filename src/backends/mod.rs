@@ -38,6 +38,35 @@ impl Backend {
         self.takes_credential
     }
 
+    /// A backend built anew for shadow reads, on the runtime that calls this: an adapter of its
+    /// own (its own connections and pools; a native one without a database of its own reads
+    /// `storage`), no retries, its own breaker and rate-limit hold, its calls measured as
+    /// `NAME (shadow)`. Nothing of it is shared with the backends that serve, so a shadow call
+    /// can neither hold what a served call needs nor open its breaker.
+    pub async fn build_for_shadow(
+        name: &str,
+        section: &crate::config::BackendSettings,
+        storage: &sqlx::AnyPool,
+    ) -> Result<Arc<Backend>, String> {
+        let context = BuildContext { name, storage };
+        let adapter = section.config.build(&context).await?;
+        let resilience = section
+            .config
+            .resilience()
+            .map(|r| nestgate_contract::Resilience { retries: 0, ..r });
+        let label = format!("{name} (shadow)");
+        let (stack, holds) = stack::build(&label, Arc::clone(&adapter), resilience);
+        Ok(Arc::new(Backend {
+            name: name.to_string(),
+            kind: section.kind_name(),
+            takes_credential: section.kind.takes_credential(),
+            adapter,
+            stack,
+            probe_as: None,
+            holds,
+        }))
+    }
+
     /// Straight to the adapter: a probe must see the upstream, not the breaker's memory of it.
     /// Only the periodic prober calls this (see `crate::readiness`), so callers cannot drive
     /// probes. `None`: no call was made, because the organization is held by a rate limit, so
@@ -140,8 +169,8 @@ impl Backends {
                     quota: Default::default(),
                     upstream: Default::default(),
                 });
-            let (stack, holds) =
-                stack::build(name, Arc::clone(&adapter), backend.config.resilience());
+            let resilience = backend.config.resilience();
+            let (stack, holds) = stack::build(name, Arc::clone(&adapter), resilience);
             let backend = Backend {
                 name: name.clone(),
                 kind: backend.kind_name(),

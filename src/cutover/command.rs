@@ -299,9 +299,12 @@ pub async fn status(settings: &Settings, org: &str) -> Result<Status, StartError
             .map_err(storage_error)?,
         None => None,
     };
-    let shadow = crate::shadow::counts::of(pool, org)
-        .await
-        .map_err(storage_error)?;
+    let shadow = match &target {
+        Some(target) => crate::shadow::counts::of(pool, org, target)
+            .await
+            .map_err(storage_error)?,
+        None => Default::default(),
+    };
     let served_from = match &route {
         Some(r) if r.state == State::Switched => r.target.clone(),
         Some(r) => r.source.clone(),

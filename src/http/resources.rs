@@ -237,7 +237,14 @@ where
         .and_then(|s| s.switched.as_ref())
         .map(|s| &s.ids);
     // Before a switch, a share of a moving organization's reads is also asked of its target.
-    let shadowed = (ids.is_none() && app.shadow.sample(&ctx.org, &op)).then(|| op.clone());
+    // Not while it is frozen (the cutover's last copy needs the target) or switched.
+    let moving = serving.as_deref().is_none_or(|s| {
+        !matches!(
+            s.route.state,
+            crate::cutover::state::State::Frozen | crate::cutover::state::State::Switched
+        )
+    });
+    let shadowed = (moving && app.shadow.sample(&ctx.org, route, &op)).then(|| op.clone());
     let reply = match ids {
         Some(ids) => {
             ids.reply(permit.call(ctx, ids.call(op).await?).await?)

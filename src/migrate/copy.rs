@@ -393,7 +393,7 @@ struct Settle {
 
 /// Marks a digest recorded before a void or archived invoice's states were carried: the next
 /// run carries them (only them) again.
-const SETTLING: &str = "+settling";
+pub const SETTLING: &str = "+settling";
 
 /// Copies what is new or changed since the last run, a page at a time: the page's intents in
 /// one transaction, then up to `parallel` records written at once, then the page's target ids

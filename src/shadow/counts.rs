@@ -13,7 +13,8 @@ const FLUSH: Duration = Duration::from_secs(2);
 
 pub struct Counts {
     pool: AnyPool,
-    pending: Mutex<HashMap<(String, &'static str, Outcome), i64>>,
+    /// (organization, target backend, route, outcome) → count since the last flush.
+    pending: Mutex<HashMap<(String, String, &'static str, Outcome), i64>>,
 }
 
 impl Counts {
@@ -24,11 +25,10 @@ impl Counts {
         }
     }
 
-    pub fn add(&self, org: &str, route: &'static str, outcome: Outcome) {
+    pub fn add(&self, org: &str, target: &str, route: &'static str, outcome: Outcome) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        *pending
-            .entry((org.to_string(), route, outcome))
-            .or_default() += 1;
+        let key = (org.to_string(), target.to_string(), route, outcome);
+        *pending.entry(key).or_default() += 1;
     }
 
     pub fn spawn_flush(self: &Arc<Self>) {
@@ -47,12 +47,14 @@ impl Counts {
     /// the next one.
     pub async fn flush(&self) {
         let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
-        for ((org, route, outcome), count) in pending {
+        for ((org, target, route, outcome), count) in pending {
             let added = sqlx::query(
-                "INSERT INTO shadow_counts (org, route, outcome, count) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (org, route, outcome) DO UPDATE SET count = shadow_counts.count + excluded.count",
+                "INSERT INTO shadow_counts (org, target, route, outcome, count) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org, target, route, outcome) \
+                 DO UPDATE SET count = shadow_counts.count + excluded.count",
             )
             .bind(&org)
+            .bind(&target)
             .bind(route)
             .bind(outcome.as_str())
             .bind(count)
@@ -61,21 +63,24 @@ impl Counts {
             if let Err(error) = added {
                 tracing::warn!(%error, "cannot record shadow counts; kept for the next try");
                 let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-                *pending.entry((org, route, outcome)).or_default() += count;
+                *pending.entry((org, target, route, outcome)).or_default() += count;
             }
         }
     }
 }
 
-/// Every route's counts of `org`, by outcome.
+/// Every route's counts of `org`'s shadow reads on `target`, by outcome.
 pub async fn of(
     pool: &AnyPool,
     org: &str,
+    target: &str,
 ) -> Result<BTreeMap<String, BTreeMap<String, i64>>, sqlx::Error> {
     let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT route, outcome, count FROM shadow_counts WHERE org = $1 ORDER BY route, outcome",
+        "SELECT route, outcome, count FROM shadow_counts WHERE org = $1 AND target = $2 \
+         ORDER BY route, outcome",
     )
     .bind(org)
+    .bind(target)
     .fetch_all(pool)
     .await?;
     let mut counts: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();

@@ -15,7 +15,7 @@
 pub mod compare;
 pub mod counts;
 
-use crate::backends::{Backends, Binding};
+use crate::backends::Binding;
 use crate::config::Settings;
 use crate::migrate::idmap::IdMap;
 use crate::telemetry::names;
@@ -23,7 +23,6 @@ use nestgate_contract::{Op, Reply, Resource, UpstreamTrace};
 use sqlx::AnyPool;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -33,6 +32,8 @@ pub const QUEUE: usize = 64;
 pub const WORKERS: usize = 4;
 /// A shadow call not answered within this is an `error`.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// Mismatch lines logged a second, at most.
+const LOG_LINES: u64 = 20;
 
 /// How a shadow read came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -56,13 +57,22 @@ impl Outcome {
     }
 }
 
-/// One organization's target, as shadow calls reach it.
+/// One organization's shadowing, as configured.
+struct Plan {
+    /// The target backend's name.
+    target: String,
+    currency: String,
+    upstream_token: Option<crate::config::Secret>,
+    /// Share of reads shadowed, and the reads seen so far per route (an exact share of each
+    /// route, so that a periodic mix of calls cannot leave one route unshadowed).
+    share: f64,
+    reads: std::sync::Mutex<HashMap<&'static str, u64>>,
+}
+
+/// One organization's target, as shadow calls reach it (built on the shadow thread).
 struct Target {
     binding: Binding,
     map: IdMap,
-    /// Share of reads shadowed, and the reads seen so far (an exact share, no randomness).
-    share: f64,
-    reads: AtomicU64,
 }
 
 /// A read served, to be shadowed.
@@ -74,16 +84,20 @@ struct Job {
 }
 
 pub struct Shadow {
-    targets: HashMap<String, Target>,
+    plans: HashMap<String, Plan>,
     queue: mpsc::Sender<Job>,
     receiver: std::sync::Mutex<Option<mpsc::Receiver<Job>>>,
+    /// What the shadow thread builds its own resources from: the storage, and the targets'
+    /// sections.
+    storage_url: String,
+    sections: std::collections::BTreeMap<String, crate::config::BackendSettings>,
     pub counts: Arc<counts::Counts>,
 }
 
 impl Shadow {
     /// The organizations whose `[orgs.NAME.migrate_to] shadow_reads` is above 0.
-    pub fn new(settings: &Settings, backends: &Backends, pool: &AnyPool) -> Shadow {
-        let targets = settings
+    pub fn new(settings: &Settings, pool: &AnyPool) -> Shadow {
+        let plans: HashMap<String, Plan> = settings
             .orgs
             .iter()
             .filter_map(|(org, configured)| {
@@ -91,41 +105,48 @@ impl Shadow {
                 if to.shadow_reads <= 0.0 {
                     return None;
                 }
-                let backend = backends.named(&to.backend)?; // validated in config
-                let binding = Binding {
-                    org: org.clone(),
+                let plan = Plan {
+                    target: to.backend.clone(),
                     currency: configured.currency.clone(),
                     upstream_token: to.upstream_token.clone(),
-                    backend: Arc::clone(backend),
-                };
-                let target = Target {
-                    binding,
-                    map: IdMap::new(pool.clone(), org, &to.backend).remembering(100_000),
                     share: to.shadow_reads,
-                    reads: AtomicU64::new(0),
+                    reads: Default::default(),
                 };
-                Some((org.clone(), target))
+                Some((org.clone(), plan))
             })
+            .collect();
+        let sections = plans
+            .values()
+            .filter_map(|p| Some((p.target.clone(), settings.backends.get(&p.target)?.clone())))
             .collect();
         let (queue, receiver) = mpsc::channel(QUEUE);
         Shadow {
-            targets,
+            plans,
             queue,
             receiver: std::sync::Mutex::new(Some(receiver)),
+            storage_url: settings.storage_url.expose().to_string(),
+            sections,
             counts: Arc::new(counts::Counts::new(pool.clone())),
         }
     }
 
-    /// Whether this read of `org` is one of the share shadowed: `floor(n × share)` grows.
-    pub fn sample(&self, org: &str, op: &Op) -> bool {
-        if !matches!(op, Op::List { .. } | Op::Get { .. }) {
-            return false;
+    /// Whether this read of `org` on `route` is one of the share shadowed: the n-th read of a
+    /// route is when `floor(n × share)` grows. A list asked `updated_since` is not: the target
+    /// stamps `updated_at` when a record is copied, so the two can never agree.
+    pub fn sample(&self, org: &str, route: &'static str, op: &Op) -> bool {
+        match op {
+            Op::Get { .. } => {}
+            Op::List { query, .. } if query.updated_since.is_none() => {}
+            _ => return false,
         }
-        let Some(target) = self.targets.get(org) else {
+        let Some(plan) = self.plans.get(org) else {
             return false;
         };
-        let n = target.reads.fetch_add(1, Ordering::Relaxed) as f64;
-        ((n + 1.0) * target.share).floor() > (n * target.share).floor()
+        let mut reads = plan.reads.lock().unwrap_or_else(|e| e.into_inner());
+        let n = reads.entry(route).or_default();
+        let before = *n as f64;
+        *n += 1;
+        ((before + 1.0) * plan.share).floor() > (before * plan.share).floor()
     }
 
     /// Queues the shadow of a read whose answer is complete; `dropped` when the queue is full.
@@ -143,24 +164,27 @@ impl Shadow {
 
     fn count(&self, org: &str, route: &'static str, outcome: Outcome) {
         let backend = self
-            .targets
+            .plans
             .get(org)
-            .map(|t| t.binding.backend.name.clone())
+            .map(|p| p.target.clone())
             .unwrap_or_default();
-        metrics::counter!(names::SHADOW_READS, "backend" => backend, "route" => route, "outcome" => outcome.as_str())
+        metrics::counter!(names::SHADOW_READS, "backend" => backend.clone(), "route" => route, "outcome" => outcome.as_str())
             .increment(1);
-        self.counts.add(org, route, outcome);
+        self.counts.add(org, &backend, route, outcome);
     }
 
-    /// Starts the workers and the counts' flusher (nothing when no organization is shadowed).
+    /// Starts the shadow thread and the counts' flusher (nothing when no organization is
+    /// shadowed).
     ///
-    /// The workers run on a thread of their own, with a runtime of its own, that the kernel
-    /// schedules only when a core would otherwise idle: a shadow call costs about what the read
-    /// it mirrors cost, and the served reads must not wait for a core behind it (measured in
-    /// `benches/shadow.sh`). The backends they call are shared with the serving runtime, which
-    /// keeps running their I/O.
+    /// Shadow calls run on a thread of their own that the kernel schedules only when a core
+    /// would otherwise idle, on a runtime of its own, with resources of its own: a storage pool
+    /// for the id map and the targets' adapters and stacks, built there. A shadow call costs
+    /// about what the read it mirrors cost; this way the served reads never wait for a core, a
+    /// connection or a lock behind one (measured in `benches/shadow.sh`). Each call is a task
+    /// of its own (a panic ends that call only), [`WORKERS`] at a time. If the thread cannot
+    /// build what it needs, it says so and every shadow read is `dropped`.
     pub fn spawn(self: &Arc<Self>) {
-        let Some(receiver) = self
+        let Some(mut receiver) = self
             .receiver
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -168,7 +192,7 @@ impl Shadow {
         else {
             return;
         };
-        if self.targets.is_empty() {
+        if self.plans.is_empty() {
             return;
         }
         let shadow = Arc::clone(self);
@@ -186,26 +210,69 @@ impl Shadow {
                         return;
                     }
                 };
-                runtime.block_on(shadow.work(receiver));
+                runtime.block_on(async move {
+                    let workers = match Workers::build(shadow).await {
+                        Ok(workers) => Arc::new(workers),
+                        Err(error) => {
+                            tracing::error!(%error, "shadow reads cannot start; every one is dropped");
+                            return;
+                        }
+                    };
+                    let permits = Arc::new(tokio::sync::Semaphore::new(WORKERS));
+                    while let Some(job) = receiver.recv().await {
+                        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                            return;
+                        };
+                        let workers = Arc::clone(&workers);
+                        tokio::spawn(async move {
+                            workers.run(job).await;
+                            drop(permit);
+                        });
+                    }
+                });
             });
         if let Err(error) = started {
             tracing::error!(%error, "shadow reads cannot start");
         }
         self.counts.spawn_flush();
     }
+}
 
-    /// [`WORKERS`] shadow calls at a time, for as long as reads are queued.
-    async fn work(&self, receiver: mpsc::Receiver<Job>) {
-        let receiver = tokio::sync::Mutex::new(receiver);
-        let worker = async || {
-            loop {
-                let Some(job) = receiver.lock().await.recv().await else {
-                    return;
+/// The shadow thread's side: the targets, built on it.
+struct Workers {
+    shadow: Arc<Shadow>,
+    targets: HashMap<String, Target>,
+}
+
+impl Workers {
+    async fn build(shadow: Arc<Shadow>) -> Result<Workers, String> {
+        let storage = crate::storage::Storage::connect(&shadow.storage_url, 2)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut backends = HashMap::new();
+        for (name, section) in &shadow.sections {
+            let backend =
+                crate::backends::Backend::build_for_shadow(name, section, &storage.pool).await?;
+            backends.insert(name.clone(), backend);
+        }
+        let targets = shadow
+            .plans
+            .iter()
+            .filter_map(|(org, plan)| {
+                let backend = backends.get(&plan.target)?;
+                let target = Target {
+                    binding: Binding {
+                        org: org.clone(),
+                        currency: plan.currency.clone(),
+                        upstream_token: plan.upstream_token.clone(),
+                        backend: Arc::clone(backend),
+                    },
+                    map: IdMap::new(storage.pool.clone(), org, &plan.target).remembering(100_000),
                 };
-                self.run(job).await;
-            }
-        };
-        futures_util::future::join_all((0..WORKERS).map(|_| worker())).await;
+                Some((org.clone(), target))
+            })
+            .collect();
+        Ok(Workers { shadow, targets })
     }
 
     async fn run(&self, job: Job) {
@@ -217,6 +284,9 @@ impl Shadow {
             Ok(differences) => {
                 // Paths only, never values: they are customers' data.
                 for (record, fields) in differences.iter().take(10) {
+                    if !may_log() {
+                        break;
+                    }
                     tracing::warn!(
                         org = %job.org,
                         route = job.route,
@@ -229,13 +299,13 @@ impl Shadow {
             }
             Err(outcome) => outcome,
         };
-        self.count(&job.org, job.route, outcome);
+        self.shadow.count(&job.org, job.route, outcome);
     }
 
     /// The shadow call and its comparison: the records that differ, each with its field paths;
     /// `Err` when there is nothing to compare.
     async fn call(&self, target: &Target, job: &Job) -> Result<compare::Differences, Outcome> {
-        let missing = |id: &str| Ok(vec![(id.to_string(), vec![compare::MISSING.to_string()])]);
+        let missing = |label: String| Ok(vec![(label, vec![compare::MISSING.to_string()])]);
         // The integration's ids are the source's: read as the target's through the id map.
         let op = match job.op.clone() {
             Op::Get { resource, id } => match target.map.target_of(resource, &id).await {
@@ -243,7 +313,7 @@ impl Shadow {
                     resource,
                     id: target_id,
                 },
-                Ok(None) => return missing(&id),
+                Ok(None) => return missing(id),
                 Err(_) => return Err(Outcome::Error),
             },
             Op::List {
@@ -253,7 +323,7 @@ impl Shadow {
                 if let Some(client) = query.client_id.clone() {
                     match target.map.target_of(Resource::Clients, &client).await {
                         Ok(Some(target_id)) => query.client_id = Some(target_id),
-                        Ok(None) => return missing(&client),
+                        Ok(None) => return missing(format!("(client_id filter) {client}")),
                         Err(_) => return Err(Outcome::Error),
                     }
                 }
@@ -261,31 +331,94 @@ impl Shadow {
             }
             _ => return Err(Outcome::Dropped),
         };
-        let backend = &target.binding.backend;
-        let permit = backend
-            .permit(op.resource(), op.action())
-            .map_err(|_| Outcome::Error)?;
-        let ctx = target.binding.context("shadow", UpstreamTrace::default());
-        let started = Instant::now();
-        let answer = tokio::time::timeout(TIMEOUT, permit.call(&ctx, op)).await;
-        metrics::histogram!(names::SHADOW_READ_DURATION, "backend" => backend.name.clone())
-            .record(started.elapsed());
-        let shadow = match answer {
-            Err(_) => return Err(Outcome::Error),
-            Ok(Err(error)) if error.code == "rate_limited" => return Err(Outcome::Dropped),
-            Ok(Err(error)) if error.code == "not_found" => {
-                if let Op::Get { id, .. } = &job.op {
-                    return missing(id);
-                }
-                return Err(Outcome::Error);
-            }
-            Ok(Err(_)) => return Err(Outcome::Error),
-            Ok(Ok(reply)) => reply,
+        let reach = Reach {
+            binding: &target.binding,
+            map: &target.map,
         };
-        compare::answers(&job.served, &shadow, &target.binding, &target.map)
+        let shadow = match reach.call(op).await {
+            Ok(reply) => reply,
+            Err(Failure::NotFound) => match &job.op {
+                Op::Get { id, .. } => return missing(id.clone()),
+                _ => return Err(Outcome::Error),
+            },
+            Err(Failure::Held) => return Err(Outcome::Dropped),
+            Err(Failure::Failed) => return Err(Outcome::Error),
+        };
+        compare::answers(&job.served, &shadow, &reach)
             .await
             .map_err(|_| Outcome::Error)
     }
+}
+
+/// Why a shadow call gave nothing to compare.
+pub(crate) enum Failure {
+    /// The target says the record does not exist.
+    NotFound,
+    /// The target's rate limit holds calls (none was made).
+    Held,
+    /// The target failed, or did not answer within [`TIMEOUT`].
+    Failed,
+}
+
+/// The target as shadow calls reach it: its own stack ([`crate::backends::Backend::for_shadow`])
+/// and the id map.
+pub(crate) struct Reach<'a> {
+    pub binding: &'a Binding,
+    pub map: &'a IdMap,
+}
+
+impl Reach<'_> {
+    pub(crate) async fn call(&self, op: Op) -> Result<Reply, Failure> {
+        let backend = &self.binding.backend;
+        let permit = backend
+            .permit(op.resource(), op.action())
+            .map_err(|_| Failure::Failed)?;
+        let ctx = self.binding.context("shadow", UpstreamTrace::default());
+        let started = Instant::now();
+        let answer = tokio::time::timeout(TIMEOUT, permit.call(&ctx, op))
+            .await
+            .map_err(|_| Failure::Failed)?;
+        match answer {
+            Err(error) if error.code == "rate_limited" => Err(Failure::Held),
+            answer => {
+                // Only calls the target answered are timed.
+                metrics::histogram!(names::SHADOW_READ_DURATION, "backend" => backend.name.clone())
+                    .record(started.elapsed());
+                answer.map_err(|error| match error.code {
+                    "not_found" => Failure::NotFound,
+                    _ => Failure::Failed,
+                })
+            }
+        }
+    }
+}
+
+/// At most [`LOG_LINES`] mismatch lines a second: a systematic difference at a high share
+/// would otherwise write one line per read. What is left out is said once, the next second.
+fn may_log() -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SECOND: AtomicU64 = AtomicU64::new(0);
+    static LOGGED: AtomicU64 = AtomicU64::new(0);
+    static SKIPPED: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if SECOND.swap(now, Ordering::Relaxed) != now {
+        LOGGED.store(0, Ordering::Relaxed);
+        let skipped = SKIPPED.swap(0, Ordering::Relaxed);
+        if skipped > 0 {
+            tracing::warn!(
+                skipped,
+                "shadow read differences not logged (more than {LOG_LINES} a second); the metrics count them all"
+            );
+        }
+    }
+    if LOGGED.fetch_add(1, Ordering::Relaxed) < LOG_LINES {
+        return true;
+    }
+    SKIPPED.fetch_add(1, Ordering::Relaxed);
+    false
 }
 
 /// This thread runs only when a core would otherwise idle (Linux `SCHED_IDLE`), or failing that
