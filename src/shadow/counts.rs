@@ -11,10 +11,13 @@ use std::time::Duration;
 /// How often counts are added to storage.
 const FLUSH: Duration = Duration::from_secs(2);
 
+/// Organization, target backend, route, outcome.
+type Key = (String, String, &'static str, Outcome);
+
 pub struct Counts {
     pool: AnyPool,
-    /// (organization, target backend, route, outcome) → count since the last flush.
-    pending: Mutex<HashMap<(String, String, &'static str, Outcome), i64>>,
+    /// Counts since the last flush.
+    pending: Mutex<HashMap<Key, i64>>,
 }
 
 impl Counts {
