@@ -53,15 +53,7 @@ async fn json_of(gw: &Gateway, org: &str, args: &[&str], env: &[(&str, &str)]) -
 
 /// Appends `[orgs.ORG.migrate_to]` to the configuration.
 fn moving(gw: &Gateway, org: &str, backend: &str, token_env: Option<&str>) {
-    let text = std::fs::read_to_string(&gw.config).unwrap();
-    let token = token_env
-        .map(|var| format!("upstream_token_env = \"{var}\"\n"))
-        .unwrap_or_default();
-    std::fs::write(
-        &gw.config,
-        format!("{text}\n[orgs.{org}.migrate_to]\nbackend = \"{backend}\"\n{token}"),
-    )
-    .unwrap();
+    gw.add_move(org, backend, token_env, "");
 }
 
 /// What an organization had before the switch: every id an integration was given.

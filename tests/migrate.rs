@@ -69,18 +69,7 @@ async fn native_to_native() -> Gateway {
 /// Appends the organization's move to `backend` to the configuration (the gateway already
 /// runs; `nestgate migrate` reads the file).
 fn moving_to(gw: &Gateway, backend: &str, token_env: Option<&str>) {
-    let text = std::fs::read_to_string(&gw.config).unwrap();
-    let token = token_env
-        .map(|var| format!("upstream_token_env = \"{var}\"\n"))
-        .unwrap_or_default();
-    std::fs::write(
-        &gw.config,
-        format!(
-            "{text}\n[orgs.{}.migrate_to]\nbackend = \"{backend}\"\n{token}",
-            gw.org
-        ),
-    )
-    .unwrap();
+    gw.add_move(&gw.org, backend, token_env, "");
 }
 
 /// The organization's records: what every scenario copies.

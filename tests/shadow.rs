@@ -43,15 +43,12 @@ async fn shadowed(share: &str) -> (Gateway, FakeNinja, String) {
         .await;
     gw.create("payments", json!({"invoice_id": id, "amount": "20.00"}))
         .await;
-    let text = std::fs::read_to_string(&gw.config).unwrap();
-    std::fs::write(
-        &gw.config,
-        format!(
-            "{text}\n[orgs.{}.migrate_to]\nbackend = \"ninja\"\nupstream_token_env = \"TARGET_TOKEN\"\nshadow_reads = {share}\n",
-            gw.org
-        ),
-    )
-    .unwrap();
+    gw.add_move(
+        &gw.org,
+        "ninja",
+        Some("TARGET_TOKEN"),
+        &format!("shadow_reads = {share}\n"),
+    );
     let copied = tokio::process::Command::new(env!("CARGO_BIN_EXE_nestgate"))
         .args(["migrate", &gw.org, "--config"])
         .arg(&gw.config)

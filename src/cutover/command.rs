@@ -37,7 +37,8 @@ pub async fn cutover(
     options: &Options,
     progress: &dyn Progress,
 ) -> Result<Report, StartError> {
-    let (source, target) = moving(settings, org)?;
+    let (configured, to) = migrate::moving(settings, org)?;
+    let (source, target) = (configured.backend.clone(), to.backend.clone());
     let storage = storage(settings).await?;
     let pool = &storage.pool;
     if let Some(route) = state::of(pool, org).await.map_err(storage_error)?
@@ -380,20 +381,6 @@ impl Status {
         }
         out
     }
-}
-
-/// The backends an organization moves between, from its configuration.
-fn moving(settings: &Settings, org: &str) -> Result<(String, String), StartError> {
-    let configured = settings
-        .orgs
-        .get(org)
-        .ok_or_else(|| StartError::Usage(format!("no organization named `{org}` is configured")))?;
-    let to = configured.migrate_to.as_ref().ok_or_else(|| {
-        StartError::Usage(format!(
-            "orgs.{org}.migrate_to: not set; name the backend `{org}` moves to in [orgs.{org}.migrate_to]"
-        ))
-    })?;
-    Ok((configured.backend.clone(), to.backend.clone()))
 }
 
 fn storage_error(error: sqlx::Error) -> StartError {

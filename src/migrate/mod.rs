@@ -117,6 +117,23 @@ pub(crate) fn crash_point(point: &str) {
     }
 }
 
+/// The organization's settings and the move its `[orgs.ORG.migrate_to]` names, or why not.
+pub fn moving<'a>(
+    settings: &'a Settings,
+    org: &str,
+) -> Result<(&'a crate::config::OrgSettings, &'a crate::config::MigrateTo), StartError> {
+    let org_settings = settings
+        .orgs
+        .get(org)
+        .ok_or_else(|| StartError::Usage(format!("no organization named `{org}` is configured")))?;
+    let to = org_settings.migrate_to.as_ref().ok_or_else(|| {
+        StartError::Usage(format!(
+            "orgs.{org}.migrate_to: not set; name the backend `{org}` moves to in [orgs.{org}.migrate_to]"
+        ))
+    })?;
+    Ok((org_settings, to))
+}
+
 /// Connections a run opens to the gateway's storage, at most.
 const MIGRATION_CONNECTIONS: u32 = 4;
 
@@ -127,15 +144,7 @@ pub async fn run(
     options: &Options,
     progress: &dyn Progress,
 ) -> Result<Report, StartError> {
-    let org_settings = settings
-        .orgs
-        .get(org)
-        .ok_or_else(|| StartError::Usage(format!("no organization named `{org}` is configured")))?;
-    let to = org_settings.migrate_to.as_ref().ok_or_else(|| {
-        StartError::Usage(format!(
-            "orgs.{org}.migrate_to: not set; name the backend `{org}` moves to in [orgs.{org}.migrate_to]"
-        ))
-    })?;
+    let (org_settings, to) = moving(settings, org)?;
     // Few connections: a run makes few calls at once, and each SQLite connection keeps a page
     // cache of its own (up to 2 MB), which would otherwise grow with the organization.
     let storage = Storage::connect(

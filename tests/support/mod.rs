@@ -638,6 +638,18 @@ impl Gateway {
             .bearer_auth(self.token(&self.org))
     }
 
+    /// Appends `[orgs.ORG.migrate_to]` to the configuration: `org` moving to `backend`, with its
+    /// credential there in the variable `token_env`, and `extra` keys. `nestgate migrate` reads
+    /// it; a running gateway does on its next start.
+    pub fn add_move(&self, org: &str, backend: &str, token_env: Option<&str>, extra: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let token = token_env
+            .map(|var| format!("upstream_token_env = \"{var}\"\n"))
+            .unwrap_or_default();
+        let section = format!("[orgs.{org}.migrate_to]\nbackend = \"{backend}\"\n{token}{extra}");
+        std::fs::write(&self.config, format!("{text}\n{section}")).unwrap();
+    }
+
     /// Creates a record and returns it, asserting `201`.
     pub async fn create(&self, resource: &str, body: Value) -> Value {
         let reply = self.post(&format!("/api/v1/{resource}"), body).await;
