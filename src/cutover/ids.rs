@@ -190,6 +190,20 @@ impl Ids {
         })
     }
 
+    /// `error` with every id of `translated` that the target names in it read back to the one
+    /// of `sent` (the same call before its ids were read through the map).
+    pub fn explain(mut error: ApiError, sent: &Op, translated: &Op) -> ApiError {
+        for (served, target) in ids_of(sent).into_iter().zip(ids_of(translated)) {
+            if served != target && !target.is_empty() {
+                error.message = error.message.replace(target, served);
+                for detail in &mut error.details {
+                    detail.issue = detail.issue.replace(target, served);
+                }
+            }
+        }
+        error
+    }
+
     /// The answer with every id the target gave read as the integration knows it.
     pub async fn reply(&self, reply: Reply) -> Result<Reply, ApiError> {
         Ok(match reply {
@@ -244,6 +258,45 @@ impl Ids {
     }
 }
 
+/// Every id a call carries, in one order for a call and its translation: its path's, its
+/// filter's, and its body's references.
+fn ids_of(op: &Op) -> Vec<&str> {
+    let mut ids = Vec::new();
+    match op {
+        Op::List { query, .. } => ids.extend(query.client_id.as_deref()),
+        Op::Get { id, .. }
+        | Op::Delete { id, .. }
+        | Op::Archive { id, .. }
+        | Op::Restore { id, .. }
+        | Op::SendInvoice { id }
+        | Op::MarkInvoiceSent { id }
+        | Op::InvoicePdf { id } => ids.push(id.as_str()),
+        Op::Update { id, .. } => ids.push(id.as_str()),
+        Op::Create(_) => {}
+    }
+    if let Op::Create(draft) | Op::Update { draft, .. } = op {
+        match draft {
+            Draft::Invoice(invoice) => {
+                ids.extend(set(&invoice.client_id));
+                if let Patch::Set(lines) = &invoice.line_items {
+                    ids.extend(lines.iter().filter_map(|l| l.product_id.as_deref()));
+                }
+            }
+            Draft::Payment(payment) => ids.extend(set(&payment.invoice_id)),
+            Draft::Expense(expense) => ids.extend(set(&expense.client_id)),
+            _ => {}
+        }
+    }
+    ids
+}
+
+fn set(patch: &Patch<String>) -> Option<&str> {
+    match patch {
+        Patch::Set(id) => Some(id.as_str()),
+        _ => None,
+    }
+}
+
 /// A map read, tried three times over 0.7 s before the storage is called unavailable: a reply
 /// that cannot be translated after its write succeeded would be answered `503`, and retried.
 async fn retrying<T, F, Fut>(read: F) -> Result<T, ApiError>
@@ -266,6 +319,29 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_names_the_ids_the_integration_sent() {
+        let sent = Op::MarkInvoiceSent {
+            id: "inv_source".into(),
+        };
+        let translated = Op::MarkInvoiceSent {
+            id: "inv_target".into(),
+        };
+        let error = ApiError::new(
+            http::StatusCode::CONFLICT,
+            "conflict",
+            "invoice inv_target is void",
+        );
+        let explained = Ids::explain(error, &sent, &translated);
+        assert_eq!(explained.message, "invoice inv_source is void");
+        // An id the map left alone is left alone.
+        let same = Op::MarkInvoiceSent {
+            id: "inv_same".into(),
+        };
+        let error = ApiError::new(http::StatusCode::CONFLICT, "conflict", "inv_same");
+        assert_eq!(Ids::explain(error, &same, &same).message, "inv_same");
+    }
     use crate::migrate::idmap::Done;
     use nestgate_contract::input::is_valid_id;
 

@@ -10,6 +10,7 @@ use crate::auth::Caller;
 use crate::auth::scope::Scopes;
 use crate::backends::Binding;
 use crate::backends::capability::Permit;
+use crate::cutover::ids::Ids;
 use crate::cutover::serving::Serving;
 use crate::error::ApiError;
 use crate::idempotency::{self, Claim};
@@ -247,8 +248,12 @@ where
     let shadowed = (moving && app.shadow.sample(&ctx.org, route, &op)).then(|| op.clone());
     let reply = match ids {
         Some(ids) => {
-            ids.reply(permit.call(ctx, ids.call(op).await?).await?)
-                .await?
+            let sent = op.clone();
+            let translated = ids.call(op).await?;
+            let answer = permit.call(ctx, translated.clone()).await;
+            // An error names the ids the integration sent, not the target's.
+            let answered = answer.map_err(|error| Ids::explain(error, &sent, &translated))?;
+            ids.reply(answered).await?
         }
         None => permit.call(ctx, op).await?,
     };
