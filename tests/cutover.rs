@@ -719,3 +719,68 @@ async fn a_final_verification_not_equal_switches_nothing_and_lifts_the_freeze() 
     let log = gw.log_text();
     assert!(log.contains("\"event\":\"thaw\""), "{log}");
 }
+
+/// A write under way when the freeze begins is waited for: the organization (on Invoice Ninja,
+/// fake, whose creates are slowed down) is switched only once that write is on the source, so
+/// the last copy carries it to the target.
+#[tokio::test]
+async fn a_freeze_waits_for_the_writes_under_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[backends.archive]\nkind = \"native\"\nurl = \"sqlite://{}\"\n",
+        dir.path().join("archive.db").display()
+    );
+    let serve = support::Serve::Ninja {
+        upstream_toml: "timeout = \"30s\"\n".into(),
+    };
+    let mut gw = Gateway::start_serving(serve, &extra, &[]).await;
+    let org = gw.org.clone();
+    // The command reads the same configuration: the organizations' credentials at the vendor.
+    let credentials: Vec<(String, String)> = [&gw.org, &gw.other_org]
+        .iter()
+        .map(|o| {
+            (
+                format!("NINJA_TOKEN_{}", o.to_uppercase()),
+                format!("ninja-token-{o}"),
+            )
+        })
+        .collect();
+    let env: Vec<(&str, &str)> = credentials
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    gw.create("clients", json!({"name": "Before"})).await;
+    gw.add_move(&org, "archive", None, "");
+    gw.restart();
+    let (code, copied) = json_of(&gw, &org, &[], &env).await;
+    assert_eq!(code, 0, "{copied:#}");
+    // A create that the vendor takes 8 s to begin: under way at the gateway all along.
+    gw.fake()
+        .slow_down("POST", "clients", Duration::from_secs(8));
+    let (client, url, token) = (
+        gw.client.clone(),
+        gw.url("/api/v1/clients"),
+        gw.token(&org).to_string(),
+    );
+    let slow = tokio::spawn(async move {
+        support::send(
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"name": "Slow"})),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (code, cutover) = json_of(&gw, &org, &["--cutover"], &env).await;
+    assert_eq!(code, 0, "{cutover:#}");
+    let written = slow.await.unwrap();
+    assert_eq!(written.status, 201, "{written:?}");
+    gw.fake().clear();
+    until_served_by(&gw, &org, "archive").await;
+    // Acknowledged before the switch was served: it must be on the target, under its id.
+    let id = written.json["id"].as_str().unwrap();
+    let there = gw.get(&format!("/api/v1/clients/{id}")).await;
+    assert_eq!(there.status, 200, "{there:?}");
+    assert_eq!(there.json["name"], "Slow");
+}

@@ -65,9 +65,16 @@ impl FakeNinja {
     pub async fn start() -> FakeNinja {
         let state = Arc::new(Mutex::new(State::new(0)));
         let shared = state.clone();
-        let server = FakeServer::start(
+        let slowed = state.clone();
+        let server = FakeServer::start_slowed(
             "Invoice Ninja",
             Arc::new(move |seen| lock(&shared).answer(seen)),
+            Arc::new(move |seen: &Seen| {
+                let state = lock(&slowed);
+                let (method, entity, wait) = state.slow.as_ref()?;
+                let path = format!("/api/v1/{entity}");
+                (seen.method == *method && seen.path_and_query.starts_with(&path)).then_some(*wait)
+            }),
         )
         .await;
         lock(&state).port = server.addr().port();
@@ -120,7 +127,15 @@ impl FakeNinja {
     }
 
     pub fn clear(&self) {
-        self.lock().fault = None;
+        let mut state = self.lock();
+        state.fault = None;
+        state.slow = None;
+    }
+
+    /// From now on each `method` request to `/api/v1/{entity}…` waits `wait` before anything of
+    /// it happens (then is served), until `clear()`.
+    pub fn slow_down(&self, method: &str, entity: &str, wait: std::time::Duration) {
+        self.lock().slow = Some((method.to_string(), entity.to_string(), wait));
     }
 
     /// Every request received so far, in order (including faulted ones).
@@ -926,6 +941,8 @@ struct State {
     fault: Option<Armed>,
     /// Includes answered as if asked for nothing (see `FakeNinja::omit_include`).
     omitted_includes: Vec<String>,
+    /// Requests (method, entity) that wait before they are served (see `FakeNinja::slow_down`).
+    slow: Option<(String, String, std::time::Duration)>,
 }
 
 struct Armed {
@@ -944,6 +961,7 @@ impl State {
             requests: Vec::new(),
             fault: None,
             omitted_includes: Vec::new(),
+            slow: None,
         }
     }
 

@@ -28,6 +28,9 @@ use tokio::task::JoinHandle;
 
 /// Answers one request: `Some(reply)`, or `None` to accept it and never answer.
 pub type Handler = Arc<dyn Fn(Seen) -> Option<Reply> + Send + Sync>;
+/// How long a request waits before its handler sees it (a slow vendor: nothing of the request
+/// has happened until then).
+pub type Slow = Arc<dyn Fn(&Seen) -> Option<Duration> + Send + Sync>;
 
 /// One request as a fake received it.
 #[derive(Debug, Clone)]
@@ -108,13 +111,23 @@ impl FakeServer {
     /// Binds 127.0.0.1:0 and serves with `handler` in a spawned tokio task. Works from inside
     /// `#[tokio::test]`. `name` only labels the panic if the bind fails.
     pub async fn start(name: &str, handler: Handler) -> FakeServer {
+        FakeServer::start_slowed(name, handler, Arc::new(|_: &Seen| None)).await
+    }
+
+    /// As [`FakeServer::start`], each request first waiting what `slow` says.
+    pub async fn start_slowed(name: &str, handler: Handler, slow: Slow) -> FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("bind the fake {name}: {e}"));
         let addr = listener.local_addr().expect("the fake's address");
         let listener = Arc::new(Mutex::new(Some(listener)));
         let (shutdown, _) = watch::channel(false);
-        let acceptor = tokio::spawn(accept_loop(listener.clone(), handler, shutdown.subscribe()));
+        let acceptor = tokio::spawn(accept_loop(
+            listener.clone(),
+            handler,
+            slow,
+            shutdown.subscribe(),
+        ));
         FakeServer {
             addr,
             listener,
@@ -153,13 +166,19 @@ pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 async fn accept_loop(
     listener: Arc<Mutex<Option<TcpListener>>>,
     handler: Handler,
+    slow: Slow,
     shutdown: watch::Receiver<bool>,
 ) {
     loop {
         match next_connection(&listener).await {
             None => return,
             Some(Ok(stream)) => {
-                tokio::spawn(serve_connection(stream, handler.clone(), shutdown.clone()));
+                tokio::spawn(serve_connection(
+                    stream,
+                    handler.clone(),
+                    slow.clone(),
+                    shutdown.clone(),
+                ));
             }
             Some(Err(_)) => tokio::time::sleep(Duration::from_millis(10)).await,
         }
@@ -179,9 +198,10 @@ async fn next_connection(listener: &Mutex<Option<TcpListener>>) -> Option<io::Re
 async fn serve_connection(
     stream: TcpStream,
     handler: Handler,
+    slow: Slow,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let service = hyper::service::service_fn(move |req| handle(handler.clone(), req));
+    let service = hyper::service::service_fn(move |req| handle(handler.clone(), slow.clone(), req));
     let builder = auto::Builder::new(TokioExecutor::new());
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::select! {
@@ -192,6 +212,7 @@ async fn serve_connection(
 
 async fn handle(
     handler: Handler,
+    slow: Slow,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
@@ -201,6 +222,9 @@ async fn handle(
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     let seen = Seen::new(&parts, &body);
+    if let Some(wait) = slow(&seen) {
+        tokio::time::sleep(wait).await;
+    }
     match handler(seen) {
         Some(reply) => Ok(reply.into_response()),
         // A hang: only this request's task waits; the handler has already returned.
