@@ -27,6 +27,8 @@ enum Command {
     Serve,
     /// Validate the configuration without starting; every problem is named by its TOML path.
     CheckConfig,
+    /// Print the OpenAPI 3.1 document of /api/v1 (the one GET /openapi.json serves).
+    Openapi,
     /// Create, list and revoke API keys, in the configured storage.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -102,6 +104,11 @@ enum KeysCommand {
 
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    // The document needs no configuration.
+    if let Some(Command::Openapi) = cli.command {
+        println!("{}", *crate::http::openapi::DOCUMENT);
+        return ExitCode::SUCCESS;
+    }
     let source = Source::resolve(cli.config.as_deref());
     let settings = match config::settings(&source) {
         Ok(settings) => settings,
@@ -115,6 +122,7 @@ pub fn run() -> ExitCode {
             println!("{source}: configuration is valid");
             ExitCode::SUCCESS
         }
+        Command::Openapi => ExitCode::SUCCESS,
         Command::Serve => match tokio::runtime::Runtime::new() {
             Ok(runtime) => runtime.block_on(serve(settings, source)),
             Err(error) => {

@@ -282,3 +282,28 @@ async fn in_flight_requests_finish_after_sigterm() {
     assert_eq!(reply.json["name"], "Slow but sure");
     assert!(exited.await.unwrap(), "then exits 0");
 }
+
+/// The OpenAPI document is served without a token, as JSON, and is the one `docs/openapi.json`
+/// publishes.
+#[tokio::test]
+async fn the_openapi_document_is_served_without_a_token() {
+    let gw = Gateway::start(Store::Sqlite).await;
+    let reply = send(gw.client.get(gw.url("/openapi.json"))).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(
+        reply
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("application/json"))
+    );
+    assert!(reply.header("x-request-id").is_some());
+    let published: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(reply.json, published);
+    assert!(reply.json["openapi"].as_str().unwrap().starts_with("3.1"));
+    // Other methods are refused as for every other path.
+    let post = send(gw.client.post(gw.url("/openapi.json"))).await;
+    assert_eq!(post.status, 405);
+}

@@ -6,9 +6,11 @@
 //! - [`token`]: `/api/v1/auth/{token,refresh,revoke}` (OAuth 2.0).
 //! - [`admin`]: `/admin/v1/keys` (the operator's API).
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`openapi`]: `/openapi.json`, the OpenAPI 3.1 document of `/api/v1`, built from the code.
 
 pub mod admin;
 pub mod body;
+pub mod openapi;
 pub mod ops;
 pub mod query;
 pub mod resources;
@@ -44,6 +46,7 @@ enum Target {
     Health,
     Ready,
     Metrics,
+    OpenApi,
     Capabilities,
     OAuth(token::Endpoint),
     Admin(admin::Call),
@@ -88,6 +91,7 @@ fn target(method: &Method, path: &str) -> Target {
         (&Method::GET, ["healthz"]) => Target::Health,
         (&Method::GET, ["readyz"]) => Target::Ready,
         (&Method::GET, ["metrics"]) => Target::Metrics,
+        (&Method::GET, ["openapi.json"]) => Target::OpenApi,
         (&Method::GET, ["api", "v1", "capabilities"]) => Target::Capabilities,
         (&Method::POST, ["api", "v1", "auth", "token"]) => Target::OAuth(Endpoint::Token),
         (&Method::POST, ["api", "v1", "auth", "refresh"]) => Target::OAuth(Endpoint::Refresh),
@@ -97,7 +101,7 @@ fn target(method: &Method, path: &str) -> Target {
         (&Method::DELETE, ["admin", "v1", "keys", id]) if !id.is_empty() => {
             Target::Admin(admin::Call::RevokeKey(id.to_string()))
         }
-        (_, ["healthz" | "readyz" | "metrics"])
+        (_, ["healthz" | "readyz" | "metrics" | "openapi.json"])
         | (_, ["api", "v1", "capabilities"])
         | (_, ["api", "v1", "auth", "token" | "refresh" | "revoke"])
         | (_, ["admin", "v1", "keys"])
@@ -175,6 +179,7 @@ where
         Target::Health => "/healthz",
         Target::Ready => "/readyz",
         Target::Metrics => "/metrics",
+        Target::OpenApi => "/openapi.json",
         Target::Capabilities => "/api/v1/capabilities",
         Target::OAuth(endpoint) => endpoint.template(),
         Target::Admin(call) => call.template(),
@@ -186,6 +191,11 @@ where
         Target::Health => Ok(ops::healthz()),
         Target::Ready => Ok(ops::readyz(&app).await),
         Target::Metrics => ops::metrics(&app),
+        Target::OpenApi => Ok(crate::respond::bytes(
+            http::StatusCode::OK,
+            crate::respond::JSON,
+            bytes::Bytes::from_static(openapi::DOCUMENT.as_bytes()),
+        )),
         Target::Capabilities => resources::capabilities(&app, req).await,
         Target::OAuth(endpoint) => Ok(token::handle(&app, endpoint, req).await),
         Target::Admin(call) => admin::handle(&app, call, req).await,

@@ -10,7 +10,7 @@ pub const MAX_PER_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1_000_000;
 
 /// Which filters a resource's list accepts (API.md, "Lists").
-fn filters(resource: Resource) -> &'static [&'static str] {
+pub(super) fn filters(resource: Resource) -> &'static [&'static str] {
     match resource {
         Resource::Clients => &["email"],
         Resource::Invoices => &["client_id", "status", "number"],

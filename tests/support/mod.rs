@@ -2,6 +2,7 @@
 //! configuration of the test's own, and talks HTTP to it.
 #![allow(dead_code)]
 
+pub mod document;
 #[path = "../fakes/mod.rs"]
 pub mod fakes;
 
@@ -86,6 +87,8 @@ pub struct Gateway {
     open_file_limit: Option<u64>,
     /// An access token with every scope for `org` and for `other_org`, from real API keys.
     tokens: std::collections::HashMap<String, String>,
+    /// Hold every answer of [`Gateway::call_as`] to the OpenAPI document (the conformance suite).
+    pub check_document: bool,
 }
 
 /// An API key as the admin API answers its creation.
@@ -265,6 +268,7 @@ impl Gateway {
             .collect(),
             open_file_limit: None,
             tokens: Default::default(),
+            check_document: false,
         };
         gateway.spawn();
         // With the admin API switched off (an empty operator token) there are no keys to make.
@@ -359,6 +363,7 @@ impl Gateway {
             extra_env: self.extra_env.clone(),
             open_file_limit: self.open_file_limit,
             tokens: self.tokens.clone(),
+            check_document: self.check_document,
         };
         gateway.spawn();
         gateway
@@ -597,6 +602,7 @@ impl Gateway {
 
     /// A request on behalf of `org`.
     pub async fn call_as(&self, org: &str, method: &str, path: &str, body: Option<Value>) -> Reply {
+        let method_name = method;
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut request = self.client.request(method, self.url(path));
         if let Some(token) = self.tokens.get(org) {
@@ -607,7 +613,12 @@ impl Gateway {
                 .header("content-type", "application/json")
                 .body(body.to_string());
         }
-        send(request).await
+        let reply = send(request).await;
+        if self.check_document {
+            let content_type = reply.header("content-type");
+            document::check(method_name, path, reply.status, content_type, &reply.json);
+        }
+        reply
     }
 
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {

@@ -25,7 +25,7 @@ pub mod timestamp {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 pub struct Address {
     pub line1: Option<String>,
     pub line2: Option<String>,
@@ -42,8 +42,9 @@ impl Address {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Client {
+    #[schema(read_only)]
     pub id: String,
     pub name: String,
     pub email: Option<String>,
@@ -52,15 +53,19 @@ pub struct Client {
     pub tax_id: Option<String>,
     pub currency: Option<String>,
     pub notes: Option<String>,
+    #[schema(read_only)]
     #[serde(with = "timestamp")]
     pub created_at: DateTime<Utc>,
+    #[schema(read_only)]
     #[serde(with = "timestamp")]
     pub updated_at: DateTime<Utc>,
+    #[schema(read_only)]
     pub archived: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Product {
+    #[schema(read_only)]
     pub id: String,
     /// Unique per organization.
     pub key: String,
@@ -70,14 +75,17 @@ pub struct Product {
     /// Percent, e.g. `"8.875"`.
     pub tax_rate: Option<Decimal>,
     pub currency: Option<String>,
+    #[schema(read_only)]
     #[serde(with = "timestamp")]
     pub created_at: DateTime<Utc>,
+    #[schema(read_only)]
     #[serde(with = "timestamp")]
     pub updated_at: DateTime<Utc>,
+    #[schema(read_only)]
     pub archived: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InvoiceStatus {
     #[default]
@@ -120,7 +128,7 @@ impl InvoiceStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LineItem {
     pub product_id: Option<String>,
     pub product_key: Option<String>,
@@ -130,11 +138,13 @@ pub struct LineItem {
     /// Percent.
     pub tax_rate: Decimal,
     /// `quantity × unit_price`, rounded to the currency; computed by the gateway.
+    #[schema(read_only)]
     pub amount: Decimal,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Invoice {
+    #[schema(read_only)]
     pub id: String,
     pub number: String,
     pub client_id: String,
@@ -143,16 +153,24 @@ pub struct Invoice {
     pub issue_date: Option<NaiveDate>,
     pub due_date: Option<NaiveDate>,
     pub line_items: Vec<LineItem>,
+    #[schema(read_only)]
     pub subtotal: Decimal,
+    #[schema(read_only)]
     pub tax_total: Decimal,
+    #[schema(read_only)]
     pub total: Decimal,
+    #[schema(read_only)]
     pub amount_paid: Decimal,
+    #[schema(read_only)]
     pub balance: Decimal,
     pub notes: Option<String>,
+    #[schema(read_only)]
     #[serde(with = "timestamp")]
     pub created_at: DateTime<Utc>,
+    #[schema(read_only)]
     #[serde(with = "timestamp")]
     pub updated_at: DateTime<Utc>,
+    #[schema(read_only)]
     pub archived: bool,
 }
 
@@ -215,26 +233,33 @@ impl Invoice {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Payment {
+    #[schema(read_only)]
     pub id: String,
     pub invoice_id: String,
     /// Taken from the invoice.
+    #[schema(read_only)]
     pub client_id: String,
     pub amount: Decimal,
+    #[schema(read_only)]
     pub currency: String,
     pub date: NaiveDate,
     pub method: Option<String>,
     pub reference: Option<String>,
+    #[schema(read_only)]
     #[serde(with = "timestamp")]
     pub created_at: DateTime<Utc>,
+    #[schema(read_only)]
     #[serde(with = "timestamp")]
     pub updated_at: DateTime<Utc>,
+    #[schema(read_only)]
     pub archived: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Expense {
+    #[schema(read_only)]
     pub id: String,
     pub amount: Decimal,
     pub currency: String,
@@ -243,10 +268,13 @@ pub struct Expense {
     pub category: Option<String>,
     pub client_id: Option<String>,
     pub notes: Option<String>,
+    #[schema(read_only)]
     #[serde(with = "timestamp")]
     pub created_at: DateTime<Utc>,
+    #[schema(read_only)]
     #[serde(with = "timestamp")]
     pub updated_at: DateTime<Utc>,
+    #[schema(read_only)]
     pub archived: bool,
 }
 
