@@ -29,10 +29,45 @@ use utoipa::openapi::{
 pub static DOCUMENT: LazyLock<String> =
     LazyLock::new(|| serde_json::to_string_pretty(&document()).unwrap_or_else(|_| "{}".into()));
 
+/// The records a body may create or change, by schema name.
+const BODIES: [&str; 6] = [
+    "Client", "Product", "Invoice", "Payment", "Expense", "LineItem",
+];
+
+/// The document, as JSON: what utoipa builds, plus a request body schema per record.
+pub fn document() -> Value {
+    let mut document = serde_json::to_value(built()).unwrap_or_default();
+    let schemas = &mut document["components"]["schemas"];
+    for name in BODIES {
+        let input = input_schema(&schemas[name]);
+        schemas[format!("{name}Input")] = input;
+    }
+    document
+}
+
+/// A record's schema as a request body: what the gateway assigns or derives (`readOnly`) left
+/// out, and nothing required (a create needs fewer fields than a record has, an update any
+/// subset; the gateway answers `422` naming what is missing or wrong).
+fn input_schema(record: &Value) -> Value {
+    let mut input = record.clone();
+    if let Some(fields) = input.as_object_mut() {
+        fields.remove("required");
+        if let Some(Value::Object(properties)) = fields.get_mut("properties") {
+            properties.retain(|_, p| p.get("readOnly") != Some(&Value::Bool(true)));
+        }
+    }
+    // A line of a body is a line's input.
+    let text = input.to_string().replace(
+        "\"#/components/schemas/LineItem\"",
+        "\"#/components/schemas/LineItemInput\"",
+    );
+    serde_json::from_str(&text).unwrap_or(input)
+}
+
 /// The security scheme's name in the document.
 const OAUTH: &str = "oauth2";
 
-pub fn document() -> OpenApi {
+fn built() -> OpenApi {
     let mut paths = PathsBuilder::new();
     for resource in Resource::ALL {
         for action in Action::ALL.into_iter().filter(|a| a.applies_to(resource)) {
@@ -188,7 +223,9 @@ fn operation(resource: Resource, action: Action) -> utoipa::openapi::path::Opera
                 .content(
                     "application/json",
                     ContentBuilder::new()
-                        .schema(Some(RefOr::Ref(Ref::from_schema_name(record))))
+                        .schema(Some(RefOr::Ref(Ref::from_schema_name(format!(
+                            "{record}Input"
+                        )))))
                         .build(),
                 )
                 .build(),
@@ -558,7 +595,7 @@ mod tests {
     /// router answers under `/api/v1` is in the document.
     #[test]
     fn the_document_and_the_router_agree_both_ways() {
-        let document = serde_json::to_value(document()).unwrap();
+        let document = document();
         let documented = operations(&document);
         for (method, path) in &documented {
             let concrete = path.replace("{id}", "x_1");
@@ -627,7 +664,7 @@ mod tests {
 
     #[test]
     fn it_is_openapi_3_1_with_the_ten_scopes_and_decimal_strings() {
-        let document = serde_json::to_value(document()).unwrap();
+        let document = document();
         assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
         let flow = &document["components"]["securitySchemes"][OAUTH]["flows"]["clientCredentials"];
         assert_eq!(flow["tokenUrl"], "/api/v1/auth/token");
