@@ -42,7 +42,68 @@ pub fn document() -> Value {
         let input = input_schema(&schemas[name]);
         schemas[format!("{name}Input")] = input;
     }
+    add_response_headers(&mut document);
     document
+}
+
+/// The headers answers carry: `X-Request-Id` on every one, `Retry-After` on `429` and `503`,
+/// `Link` on a page of a list, `Location` on a create.
+fn add_response_headers(document: &mut Value) {
+    let header =
+        |description: &str, schema: Value| json!({"description": description, "schema": schema});
+    let Some(paths) = document["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, operation) in item {
+            let Some(responses) = operation["responses"].as_object_mut() else {
+                continue;
+            };
+            for (status, response) in responses {
+                let mut headers = serde_json::Map::new();
+                headers.insert(
+                    "X-Request-Id".into(),
+                    header(
+                        "The request's id, as sent or assigned",
+                        json!({"type": "string"}),
+                    ),
+                );
+                if status == "429" || status == "503" {
+                    headers.insert(
+                        "Retry-After".into(),
+                        header(
+                            "Seconds to wait before trying again",
+                            json!({"type": "integer", "minimum": 0}),
+                        ),
+                    );
+                }
+                if status == "201" {
+                    headers.insert(
+                        "Location".into(),
+                        header("The created record's path", json!({"type": "string"})),
+                    );
+                }
+                let listing = method == "get"
+                    && status == "200"
+                    && !path.contains('{')
+                    && path.matches('/').count() == 3
+                    && !path.ends_with("/capabilities");
+                if listing {
+                    headers.insert(
+                        "Link".into(),
+                        header(
+                            "RFC 8288 links to the first, previous, next and last pages",
+                            json!({"type": "string"}),
+                        ),
+                    );
+                }
+                response["headers"] = Value::Object(headers);
+            }
+        }
+    }
 }
 
 /// A record's schema as a request body: what the gateway assigns or derives (`readOnly`) left
@@ -675,5 +736,21 @@ mod tests {
         let get = &document["paths"]["/api/v1/invoices/{id}"]["get"];
         assert_eq!(get["security"][0][OAUTH][0], "read:invoices");
         assert!(get["responses"]["501"].is_object());
+        assert!(get["responses"]["429"]["headers"]["Retry-After"].is_object());
+        assert!(get["responses"]["200"]["headers"]["X-Request-Id"].is_object());
+        let list = &document["paths"]["/api/v1/invoices"]["get"]["responses"]["200"];
+        assert!(list["headers"]["Link"].is_object());
+        let create = &document["paths"]["/api/v1/invoices"]["post"];
+        assert!(create["responses"]["201"]["headers"]["Location"].is_object());
+        assert_eq!(
+            create["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/InvoiceInput"
+        );
+        let input = &document["components"]["schemas"]["InvoiceInput"];
+        assert!(
+            input["properties"].get("total").is_none(),
+            "derived fields are not sent"
+        );
+        assert!(input.get("required").is_none());
     }
 }

@@ -766,6 +766,8 @@ export interface operations {
             /** @description A new access token and refresh token */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -775,6 +777,8 @@ export interface operations {
             /** @description invalid_request, invalid_grant, unsupported_grant_type or invalid_scope (RFC 6749 §5.2) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -784,6 +788,8 @@ export interface operations {
             /** @description invalid_client */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -793,6 +799,10 @@ export interface operations {
             /** @description Too many failed attempts: retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -802,6 +812,10 @@ export interface operations {
             /** @description The storage is unavailable */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -846,6 +860,8 @@ export interface operations {
             /** @description Revoked (or unknown: possession is enough to revoke) */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -855,6 +871,8 @@ export interface operations {
             /** @description invalid_request, invalid_grant, unsupported_grant_type or invalid_scope (RFC 6749 §5.2) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -864,6 +882,8 @@ export interface operations {
             /** @description invalid_client */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -873,6 +893,10 @@ export interface operations {
             /** @description Too many failed attempts: retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -882,6 +906,10 @@ export interface operations {
             /** @description The storage is unavailable */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -926,6 +954,8 @@ export interface operations {
             /** @description A new access token and refresh token */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -935,6 +965,8 @@ export interface operations {
             /** @description invalid_request, invalid_grant, unsupported_grant_type or invalid_scope (RFC 6749 §5.2) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -944,6 +976,8 @@ export interface operations {
             /** @description invalid_client */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -953,6 +987,10 @@ export interface operations {
             /** @description Too many failed attempts: retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -962,6 +1000,10 @@ export interface operations {
             /** @description The storage is unavailable */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -985,6 +1027,8 @@ export interface operations {
             /** @description Calls, features and unsupported fields */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -994,6 +1038,8 @@ export interface operations {
             /** @description No token, or an invalid one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1028,6 +1074,10 @@ export interface operations {
             /** @description A page of records; `Link` names the next and previous pages */
             200: {
                 headers: {
+                    /** @description RFC 8288 links to the first, previous, next and last pages */
+                    Link?: string;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1037,6 +1087,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1046,6 +1098,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1055,6 +1109,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1064,6 +1120,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1073,6 +1133,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1082,6 +1144,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1091,6 +1155,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1100,6 +1168,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1129,6 +1199,10 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description The created record's path */
+                    Location?: string;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1138,6 +1212,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1147,6 +1223,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1156,6 +1234,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1165,6 +1245,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1174,6 +1256,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1183,6 +1267,8 @@ export interface operations {
             /** @description The body is too large */
             413: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1192,6 +1278,8 @@ export interface operations {
             /** @description The body is not JSON */
             415: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1201,6 +1289,8 @@ export interface operations {
             /** @description A field is invalid: `details` names each */
             422: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1210,6 +1300,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1219,6 +1313,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1228,6 +1324,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1237,6 +1335,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1246,6 +1348,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1271,6 +1375,8 @@ export interface operations {
             /** @description The record */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1280,6 +1386,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1289,6 +1397,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1298,6 +1408,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1307,6 +1419,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1316,6 +1430,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1325,6 +1443,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1334,6 +1454,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1343,6 +1465,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1352,6 +1478,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1377,6 +1505,8 @@ export interface operations {
             /** @description Deleted */
             204: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1384,6 +1514,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1393,6 +1525,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1402,6 +1536,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1411,6 +1547,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1420,6 +1558,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1429,6 +1569,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1438,6 +1582,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1447,6 +1593,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1456,6 +1604,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1465,6 +1617,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1494,6 +1648,8 @@ export interface operations {
             /** @description The record */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1503,6 +1659,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1512,6 +1670,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1521,6 +1681,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1530,6 +1692,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1539,6 +1703,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1548,6 +1714,8 @@ export interface operations {
             /** @description The body is too large */
             413: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1557,6 +1725,8 @@ export interface operations {
             /** @description The body is not JSON */
             415: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1566,6 +1736,8 @@ export interface operations {
             /** @description A field is invalid: `details` names each */
             422: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1575,6 +1747,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1584,6 +1760,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1593,6 +1771,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1602,6 +1782,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1611,6 +1795,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1636,6 +1822,8 @@ export interface operations {
             /** @description The record */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1645,6 +1833,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1654,6 +1844,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1663,6 +1855,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1672,6 +1866,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1681,6 +1877,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1690,6 +1888,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1699,6 +1901,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1708,6 +1912,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1717,6 +1923,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1726,6 +1936,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1751,6 +1963,8 @@ export interface operations {
             /** @description The record */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1760,6 +1974,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1769,6 +1985,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1778,6 +1996,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1787,6 +2007,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1796,6 +2018,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1805,6 +2029,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1814,6 +2042,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1823,6 +2053,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1832,6 +2064,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1841,6 +2077,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1875,6 +2113,10 @@ export interface operations {
             /** @description A page of records; `Link` names the next and previous pages */
             200: {
                 headers: {
+                    /** @description RFC 8288 links to the first, previous, next and last pages */
+                    Link?: string;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1884,6 +2126,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1893,6 +2137,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1902,6 +2148,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1911,6 +2159,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1920,6 +2172,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1929,6 +2183,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1938,6 +2194,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1947,6 +2207,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1976,6 +2238,10 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description The created record's path */
+                    Location?: string;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1985,6 +2251,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1994,6 +2262,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2003,6 +2273,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2012,6 +2284,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2021,6 +2295,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2030,6 +2306,8 @@ export interface operations {
             /** @description The body is too large */
             413: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2039,6 +2317,8 @@ export interface operations {
             /** @description The body is not JSON */
             415: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2048,6 +2328,8 @@ export interface operations {
             /** @description A field is invalid: `details` names each */
             422: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2057,6 +2339,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2066,6 +2352,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2075,6 +2363,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2084,6 +2374,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2093,6 +2387,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2118,6 +2414,8 @@ export interface operations {
             /** @description The record */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2127,6 +2425,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2136,6 +2436,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2145,6 +2447,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2154,6 +2458,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2163,6 +2469,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2172,6 +2482,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2181,6 +2493,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2190,6 +2504,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2199,6 +2517,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2224,6 +2544,8 @@ export interface operations {
             /** @description Deleted */
             204: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -2231,6 +2553,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2240,6 +2564,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2249,6 +2575,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2258,6 +2586,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2267,6 +2597,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2276,6 +2608,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2285,6 +2621,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2294,6 +2632,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2303,6 +2643,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2312,6 +2656,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2341,6 +2687,8 @@ export interface operations {
             /** @description The record */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2350,6 +2698,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2359,6 +2709,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2368,6 +2720,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2377,6 +2731,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2386,6 +2742,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2395,6 +2753,8 @@ export interface operations {
             /** @description The body is too large */
             413: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2404,6 +2764,8 @@ export interface operations {
             /** @description The body is not JSON */
             415: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2413,6 +2775,8 @@ export interface operations {
             /** @description A field is invalid: `details` names each */
             422: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2422,6 +2786,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2431,6 +2799,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2440,6 +2810,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2449,6 +2821,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2458,6 +2834,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2483,6 +2861,8 @@ export interface operations {
             /** @description The record */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2492,6 +2872,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2501,6 +2883,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2510,6 +2894,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2519,6 +2905,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2528,6 +2916,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2537,6 +2927,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2546,6 +2940,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2555,6 +2951,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2564,6 +2962,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2573,6 +2975,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2598,6 +3002,8 @@ export interface operations {
             /** @description The record */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2607,6 +3013,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2616,6 +3024,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2625,6 +3035,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2634,6 +3046,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2643,6 +3057,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2652,6 +3068,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2661,6 +3081,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2670,6 +3092,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2679,6 +3103,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2688,6 +3116,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2726,6 +3156,10 @@ export interface operations {
             /** @description A page of records; `Link` names the next and previous pages */
             200: {
                 headers: {
+                    /** @description RFC 8288 links to the first, previous, next and last pages */
+                    Link?: string;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2735,6 +3169,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2744,6 +3180,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2753,6 +3191,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2762,6 +3202,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2771,6 +3215,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2780,6 +3226,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2789,6 +3237,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2798,6 +3250,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2827,6 +3281,10 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description The created record's path */
+                    Location?: string;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2836,6 +3294,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2845,6 +3305,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2854,6 +3316,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2863,6 +3327,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2872,6 +3338,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2881,6 +3349,8 @@ export interface operations {
             /** @description The body is too large */
             413: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2890,6 +3360,8 @@ export interface operations {
             /** @description The body is not JSON */
             415: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2899,6 +3371,8 @@ export interface operations {
             /** @description A field is invalid: `details` names each */
             422: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2908,6 +3382,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2917,6 +3395,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2926,6 +3406,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2935,6 +3417,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2944,6 +3430,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2969,6 +3457,8 @@ export interface operations {
             /** @description The record */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2978,6 +3468,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2987,6 +3479,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2996,6 +3490,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3005,6 +3501,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3014,6 +3512,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3023,6 +3525,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3032,6 +3536,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3041,6 +3547,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3050,6 +3560,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3075,6 +3587,8 @@ export interface operations {
             /** @description Deleted */
             204: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -3082,6 +3596,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3091,6 +3607,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3100,6 +3618,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3109,6 +3629,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3118,6 +3640,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3127,6 +3651,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3136,6 +3664,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3145,6 +3675,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3154,6 +3686,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3163,6 +3699,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3192,6 +3730,8 @@ export interface operations {
             /** @description The record */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3201,6 +3741,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3210,6 +3752,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3219,6 +3763,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3228,6 +3774,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3237,6 +3785,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3246,6 +3796,8 @@ export interface operations {
             /** @description The body is too large */
             413: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3255,6 +3807,8 @@ export interface operations {
             /** @description The body is not JSON */
             415: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3264,6 +3818,8 @@ export interface operations {
             /** @description A field is invalid: `details` names each */
             422: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3273,6 +3829,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3282,6 +3842,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3291,6 +3853,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3300,6 +3864,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3309,6 +3877,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3334,6 +3904,8 @@ export interface operations {
             /** @description The record */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3343,6 +3915,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3352,6 +3926,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3361,6 +3937,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3370,6 +3948,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3379,6 +3959,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3388,6 +3970,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3397,6 +3983,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3406,6 +3994,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3415,6 +4005,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3424,6 +4018,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3449,6 +4045,8 @@ export interface operations {
             /** @description The record */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3458,6 +4056,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3467,6 +4067,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3476,6 +4078,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3485,6 +4089,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3494,6 +4100,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3503,6 +4111,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3512,6 +4124,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3521,6 +4135,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3530,6 +4146,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3539,6 +4159,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3564,6 +4186,8 @@ export interface operations {
             /** @description The invoice as a PDF */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3573,6 +4197,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3582,6 +4208,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3591,6 +4219,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3600,6 +4230,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3609,6 +4241,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3618,6 +4254,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3627,6 +4265,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3636,6 +4276,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3645,6 +4289,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3670,6 +4316,8 @@ export interface operations {
             /** @description The record */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3679,6 +4327,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3688,6 +4338,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3697,6 +4349,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3706,6 +4360,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3715,6 +4371,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3724,6 +4382,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3733,6 +4395,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3742,6 +4406,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3751,6 +4417,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3760,6 +4430,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3785,6 +4457,8 @@ export interface operations {
             /** @description Emailed to the client by the vendor */
             204: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -3792,6 +4466,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3801,6 +4477,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3810,6 +4488,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3819,6 +4499,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3828,6 +4510,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3837,6 +4521,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3846,6 +4534,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3855,6 +4545,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3864,6 +4556,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3873,6 +4569,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3907,6 +4605,10 @@ export interface operations {
             /** @description A page of records; `Link` names the next and previous pages */
             200: {
                 headers: {
+                    /** @description RFC 8288 links to the first, previous, next and last pages */
+                    Link?: string;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3916,6 +4618,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3925,6 +4629,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3934,6 +4640,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3943,6 +4651,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3952,6 +4664,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3961,6 +4675,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3970,6 +4686,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3979,6 +4699,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4008,6 +4730,10 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description The created record's path */
+                    Location?: string;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4017,6 +4743,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4026,6 +4754,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4035,6 +4765,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4044,6 +4776,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4053,6 +4787,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4062,6 +4798,8 @@ export interface operations {
             /** @description The body is too large */
             413: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4071,6 +4809,8 @@ export interface operations {
             /** @description The body is not JSON */
             415: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4080,6 +4820,8 @@ export interface operations {
             /** @description A field is invalid: `details` names each */
             422: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4089,6 +4831,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4098,6 +4844,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4107,6 +4855,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4116,6 +4866,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4125,6 +4879,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4150,6 +4906,8 @@ export interface operations {
             /** @description The record */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4159,6 +4917,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4168,6 +4928,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4177,6 +4939,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4186,6 +4950,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4195,6 +4961,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4204,6 +4974,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4213,6 +4985,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4222,6 +4996,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4231,6 +5009,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4256,6 +5036,8 @@ export interface operations {
             /** @description Deleted */
             204: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -4263,6 +5045,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4272,6 +5056,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4281,6 +5067,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4290,6 +5078,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4299,6 +5089,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4308,6 +5100,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4317,6 +5113,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4326,6 +5124,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4335,6 +5135,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4344,6 +5148,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4373,6 +5179,8 @@ export interface operations {
             /** @description The record */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4382,6 +5190,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4391,6 +5201,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4400,6 +5212,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4409,6 +5223,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4418,6 +5234,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4427,6 +5245,8 @@ export interface operations {
             /** @description The body is too large */
             413: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4436,6 +5256,8 @@ export interface operations {
             /** @description The body is not JSON */
             415: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4445,6 +5267,8 @@ export interface operations {
             /** @description A field is invalid: `details` names each */
             422: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4454,6 +5278,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4463,6 +5291,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4472,6 +5302,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4481,6 +5313,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4490,6 +5326,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4515,6 +5353,8 @@ export interface operations {
             /** @description The record */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4524,6 +5364,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4533,6 +5375,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4542,6 +5386,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4551,6 +5397,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4560,6 +5408,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4569,6 +5419,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4578,6 +5432,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4587,6 +5443,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4596,6 +5454,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4605,6 +5467,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4630,6 +5494,8 @@ export interface operations {
             /** @description The record */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4639,6 +5505,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4648,6 +5516,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4657,6 +5527,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4666,6 +5538,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4675,6 +5549,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4684,6 +5560,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4693,6 +5573,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4702,6 +5584,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4711,6 +5595,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4720,6 +5608,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4752,6 +5642,10 @@ export interface operations {
             /** @description A page of records; `Link` names the next and previous pages */
             200: {
                 headers: {
+                    /** @description RFC 8288 links to the first, previous, next and last pages */
+                    Link?: string;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4761,6 +5655,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4770,6 +5666,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4779,6 +5677,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4788,6 +5688,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4797,6 +5701,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4806,6 +5712,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4815,6 +5723,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4824,6 +5736,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4853,6 +5767,10 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description The created record's path */
+                    Location?: string;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4862,6 +5780,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4871,6 +5791,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4880,6 +5802,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4889,6 +5813,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4898,6 +5824,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4907,6 +5835,8 @@ export interface operations {
             /** @description The body is too large */
             413: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4916,6 +5846,8 @@ export interface operations {
             /** @description The body is not JSON */
             415: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4925,6 +5857,8 @@ export interface operations {
             /** @description A field is invalid: `details` names each */
             422: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4934,6 +5868,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4943,6 +5881,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4952,6 +5892,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4961,6 +5903,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4970,6 +5916,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4995,6 +5943,8 @@ export interface operations {
             /** @description The record */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5004,6 +5954,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5013,6 +5965,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5022,6 +5976,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5031,6 +5987,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5040,6 +5998,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5049,6 +6011,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5058,6 +6022,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5067,6 +6033,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5076,6 +6046,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5101,6 +6073,8 @@ export interface operations {
             /** @description Deleted */
             204: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -5108,6 +6082,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5117,6 +6093,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5126,6 +6104,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5135,6 +6115,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5144,6 +6126,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5153,6 +6137,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5162,6 +6150,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5171,6 +6161,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5180,6 +6172,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5189,6 +6185,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5218,6 +6216,8 @@ export interface operations {
             /** @description The record */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5227,6 +6227,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5236,6 +6238,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5245,6 +6249,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5254,6 +6260,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5263,6 +6271,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5272,6 +6282,8 @@ export interface operations {
             /** @description The body is too large */
             413: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5281,6 +6293,8 @@ export interface operations {
             /** @description The body is not JSON */
             415: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5290,6 +6304,8 @@ export interface operations {
             /** @description A field is invalid: `details` names each */
             422: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5299,6 +6315,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5308,6 +6328,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5317,6 +6339,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5326,6 +6350,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5335,6 +6363,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5360,6 +6390,8 @@ export interface operations {
             /** @description The record */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5369,6 +6401,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5378,6 +6412,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5387,6 +6423,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5396,6 +6434,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5405,6 +6445,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5414,6 +6456,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5423,6 +6469,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5432,6 +6480,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5441,6 +6491,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5450,6 +6504,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5475,6 +6531,8 @@ export interface operations {
             /** @description The record */
             200: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5484,6 +6542,8 @@ export interface operations {
             /** @description The request is malformed (a bad query value, an unknown parameter) */
             400: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5493,6 +6553,8 @@ export interface operations {
             /** @description No token, or an invalid, expired or revoked one */
             401: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5502,6 +6564,8 @@ export interface operations {
             /** @description The token lacks the operation's scope */
             403: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5511,6 +6575,8 @@ export interface operations {
             /** @description No such record */
             404: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5520,6 +6586,8 @@ export interface operations {
             /** @description The record's state does not allow it (a void invoice, a number taken) */
             409: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5529,6 +6597,10 @@ export interface operations {
             /** @description Rate limited (by the gateway or the vendor): retry after `Retry-After` */
             429: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5538,6 +6610,8 @@ export interface operations {
             /** @description `not_supported_by_backend`: the backend serving the organization lacks this call */
             501: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5547,6 +6621,8 @@ export interface operations {
             /** @description The vendor answered with an error or something unreadable */
             502: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5556,6 +6632,10 @@ export interface operations {
             /** @description A backend or the storage is unavailable, or the organization is moving: retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5565,6 +6645,8 @@ export interface operations {
             /** @description The backend did not answer in time */
             504: {
                 headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
