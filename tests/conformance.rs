@@ -283,7 +283,6 @@ async fn bad_input_gets_field_paths(gw: &Gateway) {
 }
 
 async fn malformed_bodies_are_refused(gw: &Gateway) {
-    use support::send;
     let json_type = "application/json";
     // (what, content type, body, status, code)
     type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
@@ -336,7 +335,7 @@ async fn malformed_bodies_are_refused(gw: &Gateway) {
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
-        let reply = send(request).await;
+        let reply = gw.send(request).await;
         assert_eq!(
             (reply.status, reply.code()),
             (status, code),
@@ -344,21 +343,23 @@ async fn malformed_bodies_are_refused(gw: &Gateway) {
         );
     }
     let big = format!("{{\"name\": \"{}\"}}", "x".repeat(1024 * 1024 + 10));
-    let reply = send(
-        gw.raw("POST", "/api/v1/clients")
-            .header("content-type", json_type)
-            .body(big.clone()),
-    )
-    .await;
+    let reply = gw
+        .send(
+            gw.raw("POST", "/api/v1/clients")
+                .header("content-type", json_type)
+                .body(big.clone()),
+        )
+        .await;
     assert_eq!((reply.status, reply.code()), (413, "payload_too_large"));
     // Streamed without a Content-Length: the limit holds while reading.
     let stream = futures_stream(big.into_bytes());
-    let reply = send(
-        gw.raw("POST", "/api/v1/clients")
-            .header("content-type", json_type)
-            .body(reqwest::Body::wrap_stream(stream)),
-    )
-    .await;
+    let reply = gw
+        .send(
+            gw.raw("POST", "/api/v1/clients")
+                .header("content-type", json_type)
+                .body(reqwest::Body::wrap_stream(stream)),
+        )
+        .await;
     assert_eq!((reply.status, reply.code()), (413, "payload_too_large"));
 }
 
@@ -942,7 +943,7 @@ async fn invoice_actions_and_pdf(gw: &Gateway) {
         );
         let again = gw.raw("POST", &format!("/api/v1/invoices/{id}/mark-sent"));
         assert_eq!(
-            support::send(again).await.json["status"],
+            gw.send(again).await.json["status"],
             "sent",
             "marking twice changes nothing"
         );
@@ -1040,14 +1041,14 @@ async fn idempotency_keys(gw: &Gateway) {
             .header("idempotency-key", key)
             .body(json!({"name": name}).to_string())
     };
-    let first = support::send(key_request("key-1", "Once")).await;
+    let first = gw.send(key_request("key-1", "Once")).await;
     assert_eq!(first.status, 201);
-    let again = support::send(key_request("key-1", "Once")).await;
+    let again = gw.send(key_request("key-1", "Once")).await;
     assert_eq!(again.status, 201);
     assert_eq!(again.json, first.json, "the same answer");
     assert_eq!(again.header("location"), first.header("location"));
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
-    let other = support::send(key_request("key-1", "Twice")).await;
+    let other = gw.send(key_request("key-1", "Twice")).await;
     assert_eq!((other.status, other.code()), (409, "conflict"));
     let listed = gw.get("/api/v1/clients").await;
     let named_once = listed.json["data"]
@@ -1065,8 +1066,8 @@ async fn idempotency_keys(gw: &Gateway) {
         .header("content-type", "application/json")
         .header("idempotency-key", "key-1")
         .body(json!({"name": "Twice"}).to_string());
-    assert_eq!(support::send(theirs).await.status, 201);
-    let bad = support::send(key_request(&"k".repeat(300), "x")).await;
+    assert_eq!(gw.send(theirs).await.status, 201);
+    let bad = gw.send(key_request(&"k".repeat(300), "x")).await;
     assert_eq!(bad.status, 400);
     // A 4xx is the answer to its key: the same key and body get the same 422 again, and the
     // key cannot be reused for a corrected body.
@@ -1076,20 +1077,17 @@ async fn idempotency_keys(gw: &Gateway) {
             .header("idempotency-key", "key-2")
             .body("{}")
     };
-    let failed = support::send(invalid()).await;
+    let failed = gw.send(invalid()).await;
     assert_eq!(failed.status, 422);
-    let replayed = support::send(invalid()).await;
+    let replayed = gw.send(invalid()).await;
     assert_eq!(
         (replayed.status, replayed.header("idempotent-replayed")),
         (422, Some("true"))
     );
-    assert_eq!(
-        support::send(key_request("key-2", "Fixed")).await.status,
-        409
-    );
+    assert_eq!(gw.send(key_request("key-2", "Fixed")).await.status, 409);
 
     // Concurrent requests with one key: one runs; the others wait their turn (409) or replay.
-    let racing = (0..8).map(|_| support::send(key_request("key-3", "Racer")));
+    let racing = (0..8).map(|_| gw.send(key_request("key-3", "Racer")));
     let replies = futures_util::future::join_all(racing).await;
     let created: Vec<&Value> = replies
         .iter()

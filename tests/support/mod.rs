@@ -661,6 +661,23 @@ impl Gateway {
         std::fs::write(&self.config, format!("{text}\n{section}")).unwrap();
     }
 
+    /// Sends a request built by hand ([`Gateway::raw`]); its answer is held to the OpenAPI
+    /// document as [`Gateway::call_as`]'s are.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let described = request
+            .try_clone()
+            .and_then(|r| r.build().ok())
+            .map(|r| (r.method().to_string(), r.url().path().to_string()));
+        let reply = send(request).await;
+        if self.check_document
+            && let Some((method, path)) = described
+        {
+            let content_type = reply.header("content-type");
+            document::check(&method, &path, reply.status, content_type, &reply.json);
+        }
+        reply
+    }
+
     /// Creates a record and returns it, asserting `201`.
     pub async fn create(&self, resource: &str, body: Value) -> Value {
         let reply = self.post(&format!("/api/v1/{resource}"), body).await;
