@@ -43,7 +43,32 @@ pub fn document() -> Value {
         schemas[format!("{name}Input")] = input;
     }
     add_response_headers(&mut document);
+    add_links(&mut document);
     document
+}
+
+/// Links from each create to the calls on the record it made (`$response.body#/id`), so a
+/// client, or a fuzzer, can follow them.
+fn add_links(document: &mut Value) {
+    for resource in Resource::ALL {
+        let list = format!("/api/v1/{}", resource.as_str());
+        let mut links = serde_json::Map::new();
+        for action in Action::ALL.into_iter().filter(|a| a.applies_to(resource)) {
+            if matches!(action, Action::List | Action::Create) {
+                continue;
+            }
+            let operation_id =
+                format!("{}{}", action.as_str().replace('-', "_"), resource.as_str());
+            links.insert(
+                operation_id.clone(),
+                json!({"operationId": operation_id, "parameters": {"id": "$response.body#/id"}}),
+            );
+        }
+        let created = &mut document["paths"][&list]["post"]["responses"]["201"];
+        if created.is_object() {
+            created["links"] = Value::Object(links);
+        }
+    }
 }
 
 /// The headers answers carry: `X-Request-Id` on every one, `Retry-After` on `429` and `503`,
@@ -113,6 +138,8 @@ fn input_schema(record: &Value) -> Value {
     let mut input = record.clone();
     if let Some(fields) = input.as_object_mut() {
         fields.remove("required");
+        // A field the gateway does not know is refused (`422`), not ignored.
+        fields.insert("additionalProperties".into(), Value::Bool(false));
         if let Some(Value::Object(properties)) = fields.get_mut("properties") {
             properties.retain(|_, p| p.get("readOnly") != Some(&Value::Bool(true)));
         }
