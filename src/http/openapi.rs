@@ -120,7 +120,7 @@ fn add_response_headers(document: &mut Value) {
                     headers.insert(
                         "Link".into(),
                         header(
-                            "RFC 8288 links to the first, previous, next and last pages",
+                            "RFC 8288 links to the next and previous pages, where there are",
                             json!({"type": "string"}),
                         ),
                     );
@@ -138,8 +138,6 @@ fn input_schema(record: &Value) -> Value {
     let mut input = record.clone();
     if let Some(fields) = input.as_object_mut() {
         fields.remove("required");
-        // A field the gateway does not know is refused (`422`), not ignored.
-        fields.insert("additionalProperties".into(), Value::Bool(false));
         if let Some(Value::Object(properties)) = fields.get_mut("properties") {
             properties.retain(|_, p| p.get("readOnly") != Some(&Value::Bool(true)));
         }
@@ -288,15 +286,15 @@ fn operation(resource: Resource, action: Action) -> utoipa::openapi::path::Opera
             op = op.parameter(parameter);
         }
     }
-    if matches!(action, Action::Create) {
+    if method(action) == HttpMethod::Post {
         op = op.parameter(
             ParameterBuilder::new()
                 .name("Idempotency-Key")
                 .parameter_in(ParameterIn::Header)
                 .required(Required::False)
                 .description(Some(
-                    "Makes a retried create happen once: the same key and body answer the first \
-                     answer again.",
+                    "Makes a retried call happen once: the same key and body answer the first \
+                     answer again (for 24 hours).",
                 ))
                 .schema(Some(schema(
                     json!({"type": "string", "minLength": 1, "maxLength": 255}),
@@ -551,7 +549,8 @@ fn oauth(id: &str, summary: &str) -> utoipa::openapi::path::Operation {
         .response("400", oauth_error("invalid_request, invalid_grant, unsupported_grant_type or invalid_scope (RFC 6749 §5.2)"))
         .response("401", oauth_error("invalid_client"))
         .response("429", oauth_error("Too many failed attempts: retry after `Retry-After`"))
-        .response("503", error_response("The storage is unavailable"))
+        .response("413", oauth_error("The form is larger than the endpoint reads"))
+        .response("503", oauth_error("temporarily_unavailable: the storage is unavailable; retry after `Retry-After`"))
         .build()
 }
 

@@ -53,7 +53,10 @@ pub fn check(method: &str, uri: &str, status: u16, content_type: Option<&str>, b
     // The operation's schema, with the document's components beside it for its `$ref`s.
     let mut root = json!({"components": DOCUMENT["components"].clone()});
     root["allOf"] = json!([schema]);
-    let validator = jsonschema::validator_for(&root).expect("the document's schema compiles");
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&root)
+        .expect("the document's schema compiles");
     let errors: Vec<String> = validator
         .iter_errors(body)
         .map(|e| format!("{} at {}", e, e.instance_path()))

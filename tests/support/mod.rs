@@ -669,9 +669,9 @@ impl Gateway {
             .and_then(|r| r.build().ok())
             .map(|r| (r.method().to_string(), r.url().path().to_string()));
         let reply = send(request).await;
-        if self.check_document
-            && let Some((method, path)) = described
-        {
+        if self.check_document {
+            // A request whose body cannot be copied (a stream) is described by hand.
+            let (method, path) = described.expect("a request that can be described");
             let content_type = reply.header("content-type");
             document::check(&method, &path, reply.status, content_type, &reply.json);
         }

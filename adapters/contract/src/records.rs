@@ -242,7 +242,6 @@ pub struct Payment {
     #[schema(read_only)]
     pub client_id: String,
     pub amount: Decimal,
-    #[schema(read_only)]
     pub currency: String,
     pub date: NaiveDate,
     pub method: Option<String>,

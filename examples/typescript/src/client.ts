@@ -2,10 +2,11 @@
  * A typed InvoiceNests client for nestgate: the types are generated from the gateway's OpenAPI
  * document (`npm run generate`), the calls made with openapi-fetch. It does the token dance:
  * the API key is exchanged for an access token, which is refreshed before it expires, one
- * refresh at a time whatever the number of calls waiting; and a call answered `429`, or `503`
- * where retrying is safe, is retried after `Retry-After`.
+ * refresh at a time whatever the number of calls waiting; a call answered `429` or `503` is
+ * retried after `Retry-After` when that is safe (a read, or a write with an Idempotency-Key),
+ * and one answered `401` once more with a new token.
  */
-import createClient, { type Client, type Middleware } from "openapi-fetch";
+import createClient, { type Client } from "openapi-fetch";
 import type { components, paths } from "./schema.js";
 
 export type Schemas = components["schemas"];
@@ -62,7 +63,7 @@ export class Tokens {
   /** A valid access token: the one held, or a new one shared by every caller waiting for it. */
   async token(): Promise<string> {
     const held = this.held;
-    if (held !== undefined && Date.now() < held.expiresAt - this.marginMs) {
+    if (held !== undefined && Date.now() < held.expiresAt) {
       return held.access;
     }
     this.pending ??= this.renew().finally(() => {
@@ -78,15 +79,27 @@ export class Tokens {
     }
   }
 
+  /** The access token was refused (`401`): renewed, unless another call did so already. */
+  refused(access: string): void {
+    if (this.held?.access === access) {
+      this.expire();
+    }
+  }
+
   private async renew(): Promise<string> {
     const held = this.held;
+    // A refresh token is spent by the request that carries it, answered or not: it is never
+    // sent twice (nestgate takes a second use as theft). Whatever goes wrong, the key starts
+    // again.
+    this.held = undefined;
     if (held !== undefined) {
-      const refreshed = await this.grant({ grant_type: "refresh_token", refresh_token: held.refresh });
+      const refreshed = await this.grant({
+        grant_type: "refresh_token",
+        refresh_token: held.refresh,
+      }).catch(() => undefined);
       if (refreshed !== undefined) {
         return refreshed;
       }
-      // The refresh token was refused (expired or revoked): start again from the key.
-      this.held = undefined;
     }
     const issued = await this.grant({
       grant_type: "client_credentials",
@@ -115,39 +128,61 @@ export class Tokens {
       throw new Error(`the token endpoint answered ${response.status}`);
     }
     const pair = (await response.json()) as TokenResponse;
+    // Renewed before it expires: the margin, or half the token's life when that is shorter.
+    const margin = Math.min(this.marginMs, pair.expires_in * 500);
     this.held = {
       access: pair.access_token,
       refresh: pair.refresh_token,
-      expiresAt: Date.now() + pair.expires_in * 1000,
+      expiresAt: Date.now() + pair.expires_in * 1000 - margin,
     };
     return pair.access_token;
   }
 }
 
-/** Whether a call may be sent again after a `503`: a read, or a create with an Idempotency-Key. */
+/**
+ * Whether a call may be sent again after a `429` or `503`: a read, or a write with an
+ * Idempotency-Key. A write without one may have happened before the refusal (a vendor can
+ * answer `429` to a later step of a create), so it is never repeated.
+ */
 function safeToRepeat(request: Request): boolean {
   return request.method === "GET" || request.headers.has("Idempotency-Key");
 }
 
-/** Seconds in `Retry-After`, 1 when absent; capped at 60. */
+/** Seconds in `Retry-After`: 1 when absent, empty or unreadable; capped at 60. */
 function retryAfter(response: Response): number {
-  const seconds = Number(response.headers.get("Retry-After") ?? "1");
+  const text = response.headers.get("Retry-After")?.trim() ?? "";
+  const seconds = text === "" ? Number.NaN : Number(text);
   return Number.isFinite(seconds) && seconds >= 0 ? Math.min(seconds, 60) : 1;
 }
 
-/** `fetcher`, trying a call answered `429` (never processed) or a safe `503` again. */
+/**
+ * `fetcher`, with a call answered `429` or `503` tried again after `Retry-After` when that is
+ * safe, and one answered `401` (its token revoked) tried once more with a new token.
+ */
 function retrying(
   fetcher: (request: Request) => Promise<Response>,
+  tokens: Tokens,
   retries: number,
 ): (request: Request) => Promise<Response> {
+  const limit = Number.isInteger(retries) && retries >= 0 ? retries : 3;
   return async (request: Request) => {
+    let renewed = false;
     for (let attempt = 0; ; attempt++) {
-      const response = await fetcher(request.clone());
-      const again =
-        response.status === 429 || (response.status === 503 && safeToRepeat(request));
-      if (!again || attempt >= retries) {
+      // Each attempt carries the token valid now (a wait may outlast the one held before).
+      const sent = request.clone();
+      sent.headers.set("Authorization", `Bearer ${await tokens.token()}`);
+      const response = await fetcher(sent);
+      if (response.status === 401 && !renewed) {
+        renewed = true;
+        tokens.refused(sent.headers.get("Authorization")?.slice("Bearer ".length) ?? "");
+        await response.body?.cancel();
+        continue;
+      }
+      const busy = response.status === 429 || response.status === 503;
+      if (!busy || !safeToRepeat(request) || attempt >= limit) {
         return response;
       }
+      await response.body?.cancel();
       await new Promise((resolve) => setTimeout(resolve, retryAfter(response) * 1000));
     }
   };
@@ -161,20 +196,16 @@ export interface Nestgate {
 
 export function createNestgate(options: Options): Nestgate {
   const base = options.fetch ?? ((request: Request) => fetch(request));
-  const fetcher = retrying(base, options.retries ?? 3);
   const tokens = new Tokens(
     options.baseUrl,
     options.credentials,
     base,
     options.refreshMarginMs ?? 60_000,
   );
-  const auth: Middleware = {
-    async onRequest({ request }) {
-      request.headers.set("Authorization", `Bearer ${await tokens.token()}`);
-      return request;
-    },
-  };
-  const api = createClient<paths>({ baseUrl: options.baseUrl, fetch: fetcher });
-  api.use(auth);
+  // The token is set on each attempt by `retrying`, so a retried call never carries a stale one.
+  const api = createClient<paths>({
+    baseUrl: options.baseUrl,
+    fetch: retrying(base, tokens, options.retries ?? 3),
+  });
   return { api, tokens };
 }

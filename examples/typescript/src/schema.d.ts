@@ -651,7 +651,7 @@ export interface components {
             readonly client_id: string;
             /** Format: date-time */
             readonly created_at: string;
-            readonly currency: string;
+            currency: string;
             /** Format: date */
             date: string;
             readonly id: string;
@@ -663,6 +663,7 @@ export interface components {
         };
         PaymentInput: {
             amount?: string;
+            currency?: string;
             /** Format: date */
             date?: string;
             invoice_id?: string;
@@ -796,6 +797,17 @@ export interface operations {
                     "application/json": components["schemas"]["OAuthError"];
                 };
             };
+            /** @description The form is larger than the endpoint reads */
+            413: {
+                headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OAuthError"];
+                };
+            };
             /** @description Too many failed attempts: retry after `Retry-After` */
             429: {
                 headers: {
@@ -809,7 +821,7 @@ export interface operations {
                     "application/json": components["schemas"]["OAuthError"];
                 };
             };
-            /** @description The storage is unavailable */
+            /** @description temporarily_unavailable: the storage is unavailable; retry after `Retry-After` */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -819,7 +831,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["OAuthError"];
                 };
             };
         };
@@ -890,6 +902,17 @@ export interface operations {
                     "application/json": components["schemas"]["OAuthError"];
                 };
             };
+            /** @description The form is larger than the endpoint reads */
+            413: {
+                headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OAuthError"];
+                };
+            };
             /** @description Too many failed attempts: retry after `Retry-After` */
             429: {
                 headers: {
@@ -903,7 +926,7 @@ export interface operations {
                     "application/json": components["schemas"]["OAuthError"];
                 };
             };
-            /** @description The storage is unavailable */
+            /** @description temporarily_unavailable: the storage is unavailable; retry after `Retry-After` */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -913,7 +936,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["OAuthError"];
                 };
             };
         };
@@ -984,6 +1007,17 @@ export interface operations {
                     "application/json": components["schemas"]["OAuthError"];
                 };
             };
+            /** @description The form is larger than the endpoint reads */
+            413: {
+                headers: {
+                    /** @description The request's id, as sent or assigned */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OAuthError"];
+                };
+            };
             /** @description Too many failed attempts: retry after `Retry-After` */
             429: {
                 headers: {
@@ -997,7 +1031,7 @@ export interface operations {
                     "application/json": components["schemas"]["OAuthError"];
                 };
             };
-            /** @description The storage is unavailable */
+            /** @description temporarily_unavailable: the storage is unavailable; retry after `Retry-After` */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -1007,7 +1041,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["OAuthError"];
                 };
             };
         };
@@ -1074,7 +1108,7 @@ export interface operations {
             /** @description A page of records; `Link` names the next and previous pages */
             200: {
                 headers: {
-                    /** @description RFC 8288 links to the first, previous, next and last pages */
+                    /** @description RFC 8288 links to the next and previous pages, where there are */
                     Link?: string;
                     /** @description The request's id, as sent or assigned */
                     "X-Request-Id"?: string;
@@ -1184,7 +1218,7 @@ export interface operations {
             header?: {
                 /** @description Kept when sent (1 to 128 printable characters), assigned otherwise; every answer carries it */
                 "X-Request-Id"?: string;
-                /** @description Makes a retried create happen once: the same key and body answer the first answer again. */
+                /** @description Makes a retried call happen once: the same key and body answer the first answer again (for 24 hours). */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -1811,6 +1845,8 @@ export interface operations {
             header?: {
                 /** @description Kept when sent (1 to 128 printable characters), assigned otherwise; every answer carries it */
                 "X-Request-Id"?: string;
+                /** @description Makes a retried call happen once: the same key and body answer the first answer again (for 24 hours). */
+                "Idempotency-Key"?: string;
             };
             path: {
                 id: string;
@@ -1952,6 +1988,8 @@ export interface operations {
             header?: {
                 /** @description Kept when sent (1 to 128 printable characters), assigned otherwise; every answer carries it */
                 "X-Request-Id"?: string;
+                /** @description Makes a retried call happen once: the same key and body answer the first answer again (for 24 hours). */
+                "Idempotency-Key"?: string;
             };
             path: {
                 id: string;
@@ -2113,7 +2151,7 @@ export interface operations {
             /** @description A page of records; `Link` names the next and previous pages */
             200: {
                 headers: {
-                    /** @description RFC 8288 links to the first, previous, next and last pages */
+                    /** @description RFC 8288 links to the next and previous pages, where there are */
                     Link?: string;
                     /** @description The request's id, as sent or assigned */
                     "X-Request-Id"?: string;
@@ -2223,7 +2261,7 @@ export interface operations {
             header?: {
                 /** @description Kept when sent (1 to 128 printable characters), assigned otherwise; every answer carries it */
                 "X-Request-Id"?: string;
-                /** @description Makes a retried create happen once: the same key and body answer the first answer again. */
+                /** @description Makes a retried call happen once: the same key and body answer the first answer again (for 24 hours). */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -2850,6 +2888,8 @@ export interface operations {
             header?: {
                 /** @description Kept when sent (1 to 128 printable characters), assigned otherwise; every answer carries it */
                 "X-Request-Id"?: string;
+                /** @description Makes a retried call happen once: the same key and body answer the first answer again (for 24 hours). */
+                "Idempotency-Key"?: string;
             };
             path: {
                 id: string;
@@ -2991,6 +3031,8 @@ export interface operations {
             header?: {
                 /** @description Kept when sent (1 to 128 printable characters), assigned otherwise; every answer carries it */
                 "X-Request-Id"?: string;
+                /** @description Makes a retried call happen once: the same key and body answer the first answer again (for 24 hours). */
+                "Idempotency-Key"?: string;
             };
             path: {
                 id: string;
@@ -3156,7 +3198,7 @@ export interface operations {
             /** @description A page of records; `Link` names the next and previous pages */
             200: {
                 headers: {
-                    /** @description RFC 8288 links to the first, previous, next and last pages */
+                    /** @description RFC 8288 links to the next and previous pages, where there are */
                     Link?: string;
                     /** @description The request's id, as sent or assigned */
                     "X-Request-Id"?: string;
@@ -3266,7 +3308,7 @@ export interface operations {
             header?: {
                 /** @description Kept when sent (1 to 128 printable characters), assigned otherwise; every answer carries it */
                 "X-Request-Id"?: string;
-                /** @description Makes a retried create happen once: the same key and body answer the first answer again. */
+                /** @description Makes a retried call happen once: the same key and body answer the first answer again (for 24 hours). */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -3893,6 +3935,8 @@ export interface operations {
             header?: {
                 /** @description Kept when sent (1 to 128 printable characters), assigned otherwise; every answer carries it */
                 "X-Request-Id"?: string;
+                /** @description Makes a retried call happen once: the same key and body answer the first answer again (for 24 hours). */
+                "Idempotency-Key"?: string;
             };
             path: {
                 id: string;
@@ -4034,6 +4078,8 @@ export interface operations {
             header?: {
                 /** @description Kept when sent (1 to 128 printable characters), assigned otherwise; every answer carries it */
                 "X-Request-Id"?: string;
+                /** @description Makes a retried call happen once: the same key and body answer the first answer again (for 24 hours). */
+                "Idempotency-Key"?: string;
             };
             path: {
                 id: string;
@@ -4305,6 +4351,8 @@ export interface operations {
             header?: {
                 /** @description Kept when sent (1 to 128 printable characters), assigned otherwise; every answer carries it */
                 "X-Request-Id"?: string;
+                /** @description Makes a retried call happen once: the same key and body answer the first answer again (for 24 hours). */
+                "Idempotency-Key"?: string;
             };
             path: {
                 id: string;
@@ -4446,6 +4494,8 @@ export interface operations {
             header?: {
                 /** @description Kept when sent (1 to 128 printable characters), assigned otherwise; every answer carries it */
                 "X-Request-Id"?: string;
+                /** @description Makes a retried call happen once: the same key and body answer the first answer again (for 24 hours). */
+                "Idempotency-Key"?: string;
             };
             path: {
                 id: string;
@@ -4605,7 +4655,7 @@ export interface operations {
             /** @description A page of records; `Link` names the next and previous pages */
             200: {
                 headers: {
-                    /** @description RFC 8288 links to the first, previous, next and last pages */
+                    /** @description RFC 8288 links to the next and previous pages, where there are */
                     Link?: string;
                     /** @description The request's id, as sent or assigned */
                     "X-Request-Id"?: string;
@@ -4715,7 +4765,7 @@ export interface operations {
             header?: {
                 /** @description Kept when sent (1 to 128 printable characters), assigned otherwise; every answer carries it */
                 "X-Request-Id"?: string;
-                /** @description Makes a retried create happen once: the same key and body answer the first answer again. */
+                /** @description Makes a retried call happen once: the same key and body answer the first answer again (for 24 hours). */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -5342,6 +5392,8 @@ export interface operations {
             header?: {
                 /** @description Kept when sent (1 to 128 printable characters), assigned otherwise; every answer carries it */
                 "X-Request-Id"?: string;
+                /** @description Makes a retried call happen once: the same key and body answer the first answer again (for 24 hours). */
+                "Idempotency-Key"?: string;
             };
             path: {
                 id: string;
@@ -5483,6 +5535,8 @@ export interface operations {
             header?: {
                 /** @description Kept when sent (1 to 128 printable characters), assigned otherwise; every answer carries it */
                 "X-Request-Id"?: string;
+                /** @description Makes a retried call happen once: the same key and body answer the first answer again (for 24 hours). */
+                "Idempotency-Key"?: string;
             };
             path: {
                 id: string;
@@ -5642,7 +5696,7 @@ export interface operations {
             /** @description A page of records; `Link` names the next and previous pages */
             200: {
                 headers: {
-                    /** @description RFC 8288 links to the first, previous, next and last pages */
+                    /** @description RFC 8288 links to the next and previous pages, where there are */
                     Link?: string;
                     /** @description The request's id, as sent or assigned */
                     "X-Request-Id"?: string;
@@ -5752,7 +5806,7 @@ export interface operations {
             header?: {
                 /** @description Kept when sent (1 to 128 printable characters), assigned otherwise; every answer carries it */
                 "X-Request-Id"?: string;
-                /** @description Makes a retried create happen once: the same key and body answer the first answer again. */
+                /** @description Makes a retried call happen once: the same key and body answer the first answer again (for 24 hours). */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -6379,6 +6433,8 @@ export interface operations {
             header?: {
                 /** @description Kept when sent (1 to 128 printable characters), assigned otherwise; every answer carries it */
                 "X-Request-Id"?: string;
+                /** @description Makes a retried call happen once: the same key and body answer the first answer again (for 24 hours). */
+                "Idempotency-Key"?: string;
             };
             path: {
                 id: string;
@@ -6520,6 +6576,8 @@ export interface operations {
             header?: {
                 /** @description Kept when sent (1 to 128 printable characters), assigned otherwise; every answer carries it */
                 "X-Request-Id"?: string;
+                /** @description Makes a retried call happen once: the same key and body answer the first answer again (for 24 hours). */
+                "Idempotency-Key"?: string;
             };
             path: {
                 id: string;

@@ -8,8 +8,8 @@ export async function invoiceFor(nestgate: Nestgate, clientId: string, hours: st
       client_id: clientId,
       line_items: [{ description: "Consulting", quantity: hours, unit_price: "120.00", tax_rate: "8.875" }],
     },
-    // A retried create with the same key happens once.
-    headers: { "Idempotency-Key": `invoice-${clientId}-${hours}` },
+    // One key per invoice meant: a retry of this create (by the client) happens once.
+    headers: { "Idempotency-Key": crypto.randomUUID() },
   });
   if (created.data === undefined) throw new Error(created.error?.error.message);
   const sent = await api.POST("/api/v1/invoices/{id}/mark-sent", {
@@ -28,7 +28,7 @@ export async function invoicePdf(nestgate: Nestgate, id: string): Promise<ArrayB
   return pdf.data;
 }
 
-/** Every open invoice of a client, page after page. */
+/** Every invoice of a client marked sent and not yet paid, page after page. */
 export async function* openInvoices(nestgate: Nestgate, clientId: string): AsyncGenerator<Invoice> {
   for (let page = 1; ; page++) {
     const listed = await nestgate.api.GET("/api/v1/invoices", {
