@@ -38,6 +38,16 @@ const BODIES: [&str; 6] = [
 pub fn document() -> Value {
     let mut document = serde_json::to_value(built()).unwrap_or_default();
     let schemas = &mut document["components"]["schemas"];
+    // Every field of a record is in every answer, as `null` when unset (records.rs): all are
+    // required in an answer.
+    for name in BODIES.iter().chain(&["Address"]) {
+        let schema = &mut schemas[*name];
+        let names: Vec<Value> = schema["properties"]
+            .as_object()
+            .map(|p| p.keys().cloned().map(Value::String).collect())
+            .unwrap_or_default();
+        schema["required"] = Value::Array(names);
+    }
     for name in BODIES {
         let input = input_schema(&schemas[name]);
         schemas[format!("{name}Input")] = input;
@@ -204,7 +214,7 @@ fn built() -> OpenApi {
         .schema("Error", schema(error_schema()))
         .schema("TokenResponse", schema(token_schema()))
         .schema("OAuthError", schema(oauth_error_schema()))
-        .schema("Capabilities", schema(json!({"type": "object"})));
+        .schema("Capabilities", schema(capabilities_schema()));
     for resource in Resource::ALL {
         components = components.schema(
             format!("{}Page", record_name(resource)),
@@ -602,6 +612,31 @@ fn error_schema() -> Value {
                 "upstream_status": {"type": "integer"}
             }
         }}
+    })
+}
+
+/// `GET /api/v1/capabilities` (resources.rs): the calls and features the backend declares.
+fn capabilities_schema() -> Value {
+    let flags = json!({"type": "object", "additionalProperties": {"type": "boolean"}});
+    json!({
+        "type": "object",
+        "required": ["org", "backend", "kind", "resources", "features", "unsupported_fields"],
+        "properties": {
+            "org": {"type": "string"},
+            "backend": {"type": "string"},
+            "kind": {"type": "string"},
+            "resources": {
+                "type": "object",
+                "description": "Per resource, per call (`list`, `get`, `create`, …): whether the backend has it",
+                "additionalProperties": flags
+            },
+            "features": flags,
+            "unsupported_fields": {
+                "type": "object",
+                "description": "Per resource, the fields the backend cannot keep",
+                "additionalProperties": {"type": "array", "items": {"type": "string"}}
+            }
+        }
     })
 }
 

@@ -483,27 +483,44 @@ export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
         Address: {
-            city?: string | null;
+            city: string | null;
             /** @description ISO 3166-1 alpha-2. */
-            country?: string | null;
-            line1?: string | null;
-            line2?: string | null;
-            postal_code?: string | null;
-            state?: string | null;
+            country: string | null;
+            line1: string | null;
+            line2: string | null;
+            postal_code: string | null;
+            state: string | null;
         };
-        Capabilities: Record<string, never>;
+        Capabilities: {
+            backend: string;
+            features: {
+                [key: string]: boolean;
+            };
+            kind: string;
+            org: string;
+            /** @description Per resource, per call (`list`, `get`, `create`, …): whether the backend has it */
+            resources: {
+                [key: string]: {
+                    [key: string]: boolean;
+                };
+            };
+            /** @description Per resource, the fields the backend cannot keep */
+            unsupported_fields: {
+                [key: string]: string[];
+            };
+        };
         Client: {
-            address?: null | components["schemas"]["Address"];
+            address: null | components["schemas"]["Address"];
             readonly archived: boolean;
             /** Format: date-time */
             readonly created_at: string;
-            currency?: string | null;
-            email?: string | null;
+            currency: string | null;
+            email: string | null;
             readonly id: string;
             name: string;
-            notes?: string | null;
-            phone?: string | null;
-            tax_id?: string | null;
+            notes: string | null;
+            phone: string | null;
+            tax_id: string | null;
             /** Format: date-time */
             readonly updated_at: string;
         };
@@ -542,18 +559,18 @@ export interface components {
         Expense: {
             amount: string;
             readonly archived: boolean;
-            category?: string | null;
-            client_id?: string | null;
+            category: string | null;
+            client_id: string | null;
             /** Format: date-time */
             readonly created_at: string;
             currency: string;
             /** Format: date */
-            date?: string | null;
+            date: string | null;
             readonly id: string;
-            notes?: string | null;
+            notes: string | null;
             /** Format: date-time */
             readonly updated_at: string;
-            vendor?: string | null;
+            vendor: string | null;
         };
         ExpenseInput: {
             amount?: string;
@@ -583,12 +600,12 @@ export interface components {
             readonly created_at: string;
             currency: string;
             /** Format: date */
-            due_date?: string | null;
+            due_date: string | null;
             readonly id: string;
             /** Format: date */
-            issue_date?: string | null;
+            issue_date: string | null;
             line_items: components["schemas"]["LineItem"][];
-            notes?: string | null;
+            notes: string | null;
             number: string;
             status: components["schemas"]["InvoiceStatus"];
             readonly subtotal: string;
@@ -623,9 +640,9 @@ export interface components {
         LineItem: {
             /** @description `quantity × unit_price`, rounded to the currency; computed by the gateway. */
             readonly amount: string;
-            description?: string | null;
-            product_id?: string | null;
-            product_key?: string | null;
+            description: string | null;
+            product_id: string | null;
+            product_key: string | null;
             quantity: string;
             /** @description Percent. */
             tax_rate: string;
@@ -656,8 +673,8 @@ export interface components {
             date: string;
             readonly id: string;
             invoice_id: string;
-            method?: string | null;
-            reference?: string | null;
+            method: string | null;
+            reference: string | null;
             /** Format: date-time */
             readonly updated_at: string;
         };
@@ -683,15 +700,15 @@ export interface components {
             readonly archived: boolean;
             /** Format: date-time */
             readonly created_at: string;
-            currency?: string | null;
-            description?: string | null;
+            currency: string | null;
+            description: string | null;
             readonly id: string;
             /** @description Unique per organization. */
             key: string;
-            name?: string | null;
+            name: string | null;
             /** @description Percent, e.g. `"8.875"`. */
-            tax_rate?: string | null;
-            unit_price?: string | null;
+            tax_rate: string | null;
+            unit_price: string | null;
             /** Format: date-time */
             readonly updated_at: string;
         };
