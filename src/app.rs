@@ -35,6 +35,10 @@ pub struct App {
     pub routes: Arc<Routes>,
     /// Shadow reads of moving organizations.
     pub shadow: Arc<crate::shadow::Shadow>,
+    /// Each organization's answers over the last minutes, counted by the access layer.
+    pub traffic: Arc<crate::telemetry::traffic::Traffic>,
+    /// Operator console sign-ins.
+    pub console: crate::console::session::Sessions,
 }
 
 impl App {
@@ -63,7 +67,13 @@ impl App {
                 .await
                 .map_err(StorageError::Connect)?,
         );
+        let traffic = Arc::new(crate::telemetry::traffic::Traffic::new(
+            settings.orgs.keys(),
+        ));
+        let console = crate::console::session::Sessions::new(&settings, storage.pool.clone());
         Ok(App {
+            traffic,
+            console,
             auth,
             readiness: Readiness::default(),
             metrics,

@@ -79,6 +79,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub auth: AuthSection,
     #[serde(default)]
+    pub console: ConsoleSection,
+    #[serde(default)]
     pub backends: BTreeMap<String, crate::kinds::BackendSection>,
     #[serde(default)]
     pub orgs: BTreeMap<String, OrgSection>,
@@ -103,6 +105,10 @@ pub struct ServerSection {
     pub max_connections: usize,
     /// The most a request head may take (request line and headers); past it, `431`.
     pub max_header_bytes: usize,
+    /// The URL browsers reach the gateway at (`https://…` behind a TLS proxy), without a path.
+    /// Empty: the request's own `Host`. The console's session cookie is `Secure` when it is
+    /// https, and its sign-in and changes are accepted only from this origin.
+    pub public_url: String,
 }
 
 impl Default for ServerSection {
@@ -116,6 +122,7 @@ impl Default for ServerSection {
             header_read_timeout: HumanDuration(Duration::from_secs(10)),
             max_connections: 10_000,
             max_header_bytes: 64 * 1024,
+            public_url: String::new(),
         }
     }
 }
@@ -182,6 +189,25 @@ impl Default for ReadinessSection {
         ReadinessSection {
             interval: HumanDuration(Duration::from_secs(10)),
             timeout: HumanDuration(Duration::from_secs(2)),
+        }
+    }
+}
+
+/// `[console]`: the operator console at `/console` (docs/console.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleSection {
+    /// Serve `/console` and its sign-in. Off, the admin API still takes the operator token.
+    pub enabled: bool,
+    /// How long a console sign-in lasts; then the operator signs in again.
+    pub session_ttl: HumanDuration,
+}
+
+impl Default for ConsoleSection {
+    fn default() -> Self {
+        ConsoleSection {
+            enabled: true,
+            session_ttl: HumanDuration(Duration::from_secs(8 * 3600)),
         }
     }
 }
@@ -336,6 +362,9 @@ pub struct Settings {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
     pub max_header_bytes: usize,
+    /// `server.public_url`, when set.
+    pub public_url: Option<PublicUrl>,
+    pub console: ConsoleSettings,
     pub storage_url: StorageUrl,
     pub storage_max_connections: u32,
     pub log_json: bool,
@@ -360,6 +389,52 @@ pub struct AuthSettings {
     /// For messages: where the admin token is read from.
     pub admin_token_env: String,
     pub revocation_poll: Duration,
+}
+
+/// `server.public_url`, checked: the origin browsers see the gateway at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    /// `scheme://host[:port]`, lowercase, as a browser sends it in `Origin`.
+    pub origin: String,
+    pub https: bool,
+}
+
+impl PublicUrl {
+    /// `http(s)://host[:port]` with no path, query or credentials (a trailing `/` is allowed).
+    pub fn parse(text: &str) -> Result<PublicUrl, String> {
+        let uri: http::Uri = text
+            .parse()
+            .map_err(|_| format!("`{text}` is not a URL like \"https://gateway.example.com\""))?;
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(format!("`{text}` must start with https:// or http://")),
+        };
+        let authority = uri
+            .authority()
+            .filter(|a| !a.as_str().contains('@') && !a.host().is_empty())
+            .ok_or_else(|| format!("`{text}` must name a host, and no credentials"))?;
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(format!(
+                "`{text}` must have no path or query: the gateway serves from the root"
+            ));
+        }
+        let scheme = if https { "https" } else { "http" };
+        let default_port = if https { 443 } else { 80 };
+        let host = authority.host().to_ascii_lowercase();
+        let origin = match authority.port_u16() {
+            Some(port) if port != default_port => format!("{scheme}://{host}:{port}"),
+            _ => format!("{scheme}://{host}"),
+        };
+        Ok(PublicUrl { origin, https })
+    }
+}
+
+/// `[console]`, checked.
+#[derive(Debug, Clone)]
+pub struct ConsoleSettings {
+    pub enabled: bool,
+    pub session_ttl: Duration,
 }
 
 /// HMAC keys shorter than this are refused (RFC 7518 §3.2: at least the hash size).
@@ -488,6 +563,20 @@ impl FileConfig {
             problems.push(problem(
                 "server.header_read_timeout",
                 "must be between 100ms and 10m",
+            ));
+        }
+        let public_url = match self.server.public_url.trim() {
+            "" => None,
+            text => PublicUrl::parse(text)
+                .map_err(|message| problems.push(problem("server.public_url", message)))
+                .ok(),
+        };
+        if !(Duration::from_secs(60)..=Duration::from_secs(7 * 24 * 3600))
+            .contains(&self.console.session_ttl.0)
+        {
+            problems.push(problem(
+                "console.session_ttl",
+                "must be between 1m and 7days",
             ));
         }
         const HOUR: Duration = Duration::from_secs(3600);
@@ -649,6 +738,11 @@ impl FileConfig {
             header_read_timeout: self.server.header_read_timeout.0,
             max_connections: self.server.max_connections,
             max_header_bytes: self.server.max_header_bytes,
+            public_url,
+            console: ConsoleSettings {
+                enabled: self.console.enabled,
+                session_ttl: self.console.session_ttl.0,
+            },
             storage_url: StorageUrl(self.storage.url),
             storage_max_connections: self.storage.max_connections,
             log_json,

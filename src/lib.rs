@@ -15,6 +15,7 @@
 //! - [`respond`]: building responses (below everything that answers).
 //! - [`http`]: the router and handlers: resources, capabilities, the OAuth endpoints, the admin
 //!   API, health and readiness.
+//! - [`console`]: the operator console's files at `/console`, and its sign-in sessions.
 //! - [`auth`]: API keys, access and refresh tokens, revocation, and who is calling (a
 //!   [`auth::Principal`], put in the request's extensions by the edge stack's auth step).
 //! - [`idempotency`]: `Idempotency-Key` on POST.
@@ -49,6 +50,7 @@ pub mod auth;
 pub mod backends;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod cutover;
 pub mod edge;
 pub mod error;

@@ -25,6 +25,9 @@ pub struct ApiKey {
     /// Unix milliseconds.
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// When a token was last issued for it (a grant or a refresh), as [`KeyStore::list`] reads
+    /// it from the sessions; `None` elsewhere, and for a key never used.
+    pub last_used_at: Option<i64>,
     secret_hash: String,
 }
 
@@ -51,6 +54,7 @@ impl ApiKey {
             "scopes": self.scopes.names().collect::<Vec<_>>(),
             "created_at": time(self.created_at),
             "revoked_at": self.revoked_at.and_then(time),
+            "last_used_at": self.last_used_at.and_then(time),
         })
     }
 }
@@ -86,6 +90,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<ApiKey, sqlx::Error> {
         secret_hash: row.try_get("secret_hash")?,
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        last_used_at: None,
     })
 }
 
@@ -196,6 +201,7 @@ impl KeyStore {
             scopes,
             created_at: now_ms(),
             revoked_at: None,
+            last_used_at: None,
             secret_hash: secret::digest(secret.expose()),
         };
         sqlx::query(
@@ -215,30 +221,41 @@ impl KeyStore {
         Ok((key, secret))
     }
 
-    /// Every key, or one organization's, oldest first.
+    /// Every key, or one organization's, oldest first, with when each was last used.
     pub async fn list(&self, org: Option<&str>) -> Result<Vec<ApiKey>, sqlx::Error> {
+        macro_rules! listed {
+            () => {
+                concat!(
+                    "SELECT ",
+                    columns!(),
+                    ", (SELECT MAX(s.last_issued_at) FROM auth_sessions s \
+                       WHERE s.client_id = api_keys.client_id) AS last_used_at FROM api_keys"
+                )
+            };
+        }
         let rows = match org {
             Some(org) => {
                 sqlx::query(concat!(
-                    "SELECT ",
-                    columns!(),
-                    " FROM api_keys WHERE org = $1 ORDER BY created_at, client_id"
+                    listed!(),
+                    " WHERE org = $1 ORDER BY created_at, client_id"
                 ))
                 .bind(org)
                 .fetch_all(&self.pool)
                 .await?
             }
             None => {
-                sqlx::query(concat!(
-                    "SELECT ",
-                    columns!(),
-                    " FROM api_keys ORDER BY created_at, client_id"
-                ))
-                .fetch_all(&self.pool)
-                .await?
+                sqlx::query(concat!(listed!(), " ORDER BY created_at, client_id"))
+                    .fetch_all(&self.pool)
+                    .await?
             }
         };
-        rows.iter().map(from_row).collect()
+        rows.iter()
+            .map(|row| {
+                let mut key = from_row(row)?;
+                key.last_used_at = row.try_get("last_used_at")?;
+                Ok(key)
+            })
+            .collect()
     }
 
     /// A key, revoked or not, straight from storage.

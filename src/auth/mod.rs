@@ -288,6 +288,23 @@ impl Auth {
             .is_some_and(|token| secret::matches(presented, &secret::digest(token.expose())))
     }
 
+    /// Whether `presented` is the operator token, for the console's sign-in: failures count
+    /// against the budget of `from` (see [`attempts`]); `Err(wait)` once it is spent.
+    pub fn operator_sign_in(
+        &self,
+        presented: &str,
+        from: Option<std::net::IpAddr>,
+    ) -> Result<bool, Duration> {
+        const SIGN_IN: &str = "(console sign-in)";
+        let from = from.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        self.failures.attempt(SIGN_IN, from)?;
+        let good = self.is_admin(presented);
+        if good {
+            self.failures.succeeded(SIGN_IN, from);
+        }
+        Ok(good)
+    }
+
     pub fn admin_enabled(&self) -> bool {
         self.admin_token.is_some()
     }

@@ -282,12 +282,25 @@ pub struct RouteStatus {
 }
 
 pub async fn status(settings: &Settings, org: &str) -> Result<Status, StartError> {
+    if !settings.orgs.contains_key(org) {
+        return Err(StartError::Usage(format!(
+            "no organization named `{org}` is configured"
+        )));
+    }
+    let storage = storage(settings).await?;
+    status_in(&storage.pool, settings, org).await
+}
+
+/// [`status`] read from an open pool (the admin API's `GET /admin/v1/orgs`).
+pub async fn status_in(
+    pool: &sqlx::AnyPool,
+    settings: &Settings,
+    org: &str,
+) -> Result<Status, StartError> {
     let configured = settings
         .orgs
         .get(org)
         .ok_or_else(|| StartError::Usage(format!("no organization named `{org}` is configured")))?;
-    let storage = storage(settings).await?;
-    let pool = &storage.pool;
     let route = state::of(pool, org).await.map_err(storage_error)?;
     let migrate_to = configured.migrate_to.as_ref().map(|to| to.backend.clone());
     let target = route

@@ -4,7 +4,7 @@
 //! - [`query`]: list parameters and the `Link` header.
 //! - [`resources`]: `/api/v1/{clients,invoices,payments,products,expenses}` and capabilities.
 //! - [`token`]: `/api/v1/auth/{token,refresh,revoke}` (OAuth 2.0).
-//! - [`admin`]: `/admin/v1/keys` (the operator's API).
+//! - [`admin`]: `/admin/v1` (the operator's API, which the console at `/console` uses).
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`openapi`]: `/openapi.json`, the OpenAPI 3.1 document of `/api/v1`, built from the code.
 
@@ -47,6 +47,8 @@ enum Target {
     Ready,
     Metrics,
     OpenApi,
+    /// One of the console's files.
+    Console,
     Capabilities,
     OAuth(token::Endpoint),
     Admin(admin::Call),
@@ -96,16 +98,17 @@ fn target(method: &Method, path: &str) -> Target {
         (&Method::POST, ["api", "v1", "auth", "token"]) => Target::OAuth(Endpoint::Token),
         (&Method::POST, ["api", "v1", "auth", "refresh"]) => Target::OAuth(Endpoint::Refresh),
         (&Method::POST, ["api", "v1", "auth", "revoke"]) => Target::OAuth(Endpoint::Revoke),
-        (&Method::POST, ["admin", "v1", "keys"]) => Target::Admin(admin::Call::CreateKey),
-        (&Method::GET, ["admin", "v1", "keys"]) => Target::Admin(admin::Call::ListKeys),
-        (&Method::DELETE, ["admin", "v1", "keys", id]) if !id.is_empty() => {
-            Target::Admin(admin::Call::RevokeKey(id.to_string()))
+        (_, ["admin", "v1", rest @ ..]) => match admin::Call::route(method, rest) {
+            Some(Ok(call)) => Target::Admin(call),
+            Some(Err(admin::WrongMethod)) => Target::WrongMethod,
+            None => Target::Unknown,
+        },
+        (&Method::GET | &Method::HEAD, ["console", ..]) if crate::console::is_file(path) => {
+            Target::Console
         }
         (_, ["healthz" | "readyz" | "metrics" | "openapi.json"])
         | (_, ["api", "v1", "capabilities"])
-        | (_, ["api", "v1", "auth", "token" | "refresh" | "revoke"])
-        | (_, ["admin", "v1", "keys"])
-        | (_, ["admin", "v1", "keys", _]) => Target::WrongMethod,
+        | (_, ["api", "v1", "auth", "token" | "refresh" | "revoke"]) => Target::WrongMethod,
         (_, ["api", "v1", rest @ ..]) => match resource_call(method, rest) {
             Some(call) => Target::Resource(call),
             // A resource path that some method answers is 405 for the others; anything else 404.
@@ -180,6 +183,7 @@ where
         Target::Ready => "/readyz",
         Target::Metrics => "/metrics",
         Target::OpenApi => "/openapi.json",
+        Target::Console => "/console",
         Target::Capabilities => "/api/v1/capabilities",
         Target::OAuth(endpoint) => endpoint.template(),
         Target::Admin(call) => call.template(),
@@ -195,6 +199,11 @@ where
             http::StatusCode::OK,
             crate::respond::JSON,
             bytes::Bytes::from_static(openapi::DOCUMENT.as_bytes()),
+        )),
+        Target::Console if app.settings.console.enabled => crate::console::file(req.uri().path())
+            .ok_or_else(|| ApiError::no_route(req.uri().path())),
+        Target::Console => Err(ApiError::not_found(
+            "the console is off ([console] enabled = false)",
         )),
         Target::Capabilities => resources::capabilities(&app, req).await,
         Target::OAuth(endpoint) => Ok(token::handle(&app, endpoint, req).await),

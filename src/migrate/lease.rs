@@ -27,6 +27,18 @@ fn hostname() -> String {
 }
 
 /// Whether the holder named `holder` (`host:pid:nonce`) is certainly gone.
+/// Whether a run of `org` to `target` holds its lease now (the operator's view of a move).
+pub async fn running(pool: &AnyPool, org: &str, target: &str) -> Result<bool, sqlx::Error> {
+    let row: Option<(String, i64)> = sqlx::query_as(
+        "SELECT holder, heartbeat FROM migration_runs WHERE org = $1 AND target = $2",
+    )
+    .bind(org)
+    .bind(target)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.is_some_and(|(holder, heartbeat)| !gone(&holder, heartbeat, crate::auth::now_ms())))
+}
+
 fn gone(holder: &str, heartbeat: i64, now: i64) -> bool {
     if now - heartbeat > STALE.as_millis() as i64 {
         return true;

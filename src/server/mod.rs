@@ -10,7 +10,7 @@ use crate::app::App;
 use crate::edge::RescueLayer;
 use crate::telemetry::access::AccessLogLayer;
 use admission::{AcceptBackoff, Admission};
-use http::StatusCode;
+use http::{HeaderValue, StatusCode, header};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -24,7 +24,11 @@ use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::request_id::PropagateRequestIdLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
+
+/// The policy of every answer but the console's files: JSON loads nothing and is framed nowhere.
+pub const API_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
 
 /// Headers whose values never reach a log line, even at debug level: the gateway's own
 /// credentials, and every header a backend kind sends credentials in (a client could send one).
@@ -50,9 +54,25 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
     let stack = ServiceBuilder::new()
         .map_request(crate::request_id::assign)
         .layer(PropagateRequestIdLayer::x_request_id())
+        // Every answer, errors included: no browser sniffs it into HTML, leaks the URL onward,
+        // runs anything from it or frames it. The console's files set a policy of their own.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(API_CONTENT_SECURITY_POLICY),
+        ))
         .layer(SetSensitiveRequestHeadersLayer::new(sensitive_headers()))
         // One access-log line and the request metrics per request, with the final status.
-        .layer(AccessLogLayer)
+        .layer(AccessLogLayer {
+            traffic: Arc::clone(&app.traffic),
+        })
         .layer(RescueLayer {
             request_timeout: settings.request_timeout,
         })

@@ -7,6 +7,7 @@
 //! an [`Observed`] record the layer puts in the request's extensions.
 
 use super::names;
+use super::traffic::Traffic;
 use crate::respond::HttpResponse;
 use futures_util::future::BoxFuture;
 use http::{Method, Request};
@@ -56,20 +57,27 @@ impl Observed {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AccessLogLayer;
+/// The access layer; each answer is also counted for its organization in `traffic`.
+#[derive(Clone)]
+pub struct AccessLogLayer {
+    pub traffic: Arc<Traffic>,
+}
 
 impl<S> Layer<S> for AccessLogLayer {
     type Service = AccessLog<S>;
 
     fn layer(&self, inner: S) -> AccessLog<S> {
-        AccessLog { inner }
+        AccessLog {
+            inner,
+            traffic: Arc::clone(&self.traffic),
+        }
     }
 }
 
 #[derive(Clone)]
 pub struct AccessLog<S> {
     inner: S,
+    traffic: Arc<Traffic>,
 }
 
 impl<S, B> Service<Request<B>> for AccessLog<S>
@@ -92,6 +100,7 @@ where
         // Every line logged while the request is answered carries its id.
         let span = tracing::info_span!("request", request_id = %request_id);
         let mut entry = Entry::begin(request_id, req.method(), observed);
+        entry.traffic = Some(Arc::clone(&self.traffic));
         let future = self.inner.call(req);
         Box::pin(
             async move {
@@ -115,6 +124,7 @@ pub fn refused_before_parsing(request_id: &str, status: u16, route: &'static str
         started: Instant::now(),
         observed,
         status: None,
+        traffic: None,
     };
     metrics::gauge!(names::HTTP_IN_FLIGHT).increment(1.0);
     entry.answered(status);
@@ -128,6 +138,7 @@ struct Entry {
     started: Instant,
     observed: Arc<Observed>,
     status: Option<u16>,
+    traffic: Option<Arc<Traffic>>,
 }
 
 /// The status logged for a request whose caller hung up before the answer.
@@ -142,6 +153,7 @@ impl Entry {
             started: Instant::now(),
             observed,
             status: None,
+            traffic: None,
         }
     }
 
@@ -160,6 +172,9 @@ impl Drop for Entry {
         let backend = observed.backend.get().map(String::as_str);
         let trace = &observed.upstream;
         let upstream_time = (trace.exchanges() > 0).then(|| trace.time());
+        if let (Some(traffic), Some(org)) = (&self.traffic, observed.org.get()) {
+            traffic.record(org, status);
+        }
 
         let labels = vec![
             Label::new("method", self.method),

@@ -4,10 +4,12 @@
 //! - [`exporter`]: the Prometheus recorder behind `GET /metrics`;
 //! - [`access`]: the edge layer that writes one access-log line and the request metrics per
 //!   request, and the [`access::Observed`] record handlers fill in for it.
+//! - [`traffic`]: each organization's requests and errors over the last minutes, in memory.
 
 pub mod access;
 pub mod exporter;
 pub mod log;
 pub mod names;
+pub mod traffic;
 
 pub use log::init;

@@ -1,0 +1,10 @@
+-- Operator console sign-ins (docs/console.md). The cookie holds a random session id; only its
+-- SHA-256 is kept. `operator_hash` is the SHA-256 of the operator token that signed in: when the
+-- token changes, every session opened with the old one ends. Times are Unix milliseconds.
+CREATE TABLE console_sessions (
+    id_hash       TEXT   PRIMARY KEY,
+    operator_hash TEXT   NOT NULL,
+    created_at    BIGINT NOT NULL,
+    expires_at    BIGINT NOT NULL
+);
+CREATE INDEX console_sessions_expires ON console_sessions (expires_at);
