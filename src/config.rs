@@ -918,6 +918,34 @@ fn validate_auth(auth: AuthSection, problems: &mut Vec<Problem>) -> AuthSettings
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_public_url_is_an_origin() {
+        let parse = |text: &str| PublicUrl::parse(text).map(|u| (u.origin, u.https));
+        assert_eq!(
+            parse("https://Gateway.Example.com/"),
+            Ok(("https://gateway.example.com".into(), true))
+        );
+        assert_eq!(
+            parse("https://g.example:443"),
+            Ok(("https://g.example".into(), true))
+        );
+        assert_eq!(
+            parse("http://127.0.0.1:8080"),
+            Ok(("http://127.0.0.1:8080".into(), false))
+        );
+        for bad in [
+            "g.example",
+            "ftp://g.example",
+            "https://g.example/console",
+            "https://u:p@g.example",
+            "https://g.example/?a=1",
+            "https://",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     fn from_text(text: &str) -> Result<Settings, ConfigError> {
