@@ -6,7 +6,9 @@
 #   3. nestgate serving the same page through its Invoice Ninja backend (token checked, page
 #      mapped and rendered in InvoiceNests' shape);
 #   4. nestgate's native backend: GET /api/v1/invoices/{id} (SQLite);
-#   5. nestgate's POST /api/v1/auth/token (client_credentials: a session and a refresh token
+#   5. nginx serving, as a static file, the answer nestgate gives to the next run;
+#   6. nestgate's native GET /api/v1/invoices?per_page=100 (a page of 100 invoices);
+#   7. nestgate's POST /api/v1/auth/token (client_credentials: a session and a refresh token
 #      committed to SQLite, then a signed JWT).
 #
 # For each: requests/s, p50 and p99 latency, non-2xx answers and socket errors (wrk), the CPU
@@ -16,13 +18,14 @@
 # Usage: bash benches/load.sh            (DURATION=10s CONNECTIONS=32 THREADS=1 by default)
 #        PERF_RUN=nestgate_ninja bash benches/load.sh   also records a perf profile of that run
 #        RUNS="nginx_static nestgate_native_get" bash benches/load.sh   only these runs
+#        NESTGATE_BIN=/tmp/nestgate-before bash benches/load.sh   a given binary (no build)
 # Needs nginx and wrk (Debian packages; installed with apt-get when missing and allowed).
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-1}
-ALL_RUNS="nginx_static nginx_proxy nestgate_ninja nestgate_native_get nestgate_token"
+ALL_RUNS="nginx_static nginx_proxy nestgate_ninja nestgate_native_get nginx_static_list nestgate_native_list nestgate_token"
 RUNS=${RUNS:-$ALL_RUNS}
 for name in $RUNS; do
     [[ " $ALL_RUNS " == *" $name "* ]] || { echo "unknown run $name (runs: $ALL_RUNS)" >&2; exit 2; }
@@ -43,8 +46,12 @@ for tool in nginx wrk curl; do
 done
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release --quiet
-NESTGATE=$ROOT/target/release/nestgate
+if [ -n "${NESTGATE_BIN:-}" ]; then
+    NESTGATE=$NESTGATE_BIN
+else
+    cargo build --release --quiet
+    NESTGATE=$ROOT/target/release/nestgate
+fi
 
 WORK=$(mktemp -d)
 NGINX_PID=""
@@ -151,6 +158,17 @@ INVOICE_ID=$(curl -sf "$GW/api/v1/invoices" -H "Authorization: Bearer $NATIVE_TO
     -H 'Content-Type: application/json' \
     -d "{\"client_id\":\"$CLIENT_ID\",\"line_items\":[{\"description\":\"Consulting\",\"quantity\":\"3\",\"unit_price\":\"120.50\"}]}" |
     json_field '["id"]')
+# A page of 100 invoices for the list run; nginx serves nestgate's own answer as a static file,
+# the floor of the same bytes. (The one invoice above is the first of them.)
+for i in $(seq 2 100); do
+    curl -sf "$GW/api/v1/invoices" -H "Authorization: Bearer $NATIVE_TOKEN" \
+        -H 'Content-Type: application/json' \
+        -d "{\"client_id\":\"$CLIENT_ID\",\"line_items\":[{\"description\":\"Item $i\",\"quantity\":\"$i\",\"unit_price\":\"9.99\"},{\"description\":\"Support\",\"quantity\":\"1\",\"unit_price\":\"40\"}]}" \
+        >/dev/null
+done
+curl -sf "$GW/api/v1/invoices?per_page=100" -H "Authorization: Bearer $NATIVE_TOKEN" \
+    -o "$WORK/www/api/v1/invoices-page"
+chmod a+r "$WORK/www/api/v1/invoices-page"
 # Each run must answer 200 before it is loaded (a sanity check).
 for check in "$GW/api/v1/clients $NINJA_TOKEN" "$GW/api/v1/invoices/$INVOICE_ID $NATIVE_TOKEN"; do
     set -- $check
@@ -238,6 +256,8 @@ run nginx_static "http://127.0.0.1:$STATIC_PORT/api/v1/clients"
 run nginx_proxy "http://127.0.0.1:$PROXY_PORT/api/v1/clients"
 run nestgate_ninja -H "Authorization: Bearer $NINJA_TOKEN" "$GW/api/v1/clients"
 run nestgate_native_get -H "Authorization: Bearer $NATIVE_TOKEN" "$GW/api/v1/invoices/$INVOICE_ID"
+run nginx_static_list "http://127.0.0.1:$STATIC_PORT/api/v1/invoices-page"
+run nestgate_native_list -H "Authorization: Bearer $NATIVE_TOKEN" "$GW/api/v1/invoices?per_page=100"
 run nestgate_token -s "$WORK/token.lua" "$GW/api/v1/auth/token"
 
 RSS_KIB=$(cat "$WORK/rss-peak-kib" 2>/dev/null || echo 0)
@@ -256,10 +276,12 @@ echo
 IN_RATIO=$(ratio "${RPS[nestgate_ninja]:-}" "${RPS[nginx_proxy]:-}")
 NATIVE_RATIO=$(ratio "${RPS[nestgate_native_get]:-}" "${RPS[nginx_static]:-}")
 RSS_MIB=$(awk -v k="$RSS_KIB" 'BEGIN { printf "%.1f", k / 1024 }')
-echo "nestgate Invoice Ninja / nginx proxy: $IN_RATIO   (target >= 0.80)"
-echo "nestgate native GET / nginx static:   $NATIVE_RATIO   (target >= 0.50)"
-echo "serving CPU per request, Invoice Ninja / nginx proxy: $(ratio "${CPU_US[nestgate_ninja]:-}" "${CPU_US[nginx_proxy]:-}")x"
-echo "serving CPU per request, native GET / nginx static:   $(ratio "${CPU_US[nestgate_native_get]:-}" "${CPU_US[nginx_static]:-}")x"
+echo "serving CPU per request, Invoice Ninja / nginx proxy:   $(ratio "${CPU_US[nestgate_ninja]:-}" "${CPU_US[nginx_proxy]:-}")x   (target <= 2.0)"
+echo "serving CPU per request, native GET / nginx static:     $(ratio "${CPU_US[nestgate_native_get]:-}" "${CPU_US[nginx_static]:-}")x   (target <= 2.0)"
+echo "serving CPU per request, native list / nginx same page: $(ratio "${CPU_US[nestgate_native_list]:-}" "${CPU_US[nginx_static_list]:-}")x   (target <= 3.0)"
+echo "nestgate Invoice Ninja / nginx proxy: $IN_RATIO requests/s   (target >= 0.6)"
+echo "nestgate native GET / nginx static:   $NATIVE_RATIO requests/s   (target >= 0.5)"
+echo "nestgate token: ${RPS[nestgate_token]:-n/a} requests/s, p99 ${P99[nestgate_token]:-n/a} ms   (target >= 3000, p99 < 50)"
 echo "nestgate peak RSS under load:         $RSS_MIB MiB   (target < 100)"
 TOTAL_ERRORS=0
 for name in "${!ERRORS[@]}"; do TOTAL_ERRORS=$(( TOTAL_ERRORS + ERRORS[$name] )); done

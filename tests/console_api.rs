@@ -90,6 +90,13 @@ async fn sign_in_gives_a_locked_down_cookie_that_works_until_sign_out() {
     let after = send(console.get(&gw, "/admin/v1/orgs")).await;
     assert_eq!(after.status, 200, "{after:?}");
 
+    // Methods that are not the API's are refused before any handler, cookie or not.
+    for method in ["HEAD", "OPTIONS", "PUT", "PATCH"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let reply = send(console.change(&gw, method.clone(), "/admin/v1/keys")).await;
+        assert_eq!(reply.status, 405, "{method}");
+    }
+
     let out = send(console.change(&gw, reqwest::Method::DELETE, "/admin/v1/session")).await;
     assert_eq!(out.status, 204, "{out:?}");
     assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
@@ -453,4 +460,66 @@ async fn the_overview_shows_backends_traffic_keys_last_use_and_moves() {
             "{path}"
         );
     }
+}
+
+#[tokio::test]
+async fn sessions_keys_and_the_overview_work_on_postgres() {
+    let Some(store) = Store::postgres() else {
+        return;
+    };
+    let gw = Gateway::start(store).await;
+    let (_, console) = sign_in(&gw).await;
+    let keys = send(console.get(&gw, &format!("/admin/v1/keys?org={}", gw.org))).await;
+    assert_eq!(keys.status, 200, "{keys:?}");
+    assert!(keys.json["data"][0]["last_used_at"].is_string(), "{keys:?}");
+    let orgs = send(console.get(&gw, "/admin/v1/orgs")).await;
+    assert_eq!(orgs.status, 200, "{orgs:?}");
+    let out = send(console.change(&gw, reqwest::Method::DELETE, "/admin/v1/session")).await;
+    assert_eq!(out.status, 204, "{out:?}");
+    assert_eq!(send(console.get(&gw, "/admin/v1/orgs")).await.status, 401);
+}
+
+#[tokio::test]
+async fn a_new_operator_token_ends_every_session() {
+    let mut gw = Gateway::start(Store::Sqlite).await;
+    let (_, console) = sign_in(&gw).await;
+    assert_eq!(send(console.get(&gw, "/admin/v1/orgs")).await.status, 200);
+    gw.set_env("NESTGATE_ADMIN_TOKEN", "another-operator-token-0123456789");
+    gw.kill_and_restart();
+    let ended = send(console.get(&gw, "/admin/v1/orgs")).await;
+    assert_eq!(ended.status, 401, "{ended:?}");
+    assert_eq!(
+        send(console.get(&gw, "/admin/v1/session")).await.status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn wrong_bearer_tokens_on_the_admin_api_are_rate_limited_too() {
+    let gw = Gateway::start(Store::Sqlite).await;
+    let mut limited = false;
+    for _ in 0..30 {
+        let reply = send(
+            gw.client
+                .get(gw.url("/admin/v1/orgs"))
+                .bearer_auth("a-guess-at-the-operator-token"),
+        )
+        .await;
+        if reply.status == 429 {
+            assert!(reply.header("retry-after").is_some());
+            limited = true;
+            break;
+        }
+        assert_eq!(reply.status, 401, "{reply:?}");
+    }
+    assert!(limited, "guessing the operator token is limited");
+    // The same budget as the console's sign-in: that is closed too, for this address.
+    let sign_in = send(
+        gw.client
+            .post(gw.url("/admin/v1/session"))
+            .header("origin", &gw.base)
+            .json(&json!({ "token": ADMIN_TOKEN })),
+    )
+    .await;
+    assert_eq!(sign_in.status, 429, "{sign_in:?}");
 }

@@ -25,8 +25,7 @@ pub struct ApiKey {
     /// Unix milliseconds.
     pub created_at: i64,
     pub revoked_at: Option<i64>,
-    /// When a token was last issued for it (a grant or a refresh), as [`KeyStore::list`] reads
-    /// it from the sessions; `None` elsewhere, and for a key never used.
+    /// When a token was last issued for it (a grant or a refresh); `None` for a key never used.
     pub last_used_at: Option<i64>,
     secret_hash: String,
 }
@@ -74,7 +73,7 @@ pub struct KeyStore {
 /// The columns every query reads, for [`from_row`] (a macro, so queries stay static strings).
 macro_rules! columns {
     () => {
-        "client_id, org, name, scopes, secret_hash, created_at, revoked_at"
+        "client_id, org, name, scopes, secret_hash, created_at, revoked_at, last_used_at"
     };
 }
 
@@ -90,7 +89,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<ApiKey, sqlx::Error> {
         secret_hash: row.try_get("secret_hash")?,
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
-        last_used_at: None,
+        last_used_at: row.try_get("last_used_at")?,
     })
 }
 
@@ -221,41 +220,30 @@ impl KeyStore {
         Ok((key, secret))
     }
 
-    /// Every key, or one organization's, oldest first, with when each was last used.
+    /// Every key, or one organization's, oldest first.
     pub async fn list(&self, org: Option<&str>) -> Result<Vec<ApiKey>, sqlx::Error> {
-        macro_rules! listed {
-            () => {
-                concat!(
-                    "SELECT ",
-                    columns!(),
-                    ", (SELECT MAX(s.last_issued_at) FROM auth_sessions s \
-                       WHERE s.client_id = api_keys.client_id) AS last_used_at FROM api_keys"
-                )
-            };
-        }
         let rows = match org {
             Some(org) => {
                 sqlx::query(concat!(
-                    listed!(),
-                    " WHERE org = $1 ORDER BY created_at, client_id"
+                    "SELECT ",
+                    columns!(),
+                    " FROM api_keys WHERE org = $1 ORDER BY created_at, client_id"
                 ))
                 .bind(org)
                 .fetch_all(&self.pool)
                 .await?
             }
             None => {
-                sqlx::query(concat!(listed!(), " ORDER BY created_at, client_id"))
-                    .fetch_all(&self.pool)
-                    .await?
+                sqlx::query(concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM api_keys ORDER BY created_at, client_id"
+                ))
+                .fetch_all(&self.pool)
+                .await?
             }
         };
-        rows.iter()
-            .map(|row| {
-                let mut key = from_row(row)?;
-                key.last_used_at = row.try_get("last_used_at")?;
-                Ok(key)
-            })
-            .collect()
+        rows.iter().map(from_row).collect()
     }
 
     /// A key, revoked or not, straight from storage.

@@ -288,8 +288,8 @@ impl Auth {
             .is_some_and(|token| secret::matches(presented, &secret::digest(token.expose())))
     }
 
-    /// Whether `presented` is the operator token, for the console's sign-in: failures count
-    /// against the budget of `from` (see [`attempts`]); `Err(wait)` once it is spent.
+    /// Whether `presented` is the operator token, for the console's sign-in and the admin API:
+    /// failures count against the budget of `from` (see [`attempts`]); `Err(wait)` once spent.
     pub fn operator_sign_in(
         &self,
         presented: &str,

@@ -7,12 +7,36 @@
 //!
 //! Every transaction here starts with a write, so SQLite takes its write lock first and waits
 //! for it (busy timeout) instead of failing to upgrade a read lock.
+//!
+//! Grants are committed in groups: one task writes every grant waiting at that moment in one
+//! transaction, and answers each caller only after the commit. A grant is as durable as before
+//! (acknowledged only once on disk), but concurrent grants share one fsync instead of paying
+//! one each and queueing for SQLite's single writer (docs/performance.md). A grant that finds
+//! no other waiting is committed alone, at once.
 
 use super::now_ms;
 use super::scope::Scopes;
 use super::secret::{self, Secret};
 use sqlx::{AnyPool, Row};
+use std::sync::OnceLock;
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// The most grants one commit carries.
+const GROUP_MAX: usize = 128;
+
+/// A grant waiting for its group's commit.
+struct PendingGrant {
+    session_id: String,
+    client_id: String,
+    org: String,
+    scopes: String,
+    now: i64,
+    token_hash: String,
+    expires_at: i64,
+    /// Whether the session started (its key was still live), once committed.
+    done: oneshot::Sender<Result<bool, String>>,
+}
 
 /// A session and the refresh token just issued in it.
 #[derive(Debug)]
@@ -52,11 +76,17 @@ pub fn session_started(session_id: &str) -> Option<i64> {
 pub struct Sessions {
     pool: AnyPool,
     refresh_ttl: Duration,
+    /// The queue of the task that commits grants, started by the first grant.
+    grants: OnceLock<mpsc::Sender<PendingGrant>>,
 }
 
 impl Sessions {
     pub fn new(pool: AnyPool, refresh_ttl: Duration) -> Sessions {
-        Sessions { pool, refresh_ttl }
+        Sessions {
+            pool,
+            refresh_ttl,
+            grants: OnceLock::new(),
+        }
     }
 
     /// Starts a session for a live key. `None` if the key was revoked meanwhile: the check is
@@ -69,25 +99,30 @@ impl Sessions {
     ) -> Result<Option<Grant>, sqlx::Error> {
         let now = now_ms();
         let session_id = new_session_id(now);
-        let mut tx = self.pool.begin().await?;
-        let started = sqlx::query(
-            "INSERT INTO auth_sessions (id, client_id, org, scopes, created_at, last_issued_at, revoked_at) \
-             SELECT $1, $2, $3, $4, $5, $5, NULL \
-             WHERE EXISTS (SELECT 1 FROM api_keys WHERE client_id = $2 AND revoked_at IS NULL)",
-        )
-        .bind(&session_id)
-        .bind(client_id)
-        .bind(org)
-        .bind(scopes.to_string())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if started.rows_affected() == 0 {
-            return Ok(None);
-        }
-        let refresh_token = self.insert_refresh_token(&mut tx, &session_id, now).await?;
-        tx.commit().await?;
-        Ok(Some(Grant {
+        let refresh_token = secret::new_refresh_token();
+        let (done, committed) = oneshot::channel();
+        let pending = PendingGrant {
+            session_id: session_id.clone(),
+            client_id: client_id.to_string(),
+            org: org.to_string(),
+            scopes: scopes.to_string(),
+            now,
+            token_hash: secret::digest(refresh_token.expose()),
+            expires_at: now + self.refresh_ttl.as_millis() as i64,
+            done,
+        };
+        let queue = self.grants.get_or_init(|| {
+            let (queue, waiting) = mpsc::channel(4 * GROUP_MAX);
+            tokio::spawn(commit_grants(self.pool.clone(), waiting));
+            queue
+        });
+        let gone = || sqlx::Error::Io(std::io::Error::other("the grant writer has stopped"));
+        queue.send(pending).await.map_err(|_| gone())?;
+        let started = committed
+            .await
+            .map_err(|_| gone())?
+            .map_err(|error| sqlx::Error::Io(std::io::Error::other(error)))?;
+        Ok(started.then(|| Grant {
             session_id,
             client_id: client_id.to_string(),
             org: org.to_string(),
@@ -174,6 +209,11 @@ impl Sessions {
                 return Ok(Rotation::Refused("the refresh token has been revoked"));
             }
             let refresh_token = self.insert_refresh_token(&mut tx, &session_id, now).await?;
+            sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE client_id = $2")
+                .bind(now)
+                .bind(&client_id)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             return Ok(Rotation::Rotated(Grant {
                 session_id,
@@ -275,4 +315,82 @@ impl Sessions {
         .await?;
         Ok(tokens.rows_affected())
     }
+}
+
+/// The group commit: takes every grant waiting, writes them in one transaction, answers each.
+/// One commit at a time; grants that arrive meanwhile form the next group.
+async fn commit_grants(pool: AnyPool, mut waiting: mpsc::Receiver<PendingGrant>) {
+    let mut group = Vec::with_capacity(GROUP_MAX);
+    while waiting.recv_many(&mut group, GROUP_MAX).await > 0 {
+        match write_group(&pool, &group).await {
+            Ok(started) => {
+                for (grant, started) in group.drain(..).zip(started) {
+                    let _ = grant.done.send(Ok(started));
+                }
+            }
+            Err(error) => {
+                let error = error.to_string();
+                for grant in group.drain(..) {
+                    let _ = grant.done.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// One transaction for a group of grants: each session starts only if its key is live (the
+/// check is part of the insert, so a revocation and a grant cannot pass each other).
+async fn write_group(pool: &AnyPool, group: &[PendingGrant]) -> Result<Vec<bool>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let mut started = Vec::with_capacity(group.len());
+    for grant in group {
+        let inserted = sqlx::query(
+            "INSERT INTO auth_sessions (id, client_id, org, scopes, created_at, last_issued_at, revoked_at) \
+             SELECT $1, $2, $3, $4, $5, $5, NULL \
+             WHERE EXISTS (SELECT 1 FROM api_keys WHERE client_id = $2 AND revoked_at IS NULL)",
+        )
+        .bind(&grant.session_id)
+        .bind(&grant.client_id)
+        .bind(&grant.org)
+        .bind(&grant.scopes)
+        .bind(grant.now)
+        .execute(&mut *tx)
+        .await?;
+        let live = inserted.rows_affected() == 1;
+        if live {
+            sqlx::query(
+                "INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at, spent_at) \
+                 VALUES ($1, $2, $3, $4, NULL)",
+            )
+            .bind(&grant.token_hash)
+            .bind(&grant.session_id)
+            .bind(grant.now)
+            .bind(grant.expires_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        started.push(live);
+    }
+    // When each key was last used: one update per key of the group, with its newest grant.
+    let mut used: Vec<(&str, i64)> = Vec::new();
+    for grant in group
+        .iter()
+        .zip(&started)
+        .filter(|(_, live)| **live)
+        .map(|(g, _)| g)
+    {
+        match used.iter_mut().find(|(id, _)| *id == grant.client_id) {
+            Some((_, at)) => *at = (*at).max(grant.now),
+            None => used.push((&grant.client_id, grant.now)),
+        }
+    }
+    for (client_id, at) in used {
+        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE client_id = $2")
+            .bind(at)
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(started)
 }

@@ -82,30 +82,31 @@ impl Sessions {
         })
     }
 
-    /// The live session the request's cookie names, if any.
+    /// The live session the request's cookies name, if any. Each cookie of the name is tried
+    /// (a few at most): one planted by a sibling domain must not hide the real one.
     pub async fn find(&self, headers: &HeaderMap) -> Result<Option<Session>, sqlx::Error> {
-        let (Some(id), Some(operator_hash)) = (cookie(headers), &self.operator_hash) else {
+        let Some(operator_hash) = &self.operator_hash else {
             return Ok(None);
         };
-        let row: Option<(String, i64)> = sqlx::query_as(
-            "SELECT operator_hash, expires_at FROM console_sessions WHERE id_hash = $1",
-        )
-        .bind(secret::digest(id.expose()))
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(match row {
-            Some((opened_with, expires_at))
-                if expires_at > now_ms()
-                    && bool::from(opened_with.as_bytes().ct_eq(operator_hash.as_bytes())) =>
+        for id in cookies(headers).into_iter().take(4) {
+            let row: Option<(String, i64)> = sqlx::query_as(
+                "SELECT operator_hash, expires_at FROM console_sessions WHERE id_hash = $1",
+            )
+            .bind(secret::digest(id.expose()))
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some((opened_with, expires_at)) = row
+                && expires_at > now_ms()
+                && bool::from(opened_with.as_bytes().ct_eq(operator_hash.as_bytes()))
             {
-                Some(Session {
+                return Ok(Some(Session {
                     expires_at,
                     csrf_token: csrf_token(&id),
                     id,
-                })
+                }));
             }
-            _ => None,
-        })
+        }
+        Ok(None)
     }
 
     /// Ends a session (sign-out).
@@ -138,21 +139,22 @@ fn cookie_header(value: &str, max_age: i64, secure: bool) -> HeaderValue {
     HeaderValue::from_str(&text).expect("a session id is URL-safe base64")
 }
 
-/// The session cookie's value among the request's cookies.
-fn cookie(headers: &HeaderMap) -> Option<Secret> {
+/// The values of every session cookie among the request's cookies.
+fn cookies(headers: &HeaderMap) -> Vec<Secret> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, value)| *name == COOKIE && !value.is_empty())
+        .filter(|(name, value)| *name == COOKIE && !value.is_empty())
         .map(|(_, value)| Secret::new(value.to_string()))
+        .collect()
 }
 
 /// Whether the request carries a session cookie at all (valid or not).
 pub fn has_cookie(headers: &HeaderMap) -> bool {
-    cookie(headers).is_some()
+    !cookies(headers).is_empty()
 }
 
 fn csrf_token(id: &Secret) -> String {
@@ -247,12 +249,18 @@ mod tests {
 
     #[test]
     fn the_cookie_is_found_among_others() {
+        let values = |h: &HeaderMap| -> Vec<String> {
+            cookies(h).iter().map(|s| s.expose().to_string()).collect()
+        };
         let h = headers(&[("cookie", "a=1; nestgate_console=cs_abc; b=2")]);
-        assert_eq!(cookie(&h).unwrap().expose(), "cs_abc");
-        let h = headers(&[("cookie", "a=1"), ("cookie", "nestgate_console=cs_x")]);
-        assert_eq!(cookie(&h).unwrap().expose(), "cs_x");
-        assert!(cookie(&headers(&[("cookie", "nestgate_console=")])).is_none());
-        assert!(cookie(&headers(&[("cookie", "xnestgate_console=1")])).is_none());
+        assert_eq!(values(&h), ["cs_abc"]);
+        let h = headers(&[
+            ("cookie", "nestgate_console=planted"),
+            ("cookie", "nestgate_console=cs_x"),
+        ]);
+        assert_eq!(values(&h), ["planted", "cs_x"]);
+        assert!(!has_cookie(&headers(&[("cookie", "nestgate_console=")])));
+        assert!(!has_cookie(&headers(&[("cookie", "xnestgate_console=1")])));
     }
 
     #[test]

@@ -26,7 +26,6 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
-/// Whether the holder named `holder` (`host:pid:nonce`) is certainly gone.
 /// Whether a run of `org` to `target` holds its lease now (the operator's view of a move).
 pub async fn running(pool: &AnyPool, org: &str, target: &str) -> Result<bool, sqlx::Error> {
     let row: Option<(String, i64)> = sqlx::query_as(
@@ -39,6 +38,7 @@ pub async fn running(pool: &AnyPool, org: &str, target: &str) -> Result<bool, sq
     Ok(row.is_some_and(|(holder, heartbeat)| !gone(&holder, heartbeat, crate::auth::now_ms())))
 }
 
+/// Whether the holder named `holder` (`host:pid:nonce`) is certainly gone.
 fn gone(holder: &str, heartbeat: i64, now: i64) -> bool {
     if now - heartbeat > STALE.as_millis() as i64 {
         return true;

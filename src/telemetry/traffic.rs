@@ -3,23 +3,22 @@
 //! operator should not need Prometheus to see which organization is failing).
 //!
 //! One ring of minute buckets per configured organization, built at start-up (organizations come
-//! from the configuration, so the set is fixed and no lock is taken per request); a bucket is
-//! reset by the first request of a new minute. Counts are atomics: a request that races the reset
-//! of its bucket may be lost, which is fine for a share shown to a person.
+//! from the configuration, so the set is fixed and the map is never written after); a bucket is
+//! reset by the first request of a new minute. Each ring has a mutex of its own, held for a few
+//! additions: uncontended but for requests of one organization at the same instant, and a
+//! reader never sees a bucket half reset.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 
 /// Minutes reported: the current one and the four before it.
 pub const MINUTES: u64 = 5;
 const SLOTS: usize = MINUTES as usize + 1;
 
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 struct Bucket {
-    minute: AtomicU64,
-    requests: AtomicU64,
-    client_errors: AtomicU64,
-    server_errors: AtomicU64,
+    minute: u64,
+    counts: Counts,
 }
 
 /// An organization's counts over the window.
@@ -33,7 +32,7 @@ pub struct Counts {
 }
 
 pub struct Traffic {
-    orgs: HashMap<String, [Bucket; SLOTS]>,
+    orgs: HashMap<String, Mutex<[Bucket; SLOTS]>>,
 }
 
 fn minute_now() -> u64 {
@@ -62,24 +61,20 @@ impl Traffic {
         let Some(ring) = self.orgs.get(org) else {
             return;
         };
-        let bucket = &ring[(minute % SLOTS as u64) as usize];
-        let seen = bucket.minute.load(Relaxed);
-        if seen != minute
-            && bucket
-                .minute
-                .compare_exchange(seen, minute, Relaxed, Relaxed)
-                .is_ok()
-        {
-            bucket.requests.store(0, Relaxed);
-            bucket.client_errors.store(0, Relaxed);
-            bucket.server_errors.store(0, Relaxed);
+        let mut ring = ring.lock().unwrap_or_else(|e| e.into_inner());
+        let bucket = &mut ring[(minute % SLOTS as u64) as usize];
+        if bucket.minute != minute {
+            *bucket = Bucket {
+                minute,
+                counts: Counts::default(),
+            };
         }
-        bucket.requests.fetch_add(1, Relaxed);
+        bucket.counts.requests += 1;
         match status {
-            400..=499 => bucket.client_errors.fetch_add(1, Relaxed),
-            500.. => bucket.server_errors.fetch_add(1, Relaxed),
-            _ => 0,
-        };
+            400..=499 => bucket.counts.client_errors += 1,
+            500.. => bucket.counts.server_errors += 1,
+            _ => {}
+        }
     }
 
     /// `org`'s counts over the last [`MINUTES`] minutes.
@@ -89,12 +84,15 @@ impl Traffic {
 
     fn counts_at(&self, org: &str, now: u64) -> Counts {
         let mut counts = Counts::default();
-        for bucket in self.orgs.get(org).into_iter().flatten() {
-            let minute = bucket.minute.load(Relaxed);
-            if minute + MINUTES > now && minute <= now {
-                counts.requests += bucket.requests.load(Relaxed);
-                counts.client_errors += bucket.client_errors.load(Relaxed);
-                counts.server_errors += bucket.server_errors.load(Relaxed);
+        let Some(ring) = self.orgs.get(org) else {
+            return counts;
+        };
+        let ring = *ring.lock().unwrap_or_else(|e| e.into_inner());
+        for bucket in ring {
+            if bucket.minute + MINUTES > now && bucket.minute <= now {
+                counts.requests += bucket.counts.requests;
+                counts.client_errors += bucket.counts.client_errors;
+                counts.server_errors += bucket.counts.server_errors;
             }
         }
         counts

@@ -505,6 +505,12 @@ impl Gateway {
         self.tokens.get(org).map(String::as_str).unwrap_or_default()
     }
 
+    /// Sets an environment variable of the process from its next start on.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.extra_env.retain(|(k, _)| k != key);
+        self.extra_env.push((key.to_string(), value.to_string()));
+    }
+
     /// Starts the process with this limit on open files from its next start on.
     pub fn set_open_file_limit(&mut self, limit: u64) {
         self.open_file_limit = Some(limit);

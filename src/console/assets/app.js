@@ -8,18 +8,17 @@ import { h, fill, when, badge, table } from './dom.js';
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
 const signOutButton = document.getElementById('sign-out');
-let refreshTimer = null;
 
 // ---------------------------------------------------------------------------------------------
 // Sign-in
 
 function signInPage(notice) {
-  stopRefresh();
   nav.hidden = true;
   signOutButton.hidden = true;
   document.title = 'Sign in · nestgate console';
   const input = h('input', {
-    id: 'token', name: 'token', type: 'password', autocomplete: 'current-password',
+    // `off`: the operator token is not a password for the browser to offer to keep.
+    id: 'token', name: 'token', type: 'password', autocomplete: 'off',
     required: true, 'aria-describedby': 'token-help',
   });
   const error = h('p', { id: 'sign-in-error', class: 'error', role: 'alert' });
@@ -40,7 +39,6 @@ function signInPage(notice) {
     input.value = '';
     try {
       await api.signIn(token);
-      location.hash = location.hash || '#/orgs';
       signedIn();
     } catch (e) {
       fill(error, e.status === 401 ? 'That is not the operator token.' : e.message);
@@ -60,8 +58,14 @@ function signedIn() {
 signOutButton.addEventListener('click', async () => {
   try {
     await api.signOut();
-  } catch {
-    // The cookie is cleared by the answer; a failure here leaves nothing to undo.
+  } catch (e) {
+    // A session that had already ended is signed out; anything else left it alive: say so.
+    if (!(e instanceof ApiError && e.status === 401)) {
+      fill(main, h('h1', { tabindex: '-1' }, 'Sign-out failed'),
+        h('p', { class: 'error', role: 'alert' }, `You are still signed in: ${e.message}`));
+      main.querySelector('h1').focus();
+      return;
+    }
   }
   signInPage('You are signed out.');
 });
@@ -84,7 +88,6 @@ async function guarded(work) {
 // Pages
 
 function route() {
-  stopRefresh();
   const keys = location.hash.startsWith('#/settings/api');
   for (const [link, current] of [['nav-orgs', !keys], ['nav-keys', keys]]) {
     const a = document.getElementById(link);
@@ -96,11 +99,6 @@ function route() {
 window.addEventListener('hashchange', () => {
   if (!nav.hidden) route();
 });
-
-function stopRefresh() {
-  if (refreshTimer) clearInterval(refreshTimer);
-  refreshTimer = null;
-}
 
 function readiness(backend) {
   if (backend.ready === null || backend.ready === undefined) return badge('unknown', 'Not probed yet');
@@ -161,7 +159,14 @@ async function orgsPage() {
   document.title = 'Organizations · nestgate console';
   const [orgs, backends] = await Promise.all([api.orgs(), api.backends()]);
   const minutes = Math.round(orgs.window_seconds / 60);
-  const refresh = h('button', { type: 'button', class: 'secondary', onclick: () => guarded(orgsPage) }, 'Refresh');
+  // Refreshed on request only: a page that redraws itself loses a screen reader's place.
+  const refresh = h('button', {
+    type: 'button', class: 'secondary', id: 'refresh',
+    onclick: async () => {
+      await guarded(orgsPage);
+      document.getElementById('refresh')?.focus();
+    },
+  }, 'Refresh');
   fill(main,
     h('div', { class: 'heading' }, h('h1', {}, 'Organizations'), refresh),
     h('p', { class: 'muted' },
@@ -185,24 +190,27 @@ async function orgsPage() {
         h('strong', {}, b.name), b.kind, readiness(b),
         b.orgs.length ? b.orgs.join(', ') : h('span', { class: 'muted' }, 'no organization'),
       ])));
-  refreshTimer = setInterval(() => guarded(async () => {
-    if (!main.contains(document.activeElement) || document.activeElement === main) await orgsPage();
-  }), 15000);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Settings → API
 
-async function keysPage() {
+async function keysPage(notice) {
   document.title = 'API keys · nestgate console';
   const filter = new URLSearchParams(location.hash.split('?')[1] || '').get('org') || '';
   const [orgs, scopes, keys] = await Promise.all([api.orgs(), api.scopes(), api.keys(filter)]);
   const orgNames = orgs.data.map((o) => o.org);
 
-  const select = h('select', { id: 'org-filter' },
+  const select = h('select', { id: 'org-filter', name: 'org' },
     h('option', { value: '' }, 'All organizations'),
     orgNames.map((name) => h('option', { value: name, selected: name === filter }, name)));
-  select.addEventListener('change', () => {
+  // Choosing an organization changes nothing until "Show" (moving through the list must not
+  // reload the page under the keyboard).
+  const filterForm = h('form', { class: 'toolbar', id: 'org-filter-form' },
+    h('label', { for: 'org-filter' }, 'Organization'), select,
+    h('button', { type: 'submit', class: 'secondary' }, 'Show'));
+  filterForm.addEventListener('submit', (event) => {
+    event.preventDefault();
     location.hash = select.value ? `#/settings/api?org=${encodeURIComponent(select.value)}` : '#/settings/api';
   });
 
@@ -232,8 +240,9 @@ async function keysPage() {
     h('p', { class: 'muted' },
       'An integration exchanges a key\'s client_id and secret for tokens at /api/v1/auth/token. ',
       'Revoking a key refuses its tokens at once.'),
+    notice ? h('p', { class: 'notice', role: 'status', id: 'keys-notice', tabindex: '-1' }, notice) : null,
     secretSlot,
-    h('div', { class: 'toolbar' }, h('label', { for: 'org-filter' }, 'Organization'), select),
+    filterForm,
     keys.data.length
       ? table('API keys', ['Name', 'Organization', 'Client ID', 'Scopes', 'Created', 'Last used', 'Status', 'Actions'], rows)
       : h('p', { class: 'empty' }, 'No API keys yet.'),
@@ -308,11 +317,15 @@ function createKeyDialog(orgNames, scopeNames, preselected) {
     try {
       const key = await api.createKey(org.value, name.value.trim(), scopes);
       dialog.close();
-      // The list again, with the new key in it, and its secret above.
-      await guarded(async () => {
+      // The list again, with the new key in it, and its secret above. The secret is shown
+      // whatever becomes of the reload: it cannot be asked for again.
+      try {
         await keysPage();
-        showSecret(document.getElementById('secret-slot'), key);
-      });
+      } catch {
+        fill(main, h('div', { id: 'secret-slot' }),
+          h('p', { class: 'error', role: 'alert' }, 'The key was created, but the list could not be loaded.'));
+      }
+      showSecret(document.getElementById('secret-slot'), key);
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) return guarded(() => { throw e; });
       fill(error, h('p', {}, e.message),
@@ -345,7 +358,8 @@ function revokeKeyDialog() {
     try {
       await api.revokeKey(target.client_id);
       dialog.close();
-      await guarded(keysPage);
+      await guarded(() => keysPage(`Key ${target.name || target.client_id} revoked: its tokens are refused.`));
+      document.getElementById('keys-notice')?.focus();
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) return guarded(() => { throw e; });
       fill(error, e.message);

@@ -45,12 +45,16 @@ export function badge(kind, text) {
   return h('span', { class: `badge ${kind}` }, text);
 }
 
-/** A table whose cells carry their column's name, so that narrow screens show rows as cards. */
+/**
+ * A table whose cells carry their column's name, so that narrow screens show rows as cards. The
+ * roles are explicit: a table styled `display: block` loses them in some browsers.
+ */
 export function table(caption, columns, rows) {
   return h('div', { class: 'table' },
-    h('table', {},
+    h('table', { role: 'table' },
       h('caption', {}, caption),
-      h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c)))),
-      h('tbody', {}, rows.map((cells) => h('tr', {},
-        cells.map((cell, i) => h('td', { 'data-label': columns[i] }, cell)))))));
+      h('thead', { role: 'rowgroup' }, h('tr', { role: 'row' },
+        columns.map((c) => h('th', { scope: 'col', role: 'columnheader' }, c)))),
+      h('tbody', { role: 'rowgroup' }, rows.map((cells) => h('tr', { role: 'row' },
+        cells.map((cell, i) => h('td', { 'data-label': columns[i], role: 'cell' }, cell)))))));
 }

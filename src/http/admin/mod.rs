@@ -111,10 +111,16 @@ async fn operator<B>(app: &App, req: &Request<B>) -> Result<(), ApiError> {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim())
             .unwrap_or_default();
-        return if app.auth.is_admin(token) {
-            Ok(())
-        } else {
-            Err(ApiError::unauthorized("the operator token is not valid"))
+        // Wrong tokens count against the budget the console's sign-in has: guessing cannot
+        // go on here instead.
+        let from = req
+            .extensions()
+            .get::<crate::http::Peer>()
+            .map(|peer| peer.0.ip());
+        return match app.auth.operator_sign_in(token, from) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ApiError::unauthorized("the operator token is not valid")),
+            Err(wait) => Err(too_many_failures(wait)),
         };
     }
     if !app.settings.console.enabled || !console::has_cookie(headers) {
@@ -138,6 +144,18 @@ fn admin_off(app: &App) -> ApiError {
         "the admin API is off: no operator token is set in {}",
         app.settings.auth.admin_token_env
     ))
+}
+
+/// The operator's failure budget is spent for the caller's address.
+fn too_many_failures(wait: std::time::Duration) -> ApiError {
+    ApiError {
+        retry_after: Some(wait),
+        ..ApiError::new(
+            http::StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many wrong operator tokens from this address; try again later",
+        )
+    }
 }
 
 fn session_ended() -> ApiError {

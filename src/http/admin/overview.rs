@@ -50,18 +50,29 @@ pub async fn orgs(app: &App) -> Result<HttpResponse, ApiError> {
             0 => 0.0,
             n => counts.server_errors as f64 / n as f64,
         };
-        let target = status
+        // A move is shown while it is configured, or while a cutover serves the organization
+        // from (or freezes it for) a backend the configuration does not name for it yet. Once
+        // the configuration names the target and `migrate_to` is gone, the move is history.
+        let live_route = status
             .route
             .as_ref()
-            .map(|r| r.to.clone())
-            .or(status.migrate_to.clone());
+            .filter(|r| matches!(r.state, "frozen" | "switched") && r.to != configured.backend);
+        let target = match (&status.migrate_to, live_route) {
+            (Some(to), _) => Some(to.clone()),
+            (None, Some(route)) => Some(route.to.clone()),
+            (None, None) => None,
+        };
+        let from = status
+            .route
+            .as_ref()
+            .map_or(status.backend.as_str(), |r| r.from.as_str());
         let moving = match &target {
             Some(target) => {
                 let running = crate::migrate::lease::running(pool, org, target)
                     .await
                     .map_err(storage_failed)?;
                 json!({
-                    "from": backend(app, &status.backend),
+                    "from": backend(app, from),
                     "to": backend(app, target),
                     "state": status.state,
                     "running": running,

@@ -3,7 +3,7 @@
 //! `DELETE` signs out. The token travels in the body, never in a URL, and is never stored by the
 //! browser: only the `HttpOnly` cookie is.
 
-use super::{BoxError, admin_off, session_ended, storage_failed};
+use super::{BoxError, admin_off, session_ended, storage_failed, too_many_failures};
 use crate::app::App;
 use crate::console::session::{self as console, Session};
 use crate::error::ApiError;
@@ -39,14 +39,7 @@ where
     match app.auth.operator_sign_in(token, from) {
         Err(wait) => {
             tracing::warn!("console sign-in refused: too many failures from this address");
-            Err(ApiError {
-                retry_after: Some(wait),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    "too many failed sign-ins from this address; try again later",
-                )
-            })
+            Err(too_many_failures(wait))
         }
         Ok(false) => {
             tracing::warn!("console sign-in refused: not the operator token");

@@ -8,3 +8,6 @@ CREATE TABLE console_sessions (
     expires_at    BIGINT NOT NULL
 );
 CREATE INDEX console_sessions_expires ON console_sessions (expires_at);
+
+-- When a token was last issued for a key (a grant or a refresh), for the console's key list.
+ALTER TABLE api_keys ADD COLUMN last_used_at BIGINT;
