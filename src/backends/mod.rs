@@ -47,8 +47,13 @@ impl Backend {
         name: &str,
         section: &crate::config::BackendSettings,
         storage: &sqlx::AnyPool,
+        storage_url: &str,
     ) -> Result<Arc<Backend>, String> {
-        let context = BuildContext { name, storage };
+        let context = BuildContext {
+            name,
+            storage,
+            storage_url,
+        };
         let adapter = section.config.build(&context).await?;
         let resilience = section
             .config
@@ -151,6 +156,7 @@ impl Backends {
             let context = BuildContext {
                 name,
                 storage: &storage.pool,
+                storage_url: settings.storage_url.expose(),
             };
             let adapter = backend
                 .config

@@ -251,8 +251,13 @@ impl Workers {
             .map_err(|e| e.to_string())?;
         let mut backends = HashMap::new();
         for (name, section) in &shadow.sections {
-            let backend =
-                crate::backends::Backend::build_for_shadow(name, section, &storage.pool).await?;
+            let backend = crate::backends::Backend::build_for_shadow(
+                name,
+                section,
+                &storage.pool,
+                &shadow.storage_url,
+            )
+            .await?;
             backends.insert(name.clone(), backend);
         }
         let targets = shadow

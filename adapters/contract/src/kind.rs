@@ -75,6 +75,9 @@ pub struct BuildContext<'a> {
     pub name: &'a str,
     /// The gateway's own database, where a backend that keeps records itself keeps them.
     pub storage: &'a sqlx::AnyPool,
+    /// Its URL (`sqlite:…` or `postgres://…`): a store on a SQLite file may also read the
+    /// file directly.
+    pub storage_url: &'a str,
 }
 
 /// A problem in a section, under one of its keys.

@@ -91,11 +91,15 @@ impl BackendConfig for NativeSection {
     }
 
     async fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn Adapter>, String> {
-        let pool = match &self.url {
-            None => ctx.storage.clone(),
-            Some(url) => own_database(url).await?,
+        let (pool, url) = match &self.url {
+            None => (ctx.storage.clone(), ctx.storage_url),
+            Some(url) => (own_database(url).await?, url.as_str()),
         };
-        Ok(Arc::new(NativeAdapter::new(pool, NativeConfig::default())))
+        Ok(Arc::new(NativeAdapter::new(
+            pool,
+            url,
+            NativeConfig::default(),
+        )))
     }
 }
 

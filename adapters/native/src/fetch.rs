@@ -17,11 +17,19 @@ impl NativeAdapter {
         resource: Resource,
         id: &str,
     ) -> Result<Record, AdapterError> {
-        match store::fetch(&self.pool, org, resource, id)
-            .await
-            .map_err(parse_error)?
-        {
-            Some(stored) => record(resource, &stored.body),
+        let direct = self
+            .readers
+            .as_ref()
+            .and_then(|r| r.fetch(org, resource, id));
+        let body = match direct {
+            Some(body) => body,
+            None => store::fetch(&self.pool, org, resource, id)
+                .await
+                .map_err(parse_error)?
+                .map(|stored| stored.body),
+        };
+        match body {
+            Some(body) => record(resource, &body),
             None => Err(AdapterError::not_found(resource, id)),
         }
     }

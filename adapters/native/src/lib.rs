@@ -16,6 +16,7 @@
 //! - `actions`: archive, restore, mark sent, the PDF.
 //! - `turns`: an organization's writers taking turns, and units of work run again after a race.
 //! - `store`: every SQL statement, each scoped by organization.
+//! - `reads`: reads of a SQLite store on the calling thread, without sqlx's worker thread.
 //! - `mapping`: records to rows and back, ids, timestamps.
 //! - `error`: the one `parse_error` from storage failures to the contract's error kinds.
 //! - `pdf`: the invoice PDF.
@@ -39,6 +40,7 @@ mod lists;
 mod mapping;
 mod payments;
 mod pdf;
+mod reads;
 mod store;
 mod turns;
 mod writes;
@@ -57,12 +59,15 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 pub struct NativeAdapter {
     pool: AnyPool,
+    /// Direct readers of the store's SQLite file, when it is one.
+    readers: Option<reads::Readers>,
     capabilities: Capabilities,
     turns: Turns,
 }
 
 impl NativeAdapter {
-    pub fn new(pool: AnyPool, config: NativeConfig) -> Self {
+    /// The store on `pool`, whose URL is `url` (a SQLite file is also read directly).
+    pub fn new(pool: AnyPool, url: &str, config: NativeConfig) -> Self {
         let mut capabilities = Capabilities::everything();
         if !config.mail_transport {
             capabilities = capabilities.without_because(
@@ -73,6 +78,7 @@ impl NativeAdapter {
         }
         NativeAdapter {
             pool,
+            readers: reads::Readers::open(url),
             capabilities,
             turns: Turns::default(),
         }

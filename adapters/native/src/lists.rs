@@ -13,9 +13,16 @@ impl NativeAdapter {
         resource: Resource,
         query: &ListQuery,
     ) -> Result<Reply, AdapterError> {
-        let (bodies, total) = store::list(&self.pool, org, resource, query)
-            .await
-            .map_err(parse_error)?;
+        let direct = self
+            .readers
+            .as_ref()
+            .and_then(|r| r.list(org, resource, query));
+        let (bodies, total) = match direct {
+            Some(page) => page,
+            None => store::list(&self.pool, org, resource, query)
+                .await
+                .map_err(parse_error)?,
+        };
         let records = bodies
             .iter()
             .map(|b| record(resource, b))

@@ -169,7 +169,8 @@ pub(crate) async fn next_counter<'c, E: Executor<'c, Database = Any>>(
     .await
 }
 
-enum Arg {
+/// A bound value of a list statement.
+pub(crate) enum Arg {
     Text(String),
     Int(i64),
 }
@@ -181,6 +182,29 @@ pub(crate) async fn list(
     resource: Resource,
     query: &ListQuery,
 ) -> Result<(Vec<String>, u64), sqlx::Error> {
+    let (sql, args) = list_statement(org, resource, query);
+    let mut page = sqlx::query_as::<_, (i64, Option<String>)>(AssertSqlSafe(sql));
+    for arg in &args {
+        page = match arg {
+            Arg::Text(s) => page.bind(s.as_str()),
+            Arg::Int(i) => page.bind(*i),
+        };
+    }
+    let (total, joined) = page.fetch_one(pool).await?;
+    Ok(split_page(total, joined))
+}
+
+/// The list statement and its arguments: the first is `$1`, the second `$2`, and so on.
+///
+/// One statement and one row for the count and the whole page: with sqlx's SQLite driver each
+/// row of an answer is a message between its worker thread and the caller, and each statement a
+/// round trip (docs/performance.md). The bodies are joined with U+001E, which JSON text can
+/// never hold raw (a control character inside a string is always escaped).
+pub(crate) fn list_statement(
+    org: &str,
+    resource: Resource,
+    query: &ListQuery,
+) -> (String, Vec<Arg>) {
     let mut filter = String::from("FROM records WHERE org = $1 AND resource = $2");
     let mut args = vec![
         Arg::Text(org.to_string()),
@@ -217,34 +241,26 @@ pub(crate) async fn list(
     if let Some(email) = &query.email {
         add("email", Arg::Text(email.to_lowercase()), &mut filter);
     }
-
-    let count_sql = format!("SELECT COUNT(*) {filter}");
-    let mut count = sqlx::query_scalar::<_, i64>(AssertSqlSafe(count_sql));
-    for arg in &args {
-        count = match arg {
-            Arg::Text(s) => count.bind(s.as_str()),
-            Arg::Int(i) => count.bind(*i),
-        };
-    }
-    let total = count.fetch_one(pool).await?;
-
-    let page_sql = format!(
-        "SELECT body {filter} ORDER BY created_at, id LIMIT ${} OFFSET ${}",
-        args.len() + 1,
-        args.len() + 2
+    let (limit, offset, separator) = (args.len() + 1, args.len() + 2, args.len() + 3);
+    let sql = format!(
+        "SELECT (SELECT COUNT(*) {filter}) AS total, \
+         (SELECT string_agg(body, ${separator} ORDER BY created_at, id) FROM \
+            (SELECT body, created_at, id {filter} ORDER BY created_at, id LIMIT ${limit} OFFSET ${offset}) \
+            AS page) AS bodies"
     );
-    let mut page = sqlx::query_scalar::<_, String>(AssertSqlSafe(page_sql));
-    for arg in &args {
-        page = match arg {
-            Arg::Text(s) => page.bind(s.as_str()),
-            Arg::Int(i) => page.bind(*i),
-        };
-    }
-    let offset = i64::try_from(query.offset()).unwrap_or(i64::MAX);
-    let bodies = page
-        .bind(i64::from(query.per_page))
-        .bind(offset)
-        .fetch_all(pool)
-        .await?;
-    Ok((bodies, u64::try_from(total).unwrap_or(0)))
+    args.push(Arg::Int(i64::from(query.per_page)));
+    args.push(Arg::Int(i64::try_from(query.offset()).unwrap_or(i64::MAX)));
+    args.push(Arg::Text(BODY_SEPARATOR.to_string()));
+    (sql, args)
 }
+
+/// The bodies of a page read as one column, and its total.
+pub(crate) fn split_page(total: i64, joined: Option<String>) -> (Vec<String>, u64) {
+    let bodies = joined
+        .map(|joined| joined.split(BODY_SEPARATOR).map(str::to_string).collect())
+        .unwrap_or_default();
+    (bodies, u64::try_from(total).unwrap_or(0))
+}
+
+/// Joins a page's bodies in one column: no JSON text holds it unescaped.
+const BODY_SEPARATOR: char = '\u{1e}';
