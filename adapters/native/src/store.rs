@@ -182,7 +182,20 @@ pub(crate) async fn list(
     resource: Resource,
     query: &ListQuery,
 ) -> Result<(Vec<String>, u64), sqlx::Error> {
-    let (sql, args) = list_statement(org, resource, query);
+    let (filter, mut args) = list_filter(org, resource, query);
+    let (limit, offset, separator) = (args.len() + 1, args.len() + 2, args.len() + 3);
+    // One statement and one row for the count and the whole page: with sqlx's SQLite driver
+    // each row of an answer is a message between its worker thread and the caller, and each
+    // statement a round trip (docs/performance.md). The bodies are joined with U+001E, which
+    // JSON text can never hold raw (a control character inside a string is always escaped).
+    let sql = format!(
+        "SELECT (SELECT COUNT(*) {filter}) AS total, \
+         (SELECT string_agg(body, ${separator} ORDER BY created_at, id) FROM \
+            (SELECT body, created_at, id {filter} ORDER BY created_at, id LIMIT ${limit} OFFSET ${offset}) \
+            AS page) AS bodies"
+    );
+    args.extend(page_args(query));
+    args.push(Arg::Text(BODY_SEPARATOR.to_string()));
     let mut page = sqlx::query_as::<_, (i64, Option<String>)>(AssertSqlSafe(sql));
     for arg in &args {
         page = match arg {
@@ -194,17 +207,8 @@ pub(crate) async fn list(
     Ok(split_page(total, joined))
 }
 
-/// The list statement and its arguments: the first is `$1`, the second `$2`, and so on.
-///
-/// One statement and one row for the count and the whole page: with sqlx's SQLite driver each
-/// row of an answer is a message between its worker thread and the caller, and each statement a
-/// round trip (docs/performance.md). The bodies are joined with U+001E, which JSON text can
-/// never hold raw (a control character inside a string is always escaped).
-pub(crate) fn list_statement(
-    org: &str,
-    resource: Resource,
-    query: &ListQuery,
-) -> (String, Vec<Arg>) {
+/// A list's `FROM … WHERE …` and its arguments: the first is `$1`, the second `$2`, and so on.
+pub(crate) fn list_filter(org: &str, resource: Resource, query: &ListQuery) -> (String, Vec<Arg>) {
     let mut filter = String::from("FROM records WHERE org = $1 AND resource = $2");
     let mut args = vec![
         Arg::Text(org.to_string()),
@@ -241,17 +245,15 @@ pub(crate) fn list_statement(
     if let Some(email) = &query.email {
         add("email", Arg::Text(email.to_lowercase()), &mut filter);
     }
-    let (limit, offset, separator) = (args.len() + 1, args.len() + 2, args.len() + 3);
-    let sql = format!(
-        "SELECT (SELECT COUNT(*) {filter}) AS total, \
-         (SELECT string_agg(body, ${separator} ORDER BY created_at, id) FROM \
-            (SELECT body, created_at, id {filter} ORDER BY created_at, id LIMIT ${limit} OFFSET ${offset}) \
-            AS page) AS bodies"
-    );
-    args.push(Arg::Int(i64::from(query.per_page)));
-    args.push(Arg::Int(i64::try_from(query.offset()).unwrap_or(i64::MAX)));
-    args.push(Arg::Text(BODY_SEPARATOR.to_string()));
-    (sql, args)
+    (filter, args)
+}
+
+/// The `LIMIT` and `OFFSET` of a list's page, the two arguments after its filter's.
+pub(crate) fn page_args(query: &ListQuery) -> [Arg; 2] {
+    [
+        Arg::Int(i64::from(query.per_page)),
+        Arg::Int(i64::try_from(query.offset()).unwrap_or(i64::MAX)),
+    ]
 }
 
 /// The bodies of a page read as one column, and its total.
