@@ -136,6 +136,10 @@ impl Browser {
             .unwrap_or_else(|e| panic!("the heading {text} appears: {e}"));
     }
 
+    async fn click(&self, css: &str) {
+        self.find(css).await.click().await.unwrap();
+    }
+
     async fn js(&self, script: &str) -> Value {
         self.c()
             .execute(script, vec![])
@@ -220,18 +224,7 @@ async fn gateway_with_a_move() -> Gateway {
     gw.restart();
     let client = gw.create("clients", json!({"name": "Acme Ltd"})).await;
     assert!(client["id"].is_string());
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_nestgate"))
-        .args(["migrate", &gw.org, "--config"])
-        .arg(&gw.config)
-        .current_dir(gw.dir.path())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    gw.migrate_copy(&gw.org).await;
     gw
 }
 
@@ -264,12 +257,7 @@ async fn an_operator_signs_in_creates_and_revokes_a_key_and_signs_out() {
     browser.shoot("sign-in").await;
     let token = browser.find("#token").await;
     token.send_keys("not-the-operator-token").await.unwrap();
-    browser
-        .find("#sign-in button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.click("#sign-in button[type=submit]").await;
     let error = browser.find("#sign-in-error:not(:empty)").await;
     assert_eq!(
         error.text().await.unwrap(),
@@ -279,12 +267,7 @@ async fn an_operator_signs_in_creates_and_revokes_a_key_and_signs_out() {
 
     // The right token: the organizations page, and the token is nowhere in the browser.
     token.send_keys(ADMIN_TOKEN).await.unwrap();
-    browser
-        .find("#sign-in button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.click("#sign-in button[type=submit]").await;
     browser.heading("Organizations").await;
     let kept = browser
         .js("return [document.cookie, localStorage.length, sessionStorage.length]")
@@ -320,7 +303,7 @@ async fn an_operator_signs_in_creates_and_revokes_a_key_and_signs_out() {
     browser.shoot("organizations").await;
 
     // Settings → API, from the navigation.
-    browser.find("#nav-keys").await.click().await.unwrap();
+    browser.click("#nav-keys").await;
     browser.heading("API keys").await;
     browser.shoot("api-keys").await;
 
@@ -343,7 +326,7 @@ async fn an_operator_signs_in_creates_and_revokes_a_key_and_signs_out() {
     browser.find("#create-dialog:not([open])").await;
 
     // Create Key: organization, name, scopes as checkboxes.
-    browser.find("#create-key").await.click().await.unwrap();
+    browser.click("#create-key").await;
     browser.find("#create-dialog[open]").await;
     browser
         .find("#new-org")
@@ -357,14 +340,9 @@ async fn an_operator_signs_in_creates_and_revokes_a_key_and_signs_out() {
         .send_keys(XSS_NAME)
         .await
         .unwrap();
-    browser
-        .find("#scope-read-invoices")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.click("#scope-read-invoices").await;
     browser.shoot("create-key").await;
-    browser.find("#create-submit").await.click().await.unwrap();
+    browser.click("#create-submit").await;
 
     // The secret, shown once, with a copy button and the warning.
     let secret = browser.find("#new-secret").await;
@@ -409,7 +387,7 @@ async fn an_operator_signs_in_creates_and_revokes_a_key_and_signs_out() {
     assert_eq!(gw.get_with(&access, "/api/v1/invoices").await.status, 200);
 
     // Done: the secret leaves the page for good.
-    browser.find("#secret-done").await.click().await.unwrap();
+    browser.click("#secret-done").await;
     browser.heading("API keys").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let html = browser.c().source().await.unwrap();
@@ -420,11 +398,8 @@ async fn an_operator_signs_in_creates_and_revokes_a_key_and_signs_out() {
 
     // Revoke, with a confirmation; the token is refused within 5 s.
     browser
-        .find(&format!("button[data-client-id='{client_id}']"))
-        .await
-        .click()
-        .await
-        .unwrap();
+        .click(&format!("button[data-client-id='{client_id}']"))
+        .await;
     browser.find("#revoke-dialog[open]").await;
     let question = browser.find("#revoke-text").await.text().await.unwrap();
     assert!(
@@ -432,7 +407,7 @@ async fn an_operator_signs_in_creates_and_revokes_a_key_and_signs_out() {
         "{question}"
     );
     browser.shoot("revoke-key").await;
-    browser.find("#revoke-confirm").await.click().await.unwrap();
+    browser.click("#revoke-confirm").await;
     let revoked_at = Instant::now();
     let mut status = 200;
     while revoked_at.elapsed() < Duration::from_secs(5) {
@@ -456,7 +431,7 @@ async fn an_operator_signs_in_creates_and_revokes_a_key_and_signs_out() {
         .expect("the key shows as revoked");
 
     // Sign out: the sign-in form, and the admin API refuses the browser from then on.
-    browser.find("#sign-out").await.click().await.unwrap();
+    browser.click("#sign-out").await;
     browser.heading("Sign in").await;
     assert_eq!(browser.fetch_status("GET", "/admin/v1/orgs").await, 401);
     browser

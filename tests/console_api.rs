@@ -402,18 +402,7 @@ async fn the_overview_shows_backends_traffic_keys_last_use_and_moves() {
     assert_eq!(orgs.json["window_seconds"], 300);
 
     // A copy, verified: the overview says so.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_nestgate"))
-        .args(["migrate", &gw.org, "--config"])
-        .arg(&gw.config)
-        .current_dir(gw.dir.path())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    gw.migrate_copy(&gw.org).await;
     let orgs = admin("/admin/v1/orgs").await;
     let moved = &find(&orgs.json, &gw.org)["move"];
     assert_eq!(moved["state"], "copied", "{moved}");

@@ -499,7 +499,7 @@ async fn native_to_native_while_a_client_writes_ids_kept_nothing_lost() {
     assert_eq!(status["state"], "switched", "{status:#}");
     assert_eq!(status["served_from"], "archive");
     // The operator's overview says the same.
-    let overview = overview_of(&gw, &org).await;
+    let overview = gw.overview_of(&org).await;
     assert_eq!(overview["backend"]["name"], "archive", "{overview:#}");
     assert_eq!(overview["move"]["state"], "switched", "{overview:#}");
     assert_eq!(overview["move"]["from"]["name"], "local", "{overview:#}");
@@ -525,27 +525,9 @@ async fn native_to_native_while_a_client_writes_ids_kept_nothing_lost() {
     let (_, status) = json_of(&gw, &org, &["--status"], &[]).await;
     assert_eq!(status["state"], "switched", "{status:#}");
     // Made permanent: the overview shows no move any more.
-    let overview = overview_of(&gw, &org).await;
+    let overview = gw.overview_of(&org).await;
     assert_eq!(overview["backend"]["name"], "archive", "{overview:#}");
     assert!(overview["move"].is_null(), "{overview:#}");
-}
-
-/// The organization's entry of `GET /admin/v1/orgs` (what the console shows).
-async fn overview_of(gw: &Gateway, org: &str) -> Value {
-    let reply = support::send(
-        gw.client
-            .get(gw.url("/admin/v1/orgs"))
-            .bearer_auth(support::ADMIN_TOKEN),
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{reply:?}");
-    reply.json["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["org"] == org)
-        .cloned()
-        .expect("the organization is listed")
 }
 
 #[tokio::test]

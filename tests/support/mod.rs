@@ -505,6 +505,41 @@ impl Gateway {
         self.tokens.get(org).map(String::as_str).unwrap_or_default()
     }
 
+    /// Runs `nestgate migrate ORG` (copy, then verify) on this gateway's configuration and
+    /// asserts it succeeded.
+    pub async fn migrate_copy(&self, org: &str) {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_nestgate"))
+            .args(["migrate", org, "--config"])
+            .arg(&self.config)
+            .current_dir(self.dir.path())
+            .output()
+            .await
+            .expect("nestgate migrate runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The organization's entry of `GET /admin/v1/orgs` (what the console shows).
+    pub async fn overview_of(&self, org: &str) -> Value {
+        let reply = send(
+            self.client
+                .get(self.url("/admin/v1/orgs"))
+                .bearer_auth(ADMIN_TOKEN),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        reply.json["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["org"] == org)
+            .cloned()
+            .expect("the organization is listed")
+    }
+
     /// Sets an environment variable of the process from its next start on.
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.extra_env.retain(|(k, _)| k != key);
