@@ -6,7 +6,8 @@
 # of the migrate process (GNU time). docs/performance.md holds the figures.
 #
 # Usage: bash benches/migrate.sh       (CLIENTS=1000 INVOICES=5000 PAYMENTS=3000 by default;
-#        PARALLEL=N sets [orgs.bench.migrate_to] parallel_writes, unset by default)
+#        PARALLEL=N sets [orgs.bench.migrate_to] parallel_writes, unset by default;
+#        NESTGATE_BIN=/path/to/nestgate runs that binary, unbuilt)
 # Needs python3 (to seed through the API) and /usr/bin/time (Debian package `time`).
 set -euo pipefail
 
@@ -22,8 +23,8 @@ if ! [ -x /usr/bin/time ]; then
     echo "installing time (Debian package)" >&2
     apt-get install -y -qq time >/dev/null
 fi
-cargo build --release --quiet
-BIN="$ROOT/target/release/nestgate"
+[ -n "${NESTGATE_BIN:-}" ] || cargo build --release --quiet
+BIN="${NESTGATE_BIN:-$ROOT/target/release/nestgate}"
 WORK=$(mktemp -d)
 trap 'kill "${GATEWAY:-0}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
