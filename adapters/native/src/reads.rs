@@ -69,7 +69,13 @@ impl Readers {
                 .try_lock()
                 .ok()
         })?;
-        match read(&connection) {
+        let outcome = read(&connection);
+        // A connection left inside a transaction would answer every later read from an old
+        // snapshot: whatever happened above, it goes back to the set outside one.
+        if !connection.is_autocommit() {
+            let _ = connection.execute_batch("ROLLBACK");
+        }
+        match outcome {
             Ok(value) => Some(value),
             Err(error) => {
                 tracing::debug!(%error, "a direct read failed; reading through sqlx");
@@ -105,9 +111,9 @@ impl Readers {
         let page_sql =
             format!("SELECT body {filter} ORDER BY created_at, id LIMIT ${limit} OFFSET ${offset}");
         self.with(|connection| {
-            // One read transaction, so the count and the page agree.
-            connection.execute_batch("BEGIN")?;
-            let read = (|| {
+            // One read transaction, so the count and the page agree (rolled back if dropped).
+            let transaction = connection.unchecked_transaction()?;
+            let read = (|| -> rusqlite::Result<(Vec<String>, u64)> {
                 let mut count = connection.prepare_cached(&count_sql)?;
                 bind(&mut count, &args)?;
                 let total: i64 = count
@@ -124,9 +130,9 @@ impl Readers {
                     bodies.push(row.get::<_, String>(0)?);
                 }
                 Ok((bodies, u64::try_from(total).unwrap_or(0)))
-            })();
-            connection.execute_batch("COMMIT")?;
-            read
+            })()?;
+            transaction.commit()?;
+            Ok(read)
         })
     }
 }
@@ -229,6 +235,29 @@ mod tests {
             readers.fetch("acme", Resource::Clients, "cli_5"),
             Some(None)
         );
+        // A read that fails inside a transaction leaves no connection holding an old snapshot:
+        // a record written afterwards is seen by every connection.
+        for _ in 0..CONNECTIONS {
+            let failed: Option<()> = readers.with(|connection| {
+                connection.execute_batch("BEGIN; SELECT COUNT(*) FROM records;")?;
+                Err(rusqlite::Error::QueryReturnedNoRows)
+            });
+            assert!(failed.is_none());
+        }
+        sqlx::query(
+            "INSERT INTO records (org, id, resource, created_at, updated_at, archived, version, \
+             unique_key, client_id, invoice_id, status, email, body) \
+             VALUES ('acme', 'cli_9', 'clients', 2000, 2000, 0, 0, NULL, NULL, NULL, NULL, NULL, '{}')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        for _ in 0..2 * CONNECTIONS {
+            let found = readers
+                .fetch("acme", Resource::Clients, "cli_9")
+                .expect("read directly");
+            assert_eq!(found.as_deref(), Some("{}"));
+        }
         assert!(Readers::open("postgres://x@localhost/db").is_none());
         assert!(Readers::open("sqlite::memory:").is_none());
         pool.close().await;
