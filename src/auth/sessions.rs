@@ -18,7 +18,7 @@ use super::now_ms;
 use super::scope::Scopes;
 use super::secret::{self, Secret};
 use sqlx::{AnyPool, Row};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -76,8 +76,9 @@ pub fn session_started(session_id: &str) -> Option<i64> {
 pub struct Sessions {
     pool: AnyPool,
     refresh_ttl: Duration,
-    /// The queue of the task that commits grants, started by the first grant.
-    grants: OnceLock<mpsc::Sender<PendingGrant>>,
+    /// The queue of the task that commits grants, started by the first grant (and again,
+    /// should that task ever have ended).
+    grants: Mutex<Option<mpsc::Sender<PendingGrant>>>,
 }
 
 impl Sessions {
@@ -85,7 +86,7 @@ impl Sessions {
         Sessions {
             pool,
             refresh_ttl,
-            grants: OnceLock::new(),
+            grants: Mutex::new(None),
         }
     }
 
@@ -111,11 +112,7 @@ impl Sessions {
             expires_at: now + self.refresh_ttl.as_millis() as i64,
             done,
         };
-        let queue = self.grants.get_or_init(|| {
-            let (queue, waiting) = mpsc::channel(4 * GROUP_MAX);
-            tokio::spawn(commit_grants(self.pool.clone(), waiting));
-            queue
-        });
+        let queue = self.grant_queue();
         let gone = || sqlx::Error::Io(std::io::Error::other("the grant writer has stopped"));
         queue.send(pending).await.map_err(|_| gone())?;
         let started = committed
@@ -129,6 +126,20 @@ impl Sessions {
             scopes,
             refresh_token,
         }))
+    }
+
+    /// The group commit's queue, its task started if it is not running.
+    fn grant_queue(&self) -> mpsc::Sender<PendingGrant> {
+        let mut queue = self.grants.lock().unwrap_or_else(|e| e.into_inner());
+        match queue.as_ref() {
+            Some(running) if !running.is_closed() => running.clone(),
+            _ => {
+                let (sender, waiting) = mpsc::channel(4 * GROUP_MAX);
+                tokio::spawn(commit_grants(self.pool.clone(), waiting));
+                *queue = Some(sender.clone());
+                sender
+            }
+        }
     }
 
     async fn insert_refresh_token(
