@@ -1061,3 +1061,41 @@ async fn tenants_are_isolated_from_the_outside() {
         "Mine"
     );
 }
+
+/// Concurrent grants are committed in groups (SQLite): each caller gets its own session and
+/// refresh token, committed before the answer; a revoked key in the same group gets none.
+#[tokio::test]
+async fn concurrent_grants_each_get_their_own_durable_session() {
+    let mut gw = Gateway::start(Store::Sqlite).await;
+    let live = gw.create_key(&gw.org, "read:invoices").await;
+    let revoked = gw.create_key(&gw.org, "read:invoices").await;
+    let revoke = send(
+        gw.client
+            .delete(gw.url(&format!("/admin/v1/keys/{}", revoked.client_id)))
+            .bearer_auth(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(revoke.status, 200);
+    let grants = (0..48).map(|i| {
+        let key = if i % 6 == 5 { &revoked } else { &live };
+        gw.client_credentials(key, None)
+    });
+    let replies = futures_util::future::join_all(grants).await;
+    let mut refresh_tokens = Vec::new();
+    for (i, reply) in replies.iter().enumerate() {
+        if i % 6 == 5 {
+            assert_eq!(reply.status, 401, "a revoked key: {reply:?}");
+        } else {
+            assert_eq!(reply.status, 200, "{reply:?}");
+            refresh_tokens.push(reply.json["refresh_token"].as_str().unwrap().to_string());
+        }
+    }
+    let distinct: std::collections::HashSet<&String> = refresh_tokens.iter().collect();
+    assert_eq!(distinct.len(), 40, "one session each");
+    // Acknowledged means committed: every one survives a kill -9 and refreshes once.
+    gw.kill_and_restart();
+    let refreshes = refresh_tokens.iter().map(|token| gw.refresh(token));
+    for reply in futures_util::future::join_all(refreshes).await {
+        assert_eq!(reply.status, 200, "{reply:?}");
+    }
+}

@@ -8,11 +8,14 @@
 //! Every transaction here starts with a write, so SQLite takes its write lock first and waits
 //! for it (busy timeout) instead of failing to upgrade a read lock.
 //!
-//! Grants are committed in groups: one task writes every grant waiting at that moment in one
-//! transaction, and answers each caller only after the commit. A grant is as durable as before
-//! (acknowledged only once on disk), but concurrent grants share one fsync instead of paying
-//! one each and queueing for SQLite's single writer (docs/performance.md). A grant that finds
-//! no other waiting is committed alone, at once.
+//! On SQLite, grants are committed in groups: one task writes every grant waiting at that moment
+//! in one transaction, and answers each caller only after the commit. A grant is as durable as
+//! before (acknowledged only once on disk), but concurrent grants share one fsync instead of
+//! paying one each and queueing for SQLite's single writer (docs/performance.md). A grant that
+//! finds no other waiting is committed alone, at once; a group that fails is written again one
+//! grant at a time, so one bad grant fails only itself. PostgreSQL takes concurrent
+//! transactions on several connections and groups their WAL flushes itself: there each grant
+//! is its own transaction, on the caller's task.
 
 use super::now_ms;
 use super::scope::Scopes;
@@ -24,6 +27,11 @@ use tokio::sync::{mpsc, oneshot};
 
 /// The most grants one commit carries.
 const GROUP_MAX: usize = 128;
+/// A group not committed by then has failed (its callers get `503`, and the next group starts).
+const GROUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// A key's last use is written again only when the stored one is older than this: a busy key
+/// does not take a row lock on every grant.
+const LAST_USE_PRECISION_MS: i64 = 60_000;
 
 /// A grant waiting for its group's commit.
 struct PendingGrant {
@@ -79,11 +87,19 @@ pub struct Sessions {
     /// The queue of the task that commits grants, started by the first grant (and again,
     /// should that task ever have ended).
     grants: Mutex<Option<mpsc::Sender<PendingGrant>>>,
+    /// Whether grants are committed in groups (SQLite).
+    grouped: bool,
 }
 
 impl Sessions {
     pub fn new(pool: AnyPool, refresh_ttl: Duration) -> Sessions {
+        let grouped = pool
+            .connect_options()
+            .database_url
+            .scheme()
+            .starts_with("sqlite");
         Sessions {
+            grouped,
             pool,
             refresh_ttl,
             grants: Mutex::new(None),
@@ -112,13 +128,16 @@ impl Sessions {
             expires_at: now + self.refresh_ttl.as_millis() as i64,
             done,
         };
-        let queue = self.grant_queue();
-        let gone = || sqlx::Error::Io(std::io::Error::other("the grant writer has stopped"));
-        queue.send(pending).await.map_err(|_| gone())?;
-        let started = committed
-            .await
-            .map_err(|_| gone())?
-            .map_err(|error| sqlx::Error::Io(std::io::Error::other(error)))?;
+        let started = if self.grouped {
+            let gone = || sqlx::Error::Io(std::io::Error::other("the grant writer has stopped"));
+            self.grant_queue().send(pending).await.map_err(|_| gone())?;
+            committed
+                .await
+                .map_err(|_| gone())?
+                .map_err(|error| sqlx::Error::Io(std::io::Error::other(error)))?
+        } else {
+            write_group(&self.pool, std::slice::from_ref(&pending)).await?[0]
+        };
         Ok(started.then(|| Grant {
             session_id,
             client_id: client_id.to_string(),
@@ -220,11 +239,7 @@ impl Sessions {
                 return Ok(Rotation::Refused("the refresh token has been revoked"));
             }
             let refresh_token = self.insert_refresh_token(&mut tx, &session_id, now).await?;
-            sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE client_id = $2")
-                .bind(now)
-                .bind(&client_id)
-                .execute(&mut *tx)
-                .await?;
+            touch_key(&mut tx, &client_id, now).await?;
             tx.commit().await?;
             return Ok(Rotation::Rotated(Grant {
                 session_id,
@@ -333,19 +348,36 @@ impl Sessions {
 async fn commit_grants(pool: AnyPool, mut waiting: mpsc::Receiver<PendingGrant>) {
     let mut group = Vec::with_capacity(GROUP_MAX);
     while waiting.recv_many(&mut group, GROUP_MAX).await > 0 {
-        match write_group(&pool, &group).await {
+        match bounded(&pool, &group).await {
             Ok(started) => {
                 for (grant, started) in group.drain(..).zip(started) {
                     let _ = grant.done.send(Ok(started));
                 }
             }
+            // One grant at a time, so that whatever failed fails only its own caller.
+            Err(error) if group.len() > 1 => {
+                tracing::warn!(%error, grants = group.len(), "a group of grants failed; writing them one by one");
+                for grant in group.drain(..) {
+                    let outcome = bounded(&pool, std::slice::from_ref(&grant))
+                        .await
+                        .map(|s| s[0]);
+                    let _ = grant.done.send(outcome);
+                }
+            }
             Err(error) => {
-                let error = error.to_string();
                 for grant in group.drain(..) {
                     let _ = grant.done.send(Err(error.clone()));
                 }
             }
         }
+    }
+}
+
+/// [`write_group`] within [`GROUP_TIMEOUT`]; the error as text, for every caller of the group.
+async fn bounded(pool: &AnyPool, group: &[PendingGrant]) -> Result<Vec<bool>, String> {
+    match tokio::time::timeout(GROUP_TIMEOUT, write_group(pool, group)).await {
+        Ok(outcome) => outcome.map_err(|error| error.to_string()),
+        Err(_) => Err(format!("not committed within {GROUP_TIMEOUT:?}")),
     }
 }
 
@@ -382,7 +414,8 @@ async fn write_group(pool: &AnyPool, group: &[PendingGrant]) -> Result<Vec<bool>
         }
         started.push(live);
     }
-    // When each key was last used: one update per key of the group, with its newest grant.
+    // When each key was last used: one update per key of the group, with its newest grant, in
+    // the keys' order (two writers taking row locks in one order cannot deadlock).
     let mut used: Vec<(&str, i64)> = Vec::new();
     for grant in group
         .iter()
@@ -395,13 +428,29 @@ async fn write_group(pool: &AnyPool, group: &[PendingGrant]) -> Result<Vec<bool>
             None => used.push((&grant.client_id, grant.now)),
         }
     }
+    used.sort_unstable();
     for (client_id, at) in used {
-        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE client_id = $2")
-            .bind(at)
-            .bind(client_id)
-            .execute(&mut *tx)
-            .await?;
+        touch_key(&mut tx, client_id, at).await?;
     }
     tx.commit().await?;
     Ok(started)
+}
+
+/// Records that a token was issued for `client_id` at `at`, unless a use within the last
+/// [`LAST_USE_PRECISION_MS`] is recorded already.
+async fn touch_key(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    client_id: &str,
+    at: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE api_keys SET last_used_at = $1 \
+         WHERE client_id = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
+    )
+    .bind(at)
+    .bind(client_id)
+    .bind(at - LAST_USE_PRECISION_MS)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
