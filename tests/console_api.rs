@@ -4,7 +4,7 @@
 
 mod support;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use support::{ADMIN_TOKEN, Gateway, Reply, Store, send};
 
 /// A signed-in console: its cookie and CSRF token.
@@ -363,25 +363,14 @@ async fn the_overview_shows_backends_traffic_keys_last_use_and_moves() {
     let admin = |path: &str| send(gw.client.get(gw.url(path)).bearer_auth(ADMIN_TOKEN));
 
     // Not copied yet.
-    let orgs = admin("/admin/v1/orgs").await;
-    assert_eq!(orgs.status, 200, "{orgs:?}");
-    let find = |orgs: &Value, org: &str| -> Value {
-        orgs["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|o| o["org"] == org)
-            .cloned()
-            .expect("the organization is listed")
-    };
-    let moving = find(&orgs.json, &gw.org);
+    let moving = gw.overview_of(&gw.org).await;
     assert_eq!(moving["backend"]["name"], "local");
     assert_eq!(moving["backend"]["kind"], "native");
     assert_eq!(moving["move"]["to"]["name"], "archive");
     assert_eq!(moving["move"]["state"], "not_started");
     assert_eq!(moving["move"]["running"], false);
     assert_eq!(moving["move"]["shadow_reads"], 0.5);
-    assert!(find(&orgs.json, &gw.other_org)["move"].is_null());
+    assert!(gw.overview_of(&gw.other_org).await["move"].is_null());
 
     // Traffic: two answers, one of them a 404, on the moving organization only.
     let token = gw.token(&gw.org).to_string();
@@ -393,18 +382,20 @@ async fn the_overview_shows_backends_traffic_keys_last_use_and_moves() {
         404
     );
     let orgs = admin("/admin/v1/orgs").await;
-    let traffic = &find(&orgs.json, &gw.org)["traffic"];
+    let traffic = &gw.overview_of(&gw.org).await["traffic"];
     assert!(traffic["requests"].as_u64().unwrap() >= 2, "{traffic}");
     assert!(traffic["client_errors"].as_u64().unwrap() >= 1, "{traffic}");
     assert_eq!(traffic["server_errors"], 0);
     assert_eq!(traffic["error_share"], 0.0);
-    assert_eq!(find(&orgs.json, &gw.other_org)["traffic"]["requests"], 0);
+    assert_eq!(
+        gw.overview_of(&gw.other_org).await["traffic"]["requests"],
+        0
+    );
     assert_eq!(orgs.json["window_seconds"], 300);
 
     // A copy, verified: the overview says so.
     gw.migrate_copy(&gw.org).await;
-    let orgs = admin("/admin/v1/orgs").await;
-    let moved = &find(&orgs.json, &gw.org)["move"];
+    let moved = &gw.overview_of(&gw.org).await["move"];
     assert_eq!(moved["state"], "copied", "{moved}");
     assert_eq!(moved["last_run"]["ok"], true, "{moved}");
 
