@@ -8,9 +8,12 @@
 //!
 //! The trade-off: a read blocks the async worker that runs it for as long as SQLite takes. In
 //! WAL mode a reader never waits for a writer, and the store's pages are in the page cache, so
-//! that is microseconds; a read that would wait (the file busy, every connection taken) is not
-//! made here and goes through sqlx as before. Writes and the reads inside them stay on sqlx,
-//! in their transactions. Only SQLite files: PostgreSQL is across a socket either way.
+//! a get is microseconds. A read is given [`BUDGET`] at most (a list that scans a large
+//! organization may need more): past it SQLite interrupts it and it goes through sqlx, on
+//! sqlx's thread, as does a read that would wait (the file busy, every connection taken).
+//! Writes and the reads inside them stay on sqlx, in their transactions. Only SQLite files:
+//! PostgreSQL is across a socket either way. Each native adapter keeps its own connections (a
+//! `migrate` or shadow process that builds one opens four more).
 
 use crate::store::{self, Arg};
 use nestgate_contract::{ListQuery, Resource};
