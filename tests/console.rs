@@ -45,10 +45,7 @@ fn browser_available() -> bool {
         "missing {} (apt-get install chromium chromium-driver; npm ci in tests/console)",
         missing.join(", ")
     );
-    if std::env::var("NESTGATE_CONSOLE").as_deref() == Ok("1") {
-        panic!("NESTGATE_CONSOLE=1 but {why}");
-    }
-    eprintln!("skipped: {why}");
+    support::skip_unless_required("NESTGATE_CONSOLE", &why);
     false
 }
 

@@ -503,3 +503,29 @@ async fn wrong_bearer_tokens_on_the_admin_api_are_rate_limited_too() {
     .await;
     assert_eq!(sign_in.status, 429, "{sign_in:?}");
 }
+
+#[tokio::test]
+async fn an_expired_session_is_refused() {
+    let gw = Gateway::start(Store::Sqlite).await;
+    let (_, console) = sign_in(&gw).await;
+    assert_eq!(send(console.get(&gw, "/admin/v1/orgs")).await.status, 200);
+    // Its expiry comes (the shortest `session_ttl` is a minute: the clock is moved instead).
+    sqlx::any::install_default_drivers();
+    let url = format!("sqlite://{}/nestgate.db", gw.dir.path().display());
+    let storage = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE console_sessions SET expires_at = 1")
+        .execute(&storage)
+        .await
+        .unwrap();
+    for path in ["/admin/v1/orgs", "/admin/v1/session"] {
+        let refused = send(console.get(&gw, path)).await;
+        assert_eq!(refused.status, 401, "{path}: {refused:?}");
+    }
+    // A new sign-in sweeps the expired one away.
+    sign_in(&gw).await;
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM console_sessions")
+        .fetch_one(&storage)
+        .await
+        .unwrap();
+    assert_eq!(left, 1);
+}

@@ -26,6 +26,16 @@ pub const ADMIN_TOKEN: &str = "test-operator-token-0123456789";
 pub const ALL_SCOPES: &str = "read:invoices write:invoices read:clients write:clients \
     read:payments write:payments read:products write:products read:expenses write:expenses";
 
+/// Skips a suite whose tool from outside Cargo is missing, saying `why`; or fails when `var=1`
+/// requires the tool (`.ci/run` installs it and sets the variable, so CI never skips silently).
+pub fn skip_unless_required(var: &str, why: &str) {
+    assert!(
+        std::env::var(var).as_deref() != Ok("1"),
+        "{var}=1 but {why}"
+    );
+    eprintln!("skipped: {why}");
+}
+
 /// The storage a gateway under test runs on.
 #[derive(Debug, Clone)]
 pub enum Store {
