@@ -137,7 +137,13 @@ pub fn run() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Migrate(args) => match tokio::runtime::Runtime::new() {
+        // One thread: a run is a chain of storage round trips, each a hand-off to sqlx's
+        // connection thread; with a second runtime thread, every answer also woke the other
+        // worker (docs/performance.md, issue 22).
+        Command::Migrate(args) => match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
             Ok(runtime) => runtime.block_on(migrate(settings, args)),
             Err(error) => {
                 eprintln!("nestgate: cannot start the runtime: {error}");

@@ -174,6 +174,32 @@ impl IdMap {
             .collect())
     }
 
+    /// The source id each of `target_ids` stands for, where the map knows one: one query for
+    /// a page (the lowest source id when several stand for one, as [`IdMap::source_of`]).
+    pub async fn sources_of(
+        &self,
+        resource: Resource,
+        target_ids: &[&str],
+    ) -> Result<HashMap<String, String>, sqlx::Error> {
+        if target_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let sql = format!(
+            "SELECT target_id, MIN(source_id) FROM migration_ids \
+             WHERE org = $1 AND target = $2 AND resource = $3 AND target_id IN ({}) \
+             GROUP BY target_id",
+            placeholders(4, target_ids.len())
+        );
+        let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql))
+            .bind(&self.org)
+            .bind(&self.target)
+            .bind(resource.as_str());
+        for id in target_ids {
+            query = query.bind(*id);
+        }
+        Ok(query.fetch_all(&self.pool).await?.into_iter().collect())
+    }
+
     /// Which of `target_ids` the map knows (stand for a source record): one query for a page.
     pub async fn known_targets(
         &self,
@@ -232,20 +258,25 @@ impl IdMap {
         if rows.is_empty() {
             return Ok(());
         }
+        let now = crate::auth::now_ms();
         let mut tx = self.pool.begin().await?;
-        for (source_id, digest) in rows {
-            sqlx::query(
+        // Several rows a statement: each statement is a round trip to SQLite's connection
+        // thread, which a page paid for every row (docs/performance.md, issue 22).
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
                 "INSERT INTO migration_ids (org, target, resource, source_id, target_id, digest, copied_at) \
-                 VALUES ($1, $2, $3, $4, NULL, $5, $6)",
-            )
-            .bind(&self.org)
-            .bind(&self.target)
-            .bind(resource.as_str())
-            .bind(*source_id)
-            .bind(*digest)
-            .bind(crate::auth::now_ms())
-            .execute(&mut *tx)
-            .await?;
+                 VALUES {}",
+                tuples(5, chunk.len(), &["$1", "$2", "$3", "?", "NULL", "?", "$4"])
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(&self.org)
+                .bind(&self.target)
+                .bind(resource.as_str())
+                .bind(now);
+            for (source_id, digest) in chunk {
+                query = query.bind(*source_id).bind(*digest);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await
     }
@@ -261,34 +292,46 @@ impl IdMap {
         if rows.is_empty() && forget.is_empty() {
             return Ok(());
         }
+        let now = crate::auth::now_ms();
         let mut tx = self.pool.begin().await?;
-        for source_id in forget {
-            sqlx::query(
+        for chunk in forget.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
                 "DELETE FROM migration_ids \
-                 WHERE org = $1 AND target = $2 AND resource = $3 AND source_id = $4 \
-                 AND target_id IS NULL",
-            )
-            .bind(&self.org)
-            .bind(&self.target)
-            .bind(resource.as_str())
-            .bind(source_id)
-            .execute(&mut *tx)
-            .await?;
+                 WHERE org = $1 AND target = $2 AND resource = $3 AND target_id IS NULL \
+                 AND source_id IN ({})",
+                placeholders(4, chunk.len())
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(&self.org)
+                .bind(&self.target)
+                .bind(resource.as_str());
+            for source_id in chunk {
+                query = query.bind(source_id);
+            }
+            query.execute(&mut *tx).await?;
         }
-        for row in rows {
-            sqlx::query(
-                "UPDATE migration_ids SET target_id = $5, digest = $6, copied_at = $7 \
-                 WHERE org = $1 AND target = $2 AND resource = $3 AND source_id = $4",
-            )
-            .bind(&self.org)
-            .bind(&self.target)
-            .bind(resource.as_str())
-            .bind(&row.source_id)
-            .bind(&row.target_id)
-            .bind(&row.digest)
-            .bind(crate::auth::now_ms())
-            .execute(&mut *tx)
-            .await?;
+        // Every row written here has one already (its intent, or the pair an update keeps), so
+        // the upsert only ever takes its update branch: one statement for many rows.
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO migration_ids (org, target, resource, source_id, target_id, digest, copied_at) \
+                 VALUES {} \
+                 ON CONFLICT (org, target, resource, source_id) DO UPDATE SET \
+                 target_id = excluded.target_id, digest = excluded.digest, copied_at = excluded.copied_at",
+                tuples(5, chunk.len(), &["$1", "$2", "$3", "?", "?", "?", "$4"])
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(&self.org)
+                .bind(&self.target)
+                .bind(resource.as_str())
+                .bind(now);
+            for row in chunk {
+                query = query
+                    .bind(&row.source_id)
+                    .bind(&row.target_id)
+                    .bind(&row.digest);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await
     }
@@ -325,6 +368,32 @@ pub struct Done {
     pub digest: String,
 }
 
+/// Rows written by one statement: 3 parameters each, far below SQLite's limit (32,766) and
+/// PostgreSQL's (65,535).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// `count` tuples of `shape`, each `?` in it numbered from `$first` on, one number per use:
+/// `tuples(5, 2, &["$1", "?"])` is `($1, $5), ($1, $6)`. Only numbers go into the text.
+fn tuples(first: usize, count: usize, shape: &[&str]) -> String {
+    let mut next = first;
+    (0..count)
+        .map(|_| {
+            let fields: Vec<String> = shape
+                .iter()
+                .map(|field| match *field {
+                    "?" => {
+                        next += 1;
+                        format!("${}", next - 1)
+                    }
+                    fixed => fixed.to_string(),
+                })
+                .collect();
+            format!("({})", fields.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `$first, $first+1, …`: `count` numbered placeholders (both SQLite and PostgreSQL read them).
 /// The only text ever put into a query here: numbers, never a value.
 fn placeholders(first: usize, count: usize) -> String {
@@ -332,4 +401,68 @@ fn placeholders(first: usize, count: usize) -> String {
         .map(|n| format!("${n}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tuples_number_each_row_after_the_shared_parameters() {
+        assert_eq!(
+            tuples(5, 2, &["$1", "?", "NULL", "?"]),
+            "($1, $5, NULL, $6), ($1, $7, NULL, $8)"
+        );
+        assert_eq!(placeholders(4, 3), "$4, $5, $6");
+    }
+
+    /// A page's intents and ids written by the batched statements, read back as written; the
+    /// reverse lookup answers the lowest source id, as `source_of` does.
+    #[tokio::test]
+    async fn batched_rows_read_back_as_written() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/map.db", dir.path().display());
+        let storage = crate::storage::Storage::connect(&url, 2).await.unwrap();
+        let map = IdMap::new(storage.pool.clone(), "acme", "next");
+        let ids: Vec<String> = (0..1_203).map(|i| format!("c{i:05}")).collect();
+        let rows: Vec<(&str, &str)> = ids.iter().map(|id| (id.as_str(), "d0")).collect();
+        map.intend(Resource::Clients, &rows).await.unwrap();
+        assert_eq!(map.pending(Resource::Clients).await.unwrap(), 1_203);
+        let done: Vec<Done> = ids[..1_201]
+            .iter()
+            .map(|id| Done {
+                source_id: id.clone(),
+                // Two source records standing for one target record: the lowest wins.
+                target_id: if id == "c00001" {
+                    "t00000".into()
+                } else {
+                    format!("t{}", &id[1..])
+                },
+                digest: format!("d{id}"),
+            })
+            .collect();
+        map.done(Resource::Clients, &done, &ids[1_201..])
+            .await
+            .unwrap();
+        assert_eq!(map.pending(Resource::Clients).await.unwrap(), 0);
+        let entry = map.get(Resource::Clients, "c01200").await.unwrap().unwrap();
+        assert_eq!(entry.target_id.as_deref(), Some("t01200"));
+        assert_eq!(entry.digest, "dc01200");
+        assert!(
+            map.get(Resource::Clients, "c01202")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let sources = map
+            .sources_of(Resource::Clients, &["t00000", "t00002", "t99999"])
+            .await
+            .unwrap();
+        assert_eq!(sources.len(), 2);
+        assert_eq!(sources["t00000"], "c00000");
+        assert_eq!(sources["t00002"], "c00002");
+        let one = map.source_of(Resource::Clients, "t00000").await.unwrap();
+        assert_eq!(one.as_deref(), Some("c00000"));
+    }
 }

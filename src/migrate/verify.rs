@@ -268,68 +268,21 @@ pub async fn verify(
     map: &IdMap,
     report: &mut Report,
 ) -> Result<(), Stop> {
-    let verifying_only = report.mode == "verify";
     for resource in ORDER {
         // The source records seen, so that a target record whose source was deleted since it
         // was copied is found (it is mapped, so it would not otherwise be "extra").
         let mut seen = Seen::default();
         let total = source
-            .each(resource, async |record, total| {
+            .pages(resource, async |records, total| {
                 report.counts(resource).source = total;
-                add_money(report, &record, true);
-                seen.insert(record.id());
-                if verifying_only {
-                    // Without a copy in this run, what the target cannot hold is worked out
-                    // here, as the copy would have.
-                    explain(target, &record, report);
-                }
-                let (skip, unkept) = explained(report, resource, record.id());
-                if skip {
-                    return Ok(());
-                }
-                let difference = |kind: &'static str,
-                                  target_id: Option<String>,
-                                  fields: Vec<String>,
-                                  reason: &str| Difference {
-                    resource: resource.as_str(),
-                    source_id: Some(record.id().to_string()),
-                    target_id,
-                    kind,
-                    fields,
-                    reason: reason.to_string(),
-                };
-                let Some(target_id) = map.target_of(resource, record.id()).await? else {
-                    let why = if verifying_only {
-                        "not on the target: no run has copied it yet"
-                    } else {
-                        "not on the target"
-                    };
-                    report.differ(difference("missing", None, Vec::new(), why));
-                    return Ok(());
-                };
-                let Some(there) = target.get(resource, &target_id).await? else {
-                    report.differ(difference(
-                        "missing",
-                        Some(target_id),
-                        Vec::new(),
-                        "the id map names a target record that does not exist",
-                    ));
-                    return Ok(());
-                };
-                let currency = source.binding.currency.as_str();
-                let mut a = canonical(&record, currency);
-                let mut b = canonical_target(&there, currency, map).await?;
-                strip(&mut a, &unkept);
-                strip(&mut b, &unkept);
-                let mut fields = Vec::new();
-                diff("", "", &a, &b, &mut fields);
-                if !fields.is_empty() {
-                    report.differ(difference(
-                        "differs",
-                        Some(target_id),
-                        fields,
-                        "the records differ in these fields",
-                    ));
+                // The page's pairs in one query, not one per record.
+                let ids: Vec<&str> = records.iter().map(Record::id).collect();
+                let mut pairs = map.get_many(resource, &ids).await?;
+                for record in records {
+                    add_money(report, &record, true);
+                    seen.insert(record.id());
+                    let target_id = pairs.remove(record.id()).and_then(|e| e.target_id);
+                    compare(source, target, map, report, &record, target_id).await?;
                 }
                 Ok(())
             })
@@ -337,27 +290,99 @@ pub async fn verify(
         report.counts(resource).source = total;
         seen.seal();
         let target_total = target
-            .each(resource, async |record, _| {
-                add_money(report, &record, false);
-                let reason = match map.source_of(resource, record.id()).await? {
-                    None => "on the target, standing for no record of the source",
-                    Some(source_id) if !seen.contains(&source_id) => {
-                        "its source record no longer exists (deleted since it was copied)"
-                    }
-                    Some(_) => return Ok(()),
-                };
-                report.differ(Difference {
-                    resource: resource.as_str(),
-                    source_id: None,
-                    target_id: Some(record.id().to_string()),
-                    kind: "extra",
-                    fields: Vec::new(),
-                    reason: reason.into(),
-                });
+            .pages(resource, async |records, _| {
+                let ids: Vec<&str> = records.iter().map(Record::id).collect();
+                let sources = map.sources_of(resource, &ids).await?;
+                for record in records {
+                    add_money(report, &record, false);
+                    let reason = match sources.get(record.id()) {
+                        None => "on the target, standing for no record of the source",
+                        Some(source_id) if !seen.contains(source_id) => {
+                            "its source record no longer exists (deleted since it was copied)"
+                        }
+                        Some(_) => continue,
+                    };
+                    report.differ(Difference {
+                        resource: resource.as_str(),
+                        source_id: None,
+                        target_id: Some(record.id().to_string()),
+                        kind: "extra",
+                        fields: Vec::new(),
+                        reason: reason.into(),
+                    });
+                }
                 Ok(())
             })
             .await?;
         report.counts(resource).target = target_total;
+    }
+    Ok(())
+}
+
+/// One source record compared with the record `target_id` names (`None`: the map has no
+/// target for it).
+async fn compare(
+    source: &Side<'_>,
+    target: &Side<'_>,
+    map: &IdMap,
+    report: &mut Report,
+    record: &Record,
+    target_id: Option<String>,
+) -> Result<(), Stop> {
+    let verifying_only = report.mode == "verify";
+    let resource = record.resource();
+    if verifying_only {
+        // Without a copy in this run, what the target cannot hold is worked out here, as the
+        // copy would have.
+        explain(target, record, report);
+    }
+    let (skip, unkept) = explained(report, resource, record.id());
+    if skip {
+        return Ok(());
+    }
+    let difference = |kind: &'static str,
+                      target_id: Option<String>,
+                      fields: Vec<String>,
+                      reason: &str| Difference {
+        resource: resource.as_str(),
+        source_id: Some(record.id().to_string()),
+        target_id,
+        kind,
+        fields,
+        reason: reason.to_string(),
+    };
+    let Some(target_id) = target_id else {
+        let why = if verifying_only {
+            "not on the target: no run has copied it yet"
+        } else {
+            "not on the target"
+        };
+        report.differ(difference("missing", None, Vec::new(), why));
+        return Ok(());
+    };
+    let Some(there) = target.get(resource, &target_id).await? else {
+        report.differ(difference(
+            "missing",
+            Some(target_id),
+            Vec::new(),
+            "the id map names a target record that does not exist",
+        ));
+        return Ok(());
+    };
+    let currency = source.binding.currency.as_str();
+    let mut a = canonical(record, currency);
+    let mut b = canonical_target(&there, currency, map).await?;
+    strip(&mut a, &unkept);
+    strip(&mut b, &unkept);
+    let mut fields = Vec::new();
+    diff("", "", &a, &b, &mut fields);
+    if !fields.is_empty() {
+        report.differ(difference(
+            "differs",
+            Some(target_id),
+            fields,
+            "the records differ in these fields",
+        ));
     }
     Ok(())
 }
