@@ -260,8 +260,8 @@ impl Auth {
         let scopes = Scopes::parse(&claims.scope)
             .map_err(|_| ApiError::unauthorized("the access token is not valid"))?;
         Ok(Principal {
-            org: claims.org,
-            client_id: claims.sub,
+            org: claims.org.clone(),
+            client_id: claims.sub.clone(),
             scopes,
         })
     }
@@ -455,7 +455,7 @@ impl Auth {
             }
             let revocation = Revocation {
                 kind: Kind::Token,
-                subject: claims.jti,
+                subject: claims.jti.clone(),
                 cutoff: None,
             };
             (revocation, Some((claims.exp + 5) * 1000))

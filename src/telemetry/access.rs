@@ -6,12 +6,11 @@
 //! only the adapter's HTTP plumbing learns (the upstream's status and time) reaches it through
 //! an [`Observed`] record the layer puts in the request's extensions.
 
-use super::names;
+use super::request_metrics;
 use super::traffic::Traffic;
 use crate::respond::HttpResponse;
 use futures_util::future::BoxFuture;
 use http::{Method, Request};
-use metrics::Label;
 use nestgate_contract::UpstreamTrace;
 use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
@@ -126,7 +125,7 @@ pub fn refused_before_parsing(request_id: &str, status: u16, route: &'static str
         status: None,
         traffic: None,
     };
-    metrics::gauge!(names::HTTP_IN_FLIGHT).increment(1.0);
+    request_metrics::in_flight().increment(1.0);
     entry.answered(status);
 }
 
@@ -146,7 +145,7 @@ const CLIENT_CLOSED: u16 = 499;
 
 impl Entry {
     fn begin(request_id: String, method: &Method, observed: Arc<Observed>) -> Entry {
-        metrics::gauge!(names::HTTP_IN_FLIGHT).increment(1.0);
+        request_metrics::in_flight().increment(1.0);
         Entry {
             request_id,
             method: method_label(method),
@@ -164,7 +163,7 @@ impl Entry {
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        metrics::gauge!(names::HTTP_IN_FLIGHT).decrement(1.0);
+        request_metrics::in_flight().decrement(1.0);
         let took = self.started.elapsed();
         let status = self.status.unwrap_or(CLIENT_CLOSED);
         let observed = &self.observed;
@@ -176,20 +175,14 @@ impl Drop for Entry {
             traffic.record(org, status);
         }
 
-        let labels = vec![
-            Label::new("method", self.method),
-            Label::new("route", route),
-            Label::new("backend", backend.unwrap_or("none").to_string()),
-        ];
-        let mut counted = labels.clone();
-        counted.push(Label::new("status", status.to_string()));
-        metrics::counter!(names::HTTP_REQUESTS, counted).increment(1);
+        let series = request_metrics::series(self.method, route, backend.unwrap_or("none"), status);
+        series.requests.increment(1);
         if let Some(upstream) = upstream_time {
-            metrics::histogram!(names::HTTP_REQUEST_UPSTREAM, labels.clone()).record(upstream);
-            metrics::histogram!(names::HTTP_REQUEST_OVERHEAD, labels.clone())
-                .record(took.saturating_sub(upstream));
+            let (upstream_seconds, overhead) = series.upstream();
+            upstream_seconds.record(upstream);
+            overhead.record(took.saturating_sub(upstream));
         }
-        metrics::histogram!(names::HTTP_REQUEST_DURATION, labels).record(took);
+        series.duration.record(took);
 
         tracing::info!(
             target: "nestgate::access",

@@ -3,13 +3,15 @@
 //! - [`names`]: every metric's name, labels and meaning, in one place;
 //! - [`exporter`]: the Prometheus recorder behind `GET /metrics`;
 //! - [`access`]: the edge layer that writes one access-log line and the request metrics per
-//!   request, and the [`access::Observed`] record handlers fill in for it.
+//!   request, and the [`access::Observed`] record handlers fill in for it;
+//! - [`request_metrics`]: those metrics' handles, resolved once per label set;
 //! - [`traffic`]: each organization's requests and errors over the last minutes, in memory.
 
 pub mod access;
 pub mod exporter;
 pub mod log;
 pub mod names;
+pub mod request_metrics;
 pub mod traffic;
 
 pub use log::init;
