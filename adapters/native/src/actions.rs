@@ -4,7 +4,6 @@ use crate::NativeAdapter;
 use crate::error::Failure;
 use crate::mapping::{now, record};
 use crate::pdf;
-use crate::store;
 use crate::turns::into_error;
 use bytes::Bytes;
 use nestgate_contract::records::{Invoice, InvoiceStatus};
@@ -18,7 +17,7 @@ impl NativeAdapter {
         id: &str,
         archived: bool,
     ) -> Result<Record, Failure> {
-        let Some(stored) = store::fetch(&self.pool, org, resource, id).await? else {
+        let Some(stored) = self.stored(org, resource, id).await? else {
             return Err(AdapterError::not_found(resource, id).into());
         };
         let mut changed = record(resource, &stored.body)?;

@@ -4,32 +4,36 @@
 use crate::NativeAdapter;
 use crate::error::{Failure, parse_error};
 use crate::mapping::{parse, record};
-use crate::store;
+use crate::store::{self, Stored};
 use nestgate_contract::input::LineItemInput;
 use nestgate_contract::records::{Client, LineItem, Product};
 use nestgate_contract::rules::{self, ProductLookup};
 use nestgate_contract::{AdapterError, Record, Resource};
 
 impl NativeAdapter {
+    /// A record's body and version as committed: read on this thread where it can be
+    /// (`reads.rs`), through sqlx otherwise. The reads before a write come here too: the write
+    /// checks the version it read, so any committed state will do.
+    pub(crate) async fn stored(
+        &self,
+        org: &str,
+        resource: Resource,
+        id: &str,
+    ) -> Result<Option<Stored>, sqlx::Error> {
+        match self.readers.as_ref().and_then(|r| r.fetch(org, resource, id)) {
+            Some(stored) => Ok(stored),
+            None => store::fetch(&self.pool, org, resource, id).await,
+        }
+    }
+
     pub(crate) async fn get(
         &self,
         org: &str,
         resource: Resource,
         id: &str,
     ) -> Result<Record, AdapterError> {
-        let direct = self
-            .readers
-            .as_ref()
-            .and_then(|r| r.fetch(org, resource, id));
-        let body = match direct {
-            Some(body) => body,
-            None => store::fetch(&self.pool, org, resource, id)
-                .await
-                .map_err(parse_error)?
-                .map(|stored| stored.body),
-        };
-        match body {
-            Some(body) => record(resource, &body),
+        match self.stored(org, resource, id).await.map_err(parse_error)? {
+            Some(stored) => record(resource, &stored.body),
             None => Err(AdapterError::not_found(resource, id)),
         }
     }
@@ -40,7 +44,7 @@ impl NativeAdapter {
         resource: Resource,
         id: &str,
     ) -> Result<Option<(T, i64)>, Failure> {
-        match store::fetch(&self.pool, org, resource, id).await? {
+        match self.stored(org, resource, id).await? {
             Some(stored) => Ok(Some((parse(&stored.body)?, stored.version))),
             None => Ok(None),
         }

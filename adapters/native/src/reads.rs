@@ -15,7 +15,7 @@
 //! PostgreSQL is across a socket either way. Each native adapter keeps its own connections (a
 //! `migrate` or shadow process that builds one opens four more).
 
-use crate::store::{self, Arg};
+use crate::store::{self, Arg, Stored};
 use nestgate_contract::{ListQuery, Resource};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -124,14 +124,19 @@ impl Readers {
         }
     }
 
-    /// [`store::fetch`]'s body, if the read could be made here.
-    pub(crate) fn fetch(&self, org: &str, resource: Resource, id: &str) -> Option<Option<String>> {
+    /// [`store::fetch`], if the read could be made here.
+    pub(crate) fn fetch(&self, org: &str, resource: Resource, id: &str) -> Option<Option<Stored>> {
         self.with(|connection| {
             connection
                 .prepare_cached(
-                    "SELECT body FROM records WHERE org = ?1 AND id = ?2 AND resource = ?3",
+                    "SELECT body, version FROM records WHERE org = ?1 AND id = ?2 AND resource = ?3",
                 )?
-                .query_row((org, id, resource.as_str()), |row| row.get::<_, String>(0))
+                .query_row((org, id, resource.as_str()), |row| {
+                    Ok(Stored {
+                        body: row.get(0)?,
+                        version: row.get(1)?,
+                    })
+                })
                 .optional()
         })
     }
@@ -285,10 +290,14 @@ mod tests {
                 .1,
             3
         );
-        let body = readers
+        let stored = readers
             .fetch("acme", Resource::Clients, "cli_3")
             .expect("read directly");
-        assert!(body.unwrap().contains("cli_3"));
+        assert!(stored.as_ref().unwrap().body.contains("cli_3"));
+        let through_sqlx = store::fetch(&pool, "acme", Resource::Clients, "cli_3")
+            .await
+            .unwrap();
+        assert_eq!(stored, through_sqlx, "body and version as sqlx reads them");
         assert_eq!(
             readers.fetch("acme", Resource::Clients, "cli_5"),
             Some(None)
@@ -314,7 +323,7 @@ mod tests {
             let found = readers
                 .fetch("acme", Resource::Clients, "cli_9")
                 .expect("read directly");
-            assert_eq!(found.as_deref(), Some("{}"));
+            assert_eq!(found.map(|stored| stored.body).as_deref(), Some("{}"));
         }
         assert!(Readers::open("postgres://x@localhost/db").is_none());
         assert!(Readers::open("sqlite::memory:").is_none());

@@ -9,6 +9,7 @@ use nestgate_contract::{ListQuery, Resource};
 use sqlx::{Any, AssertSqlSafe, Executor};
 
 /// A stored body and the version it was read at.
+#[derive(Debug, PartialEq)]
 pub(crate) struct Stored {
     pub body: String,
     pub version: i64,

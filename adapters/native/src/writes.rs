@@ -189,7 +189,7 @@ impl NativeAdapter {
     ) -> Result<Record, Failure> {
         let org = ctx.org.as_str();
         let resource = draft.resource();
-        let Some(stored) = store::fetch(&self.pool, org, resource, id).await? else {
+        let Some(stored) = self.stored(org, resource, id).await? else {
             return Err(AdapterError::not_found(resource, id).into());
         };
         let at = now();
