@@ -206,22 +206,8 @@ impl IdMap {
         resource: Resource,
         target_ids: &[&str],
     ) -> Result<HashSet<String>, sqlx::Error> {
-        if target_ids.is_empty() {
-            return Ok(HashSet::new());
-        }
-        let sql = format!(
-            "SELECT target_id FROM migration_ids \
-             WHERE org = $1 AND target = $2 AND resource = $3 AND target_id IN ({})",
-            placeholders(4, target_ids.len())
-        );
-        let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
-            .bind(&self.org)
-            .bind(&self.target)
-            .bind(resource.as_str());
-        for id in target_ids {
-            query = query.bind(*id);
-        }
-        Ok(query.fetch_all(&self.pool).await?.into_iter().collect())
+        let known = self.sources_of(resource, target_ids).await?;
+        Ok(known.into_keys().collect())
     }
 
     /// After a cutover: `served` is the id integrations know a record created on the target

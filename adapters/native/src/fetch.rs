@@ -20,7 +20,11 @@ impl NativeAdapter {
         resource: Resource,
         id: &str,
     ) -> Result<Option<Stored>, sqlx::Error> {
-        match self.readers.as_ref().and_then(|r| r.fetch(org, resource, id)) {
+        match self
+            .readers
+            .as_ref()
+            .and_then(|r| r.fetch(org, resource, id))
+        {
             Some(stored) => Ok(stored),
             None => store::fetch(&self.pool, org, resource, id).await,
         }
