@@ -8,7 +8,8 @@ pub mod stack;
 use crate::config::{Secret, Settings};
 use crate::storage::Storage;
 use nestgate_contract::{
-    Adapter, BuildContext, CallContext, Capabilities, ErrorKind, UpstreamTrace,
+    Adapter, AdapterError, BuildContext, CallContext, Capabilities, Durability, ErrorKind,
+    UpstreamTrace,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -33,6 +34,11 @@ impl Backend {
         self.adapter.capabilities()
     }
 
+    /// Every write the backend acknowledged so far made durable (see [`Durability`]).
+    pub async fn sync(&self) -> Result<(), AdapterError> {
+        self.adapter.sync().await
+    }
+
     /// Whether the organizations it serves bring their own credential (a vendor account).
     pub fn takes_credential(&self) -> bool {
         self.takes_credential
@@ -53,6 +59,7 @@ impl Backend {
             name,
             storage,
             storage_url,
+            durability: Durability::EachWrite,
         };
         let adapter = section.config.build(&context).await?;
         let resilience = section
@@ -151,12 +158,34 @@ pub struct Backends {
 impl Backends {
     /// Builds every backend and binds every organization (the settings are validated).
     pub async fn build(settings: &Settings, storage: &Storage) -> Result<Backends, String> {
+        Backends::build_with(settings, storage, None).await
+    }
+
+    /// [`Backends::build`], the backend named `target` built to make its writes durable at
+    /// each [`Backend::sync`] only: a `nestgate migrate` run's target.
+    pub async fn build_for_migration(
+        settings: &Settings,
+        storage: &Storage,
+        target: &str,
+    ) -> Result<Backends, String> {
+        Backends::build_with(settings, storage, Some(target)).await
+    }
+
+    async fn build_with(
+        settings: &Settings,
+        storage: &Storage,
+        synced: Option<&str>,
+    ) -> Result<Backends, String> {
         let mut backends = BTreeMap::new();
         for (name, backend) in &settings.backends {
             let context = BuildContext {
                 name,
                 storage: &storage.pool,
                 storage_url: settings.storage_url.expose(),
+                durability: match synced == Some(name.as_str()) {
+                    true => Durability::AtSync,
+                    false => Durability::EachWrite,
+                },
             };
             let adapter = backend
                 .config

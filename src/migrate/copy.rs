@@ -3,15 +3,15 @@
 //! and statuses), expenses; then the states that must come last (void, archived).
 //!
 //! Exactly once, whatever kills the run: before a record is created on the target, its intent
-//! is written to the id map (a page's intents in one transaction); the target's id is written
-//! once the record is on the target and marked sent (a page's ids in one transaction, also when
-//! the run stops halfway through the page: the writes under way are waited for). A void or
-//! archived invoice's id is recorded as "settling" until that state is carried, after the
-//! payments. A row
-//! left without a target id by a crash is resolved on the next run by adopting what the target
-//! holds under the record's natural key (invoice number, product key, client email or name), or,
-//! for payments and expenses, which have none, an unmapped target record with the same fields
-//! (identical twins are interchangeable). Only when nothing matches is the record created.
+//! is written to the id map (a page's intents in one statement); the target's id is written
+//! once the record is on the target and marked sent, and the target has made the page's writes
+//! durable (a page's ids in one statement, also when the run stops halfway through the page:
+//! the writes under way are waited for). A void or archived invoice's id is recorded as
+//! "settling" until that state is carried, after the payments. A row left without a target id
+//! by a crash is resolved on the next run by adopting what the target holds under the record's
+//! natural key (invoice number, product key, client email or name), or, for payments and
+//! expenses, which have none, an unmapped target record with the same fields (identical twins
+//! are interchangeable). Only when nothing matches is the record created.
 
 use super::idmap::{Done, Entry, IdMap};
 use super::report::{Difference, Report};
@@ -432,12 +432,17 @@ pub async fn copy(
     if !settle.is_empty() {
         super::crash_point("before_settle");
     }
+    // Recorded as settled a page at a time, once the target has made the page durable.
+    let mut carried: Vec<(String, String)> = Vec::new();
     for Settle {
         source_id,
         target_id,
         digest,
     } in settle
     {
+        if carried.len() >= super::side::PAGE as usize {
+            record_settled(target, map, &mut carried).await?;
+        }
         // Read again: it may have changed since (a rerun carries that).
         let Some(record) = source.get(Resource::Invoices, &source_id).await? else {
             continue;
@@ -451,9 +456,25 @@ pub async fn copy(
         }
         archive(target, &record, &target_id, Shape::Create, &mut notes).await?;
         if !notes.iter().any(|d| d.kind == "failed") {
-            map.settled(Resource::Invoices, &source_id, &digest).await?;
+            carried.push((source_id, digest));
         }
         notes.into_iter().for_each(|d| report.differ(d));
+    }
+    record_settled(target, map, &mut carried).await
+}
+
+/// The invoices whose last states were carried, recorded as settled once they are durable.
+async fn record_settled(
+    target: &Side<'_>,
+    map: &IdMap,
+    carried: &mut Vec<(String, String)>,
+) -> Result<(), Stop> {
+    if carried.is_empty() {
+        return Ok(());
+    }
+    target.sync().await?;
+    for (source_id, digest) in carried.drain(..) {
+        map.settled(Resource::Invoices, &source_id, &digest).await?;
     }
     Ok(())
 }
@@ -618,6 +639,11 @@ impl Page<'_, '_> {
         }
         drop(writes);
         super::crash_point("before_done");
+        // The page's writes on disk before the map says they are there (a target that
+        // flushes by the page, see `Durability::AtSync`).
+        if !done.is_empty() {
+            self.target.sync().await?;
+        }
         self.map.done(resource, &done, &forget).await?;
         match stopped {
             Some(stop) => Err(stop),

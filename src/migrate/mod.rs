@@ -155,7 +155,8 @@ pub async fn run(
     )
     .await
     .map_err(|e| StartError::Storage(e.to_string()))?;
-    let backends = Backends::build(settings, &storage)
+    // The target makes a page of writes durable at once, before the page's ids are recorded.
+    let backends = Backends::build_for_migration(settings, &storage, &to.backend)
         .await
         .map_err(StartError::Storage)?;
     let source_binding = backends

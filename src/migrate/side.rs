@@ -146,6 +146,17 @@ impl<'a> Side<'a> {
         }
     }
 
+    /// Every write acknowledged so far made durable: called before the id map records them.
+    pub async fn sync(&self) -> Result<(), Stop> {
+        self.binding.backend.sync().await.map_err(|error| {
+            Stop::Unavailable(format!(
+                "{} could not make its writes durable: {}",
+                self.name(),
+                error.message
+            ))
+        })
+    }
+
     /// One record by id; `None` when the backend says it does not exist.
     pub async fn get(&self, resource: Resource, id: &str) -> Result<Option<Record>, Stop> {
         let op = Op::Get {

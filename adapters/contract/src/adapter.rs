@@ -160,4 +160,11 @@ pub trait Adapter: Send + Sync + 'static {
     /// `ctx` speaks for one organization bound to the backend, whose credential an upstream
     /// probe uses.
     async fn probe(&self, ctx: &CallContext) -> Result<(), AdapterError>;
+
+    /// Makes every write acknowledged so far durable. Only an adapter built with
+    /// [`crate::Durability::AtSync`] has anything to do; the others' writes are durable when
+    /// acknowledged (a vendor's, once it answers).
+    async fn sync(&self) -> Result<(), AdapterError> {
+        Ok(())
+    }
 }

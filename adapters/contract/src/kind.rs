@@ -78,6 +78,21 @@ pub struct BuildContext<'a> {
     /// Its URL (`sqlite:…` or `postgres://…`): a store on a SQLite file may also read the
     /// file directly.
     pub storage_url: &'a str,
+    /// When the writes the adapter acknowledges must be on disk.
+    pub durability: Durability,
+}
+
+/// When an acknowledged write must be on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Before it is acknowledged: what serving needs.
+    #[default]
+    EachWrite,
+    /// By the next [`crate::Adapter::sync`]: the target of a `nestgate migrate` run, which
+    /// records what it wrote only after a sync, so one flush to disk serves a page of writes.
+    /// A write acknowledged and not yet synced survives the process dying (`kill -9`), not the
+    /// machine losing power; the run's intents cover that case as they cover a crash.
+    AtSync,
 }
 
 /// A problem in a section, under one of its keys.

@@ -31,6 +31,6 @@ pub mod upstream;
 pub use adapter::{Adapter, CallContext, Quota, QuotaKeeper, Secret, UpstreamTrace};
 pub use capability::{Capabilities, Feature};
 pub use error::{AdapterError, Blame, ErrorKind, FieldError};
-pub use kind::{BackendConfig, BackendKind, BuildContext, FieldProblem, Resilience};
+pub use kind::{BackendConfig, BackendKind, BuildContext, Durability, FieldProblem, Resilience};
 pub use op::{Action, Draft, ListQuery, Op, Page, Reply, Resource};
 pub use records::Record;

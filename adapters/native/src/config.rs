@@ -1,9 +1,9 @@
 //! The kind `native`: its `[backends.NAME]` section, its checks, and how it is built.
 
-use crate::NativeAdapter;
+use crate::{NativeAdapter, durability};
 use nestgate_contract::kind::read_section;
 use nestgate_contract::{
-    Adapter, BackendConfig, BackendKind, BuildContext, FieldProblem, Resilience,
+    Adapter, BackendConfig, BackendKind, BuildContext, Durability, FieldProblem, Resilience,
 };
 use serde::Deserialize;
 use std::sync::Arc;
@@ -36,6 +36,9 @@ pub struct NativeConfig {
     /// Whether invoices can be emailed. No mail transport exists yet, so `send` is declared
     /// unsupported and answers `501` with a message that says why.
     pub mail_transport: bool,
+    /// When a write is on disk: `AtSync` only for a store on a SQLite file of its own (one
+    /// that shares the gateway's storage commits as the storage does).
+    pub durability: Durability,
 }
 
 /// The kind, for the gateway's registry.
@@ -91,21 +94,36 @@ impl BackendConfig for NativeSection {
     }
 
     async fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn Adapter>, String> {
-        let (pool, url) = match &self.url {
-            None => (ctx.storage.clone(), ctx.storage_url),
-            Some(url) => (own_database(url).await?, url.as_str()),
+        let (pool, url, durability) = match &self.url {
+            None => (ctx.storage.clone(), ctx.storage_url, Durability::EachWrite),
+            Some(url) if url.starts_with("sqlite:") => (
+                own_database(url, ctx.durability).await?,
+                url.as_str(),
+                ctx.durability,
+            ),
+            Some(url) => (
+                own_database(url, Durability::EachWrite).await?,
+                url.as_str(),
+                Durability::EachWrite,
+            ),
         };
-        Ok(Arc::new(NativeAdapter::new(
-            pool,
-            url,
-            NativeConfig::default(),
-        )))
+        let config = NativeConfig {
+            durability,
+            ..NativeConfig::default()
+        };
+        Ok(Arc::new(NativeAdapter::new(pool, url, config)))
     }
 }
 
 /// Opens a native backend's own database and brings its tables up to date. A SQLite file is
-/// created, with its directory, and put in WAL mode, as the gateway's storage is.
-async fn own_database(url: &str) -> Result<sqlx::AnyPool, String> {
+/// created, with its directory, and put in WAL mode, as the gateway's storage is; with
+/// `Durability::AtSync` its connections commit without waiting for the disk
+/// (`synchronous=NORMAL`: a commit survives the process dying, and [`crate::durability`] makes
+/// it survive the machine's).
+pub(crate) async fn own_database(
+    url: &str,
+    durability: Durability,
+) -> Result<sqlx::AnyPool, String> {
     sqlx::any::install_default_drivers();
     let url = if let Some(path) = url.strip_prefix("sqlite:") {
         let file = path
@@ -128,8 +146,11 @@ async fn own_database(url: &str) -> Result<sqlx::AnyPool, String> {
     } else {
         url.to_string()
     };
-    let pool = sqlx::any::AnyPoolOptions::new()
-        .max_connections(5)
+    let mut options = sqlx::any::AnyPoolOptions::new().max_connections(5);
+    if durability == Durability::AtSync {
+        options = options.after_connect(|connection, _| Box::pin(durability::defer(connection)));
+    }
+    let pool = options
         .connect(&url)
         .await
         .map_err(|e| format!("cannot open its database: {e}"))?;

@@ -7,6 +7,7 @@
 //! - `lib.rs` (here): the [`NativeAdapter`], its declared capabilities, and each call of API.md
 //!   handed to the method that does it.
 //! - [`config`]: the backend's settings.
+//! - `durability`: a migration target's writes made durable by the page.
 //! - `lists`: a list, filtered and paged by the store.
 //! - `fetch`: one record by id, and the records a call needs (a client, the products that
 //!   invoice lines name, resolved by the contract's one rule).
@@ -34,6 +35,7 @@
 
 mod actions;
 pub mod config;
+mod durability;
 mod error;
 mod fetch;
 mod lists;
@@ -49,7 +51,8 @@ pub use config::{KIND, NativeConfig};
 
 use error::parse_error;
 use nestgate_contract::{
-    Action, Adapter, AdapterError, CallContext, Capabilities, ErrorKind, Op, Reply, Resource,
+    Action, Adapter, AdapterError, CallContext, Capabilities, Durability, ErrorKind, Op, Reply,
+    Resource,
 };
 use sqlx::AnyPool;
 use turns::{RETRY_FOR, Turns, busy, retrying};
@@ -63,6 +66,7 @@ pub struct NativeAdapter {
     readers: Option<reads::Readers>,
     capabilities: Capabilities,
     turns: Turns,
+    durability: Durability,
 }
 
 impl NativeAdapter {
@@ -81,6 +85,7 @@ impl NativeAdapter {
             readers: reads::Readers::open(url),
             capabilities,
             turns: Turns::default(),
+            durability: config.durability,
         }
     }
 }
@@ -140,5 +145,12 @@ impl Adapter for NativeAdapter {
             .await
             .map(|_| ())
             .map_err(parse_error)
+    }
+
+    async fn sync(&self) -> Result<(), AdapterError> {
+        match self.durability {
+            Durability::EachWrite => Ok(()),
+            Durability::AtSync => durability::checkpoint(&self.pool).await,
+        }
     }
 }

@@ -1,0 +1,101 @@
+//! A store whose writes are made durable by the page, not by the write: the target of a
+//! `nestgate migrate` run (`Durability::AtSync`).
+//!
+//! On disk, a native write's commit is mostly its fsync (`synchronous=FULL`): a migration that
+//! copies a record in one or two writes paid one or two fsyncs a record, most of its time
+//! (docs/performance.md). The run records a page's target ids only after the page's writes, so
+//! the target's connections commit at `synchronous=NORMAL` (in WAL mode a commit then survives
+//! the process dying, not the machine losing power), and before the ids are recorded
+//! [`checkpoint`] makes every commit so far durable at once. What a power loss takes back is
+//! the writes of a page whose ids were never recorded: the run's intents stand for them, and the
+//! next run adopts what the target holds and creates the rest, as after any crash.
+
+use crate::error::parse_error;
+use nestgate_contract::{AdapterError, ErrorKind};
+use std::time::Duration;
+
+/// Connections of this store commit without waiting for the disk.
+pub(crate) async fn defer(connection: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("PRAGMA synchronous = NORMAL")
+        .execute(connection)
+        .await
+        .map(drop)
+}
+
+/// Tries before a checkpoint still blocked by other connections is given up.
+const ATTEMPTS: u32 = 20;
+
+/// Every commit so far on disk: a full checkpoint syncs the write-ahead log, copies it into
+/// the database file and syncs that. It waits for writers and for readers of older snapshots
+/// (the busy timeout), and is tried again while they hold it back.
+pub(crate) async fn checkpoint(pool: &sqlx::AnyPool) -> Result<(), AdapterError> {
+    for _ in 0..ATTEMPTS {
+        // (busy, frames in the log, frames checkpointed)
+        let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(FULL)")
+            .fetch_one(pool)
+            .await
+            .map_err(parse_error)?;
+        if busy == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(AdapterError::new(
+        ErrorKind::UpstreamUnavailable,
+        "the store's writes could not be flushed to disk: its file stayed busy",
+    )
+    .temporary())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::own_database;
+    use nestgate_contract::Durability;
+
+    async fn pragma(pool: &sqlx::AnyPool, name: &str) -> i64 {
+        let sql = format!("PRAGMA {name}");
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    }
+
+    /// A store built for a migration's target commits at `synchronous=NORMAL` on every
+    /// connection, and a sync leaves nothing in the write-ahead log that is not in the database
+    /// file; a store built for serving keeps `FULL`.
+    #[tokio::test]
+    async fn a_target_store_defers_its_fsyncs_to_the_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/target.db", dir.path().display());
+        let target = own_database(&url, Durability::AtSync).await.unwrap();
+        for _ in 0..3 {
+            // Several connections of the pool: each is set as it opens.
+            assert_eq!(pragma(&target, "synchronous").await, 1, "NORMAL");
+        }
+        sqlx::query("CREATE TABLE written (n INTEGER)")
+            .execute(&target)
+            .await
+            .unwrap();
+        for n in 0..20 {
+            sqlx::query("INSERT INTO written VALUES ($1)")
+                .bind(n)
+                .execute(&target)
+                .await
+                .unwrap();
+        }
+        checkpoint(&target).await.unwrap();
+        let (busy, log, checkpointed): (i64, i64, i64) =
+            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(&target)
+                .await
+                .unwrap();
+        assert_eq!(busy, 0);
+        assert!(log > 0, "the writes went through the log");
+        assert_eq!(log, checkpointed, "every frame is in the database file");
+
+        let url = format!("sqlite://{}/serving.db", dir.path().display());
+        let serving = own_database(&url, Durability::EachWrite).await.unwrap();
+        assert_eq!(pragma(&serving, "synchronous").await, 2, "FULL");
+    }
+}
