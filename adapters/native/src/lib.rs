@@ -16,6 +16,7 @@
 //! - `payments`: payments moving their invoice's balance, in one transaction.
 //! - `actions`: archive, restore, mark sent, the PDF.
 //! - `turns`: an organization's writers taking turns, and units of work run again after a race.
+//! - `writer`: the connection a SQLite store's transactions run on, held rather than pooled.
 //! - `store`: every SQL statement, each scoped by organization.
 //! - `reads`: reads of a SQLite store on the calling thread, without sqlx's worker thread.
 //! - `mapping`: records to rows and back, ids, timestamps.
@@ -45,6 +46,7 @@ mod pdf;
 mod reads;
 mod store;
 mod turns;
+mod writer;
 mod writes;
 
 pub use config::{KIND, NativeConfig};
@@ -67,6 +69,7 @@ pub struct NativeAdapter {
     capabilities: Capabilities,
     turns: Turns,
     durability: Durability,
+    writer: writer::Writer,
 }
 
 impl NativeAdapter {
@@ -81,6 +84,7 @@ impl NativeAdapter {
             );
         }
         NativeAdapter {
+            writer: writer::Writer::new(pool.clone(), url),
             pool,
             readers: reads::Readers::open(url),
             capabilities,

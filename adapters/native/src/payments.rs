@@ -13,6 +13,7 @@ use nestgate_contract::records::{Invoice, Payment};
 use nestgate_contract::rules::{check_payable, check_payment};
 use nestgate_contract::{AdapterError, Record, Resource};
 use rust_decimal::Decimal;
+use sqlx::Connection as _;
 
 impl NativeAdapter {
     pub(crate) async fn create_payment(
@@ -21,7 +22,8 @@ impl NativeAdapter {
         patch: PaymentPatch,
     ) -> Result<Record, Failure> {
         let invoice_id = patch.invoice_id.as_set().cloned().unwrap_or_default();
-        let mut tx = self.pool.begin().await?;
+        let mut connection = self.writer.connection().await?;
+        let mut tx = connection.begin().await?;
         let Some(stored) = store::fetch(&mut *tx, org, Resource::Invoices, &invoice_id).await?
         else {
             return Err(missing_reference("invoice_id").into());
@@ -66,7 +68,8 @@ impl NativeAdapter {
         }
         let old_amount = payment.amount;
         patch.apply(&mut payment);
-        let mut tx = self.pool.begin().await?;
+        let mut connection = self.writer.connection().await?;
+        let mut tx = connection.begin().await?;
         let Some(stored) =
             store::fetch(&mut *tx, org, Resource::Invoices, &payment.invoice_id).await?
         else {

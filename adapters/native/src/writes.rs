@@ -14,6 +14,7 @@ use nestgate_contract::records::{Client, Expense, Invoice, Payment, Product};
 use nestgate_contract::rules::{check_covers_paid, check_deletable};
 use nestgate_contract::{AdapterError, CallContext, Draft, ErrorKind, Record, Resource};
 use rust_decimal::Decimal;
+use sqlx::Connection as _;
 
 pub(crate) fn missing_reference(field: &str) -> AdapterError {
     AdapterError::field(field, "does not exist")
@@ -32,7 +33,8 @@ impl NativeAdapter {
         client: Option<&str>,
         taken: impl Fn() -> String,
     ) -> Result<Record, Failure> {
-        let mut tx = self.pool.begin().await?;
+        let mut connection = self.writer.connection().await?;
+        let mut tx = connection.begin().await?;
         if let Some(client_id) = client
             && !store::touch(&mut *tx, org, Resource::Clients, client_id).await?
         {
@@ -305,7 +307,8 @@ impl NativeAdapter {
         resource: Resource,
         id: &str,
     ) -> Result<(), Failure> {
-        let mut tx = self.pool.begin().await?;
+        let mut connection = self.writer.connection().await?;
+        let mut tx = connection.begin().await?;
         let Some(stored) = store::fetch(&mut *tx, org, resource, id).await? else {
             return Err(AdapterError::not_found(resource, id).into());
         };
