@@ -137,19 +137,22 @@ pub fn run() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        // One thread: a run is a chain of storage round trips, each a hand-off to sqlx's
-        // connection thread; with a second runtime thread, every answer also woke the other
-        // worker (docs/performance.md, issue 22).
-        Command::Migrate(args) => match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(runtime) => runtime.block_on(migrate(settings, args)),
-            Err(error) => {
-                eprintln!("nestgate: cannot start the runtime: {error}");
-                ExitCode::from(3)
+        // One thread on one core: a run is a chain of storage round trips, each a hand-off
+        // to sqlx's connection thread; with a second runtime thread, every answer also woke the
+        // other worker (docs/performance.md, issue 22).
+        Command::Migrate(args) => {
+            crate::migrate::keep_to_one_core();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            match runtime {
+                Ok(runtime) => runtime.block_on(migrate(settings, args)),
+                Err(error) => {
+                    eprintln!("nestgate: cannot start the runtime: {error}");
+                    ExitCode::from(3)
+                }
             }
-        },
+        }
     }
 }
 
