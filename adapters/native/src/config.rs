@@ -39,6 +39,9 @@ pub struct NativeConfig {
     /// When a write is on disk: `AtSync` only for a store on a SQLite file of its own (one
     /// that shares the gateway's storage commits as the storage does).
     pub durability: Durability,
+    /// Whether the store is a SQLite file of its own (not the gateway's storage): its writes
+    /// then run on one connection it holds (`writer.rs`).
+    pub own_sqlite_file: bool,
 }
 
 /// The kind, for the gateway's registry.
@@ -109,6 +112,10 @@ impl BackendConfig for NativeSection {
         };
         let config = NativeConfig {
             durability,
+            own_sqlite_file: self
+                .url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("sqlite:")),
             ..NativeConfig::default()
         };
         Ok(Arc::new(NativeAdapter::new(pool, url, config)))

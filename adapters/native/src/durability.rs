@@ -31,10 +31,16 @@ const ATTEMPTS: u32 = 20;
 pub(crate) async fn checkpoint(pool: &sqlx::AnyPool) -> Result<(), AdapterError> {
     for _ in 0..ATTEMPTS {
         // (busy, frames in the log, frames checkpointed)
-        let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(FULL)")
+        let (busy, log, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(FULL)")
             .fetch_one(pool)
             .await
             .map_err(parse_error)?;
+        if log < 0 {
+            // Not in WAL mode: nothing was flushed, so nothing may be recorded as durable.
+            return Err(AdapterError::internal(
+                "the store's file is not in WAL mode, so its writes cannot be flushed by the page",
+            ));
+        }
         if busy == 0 {
             return Ok(());
         }
@@ -69,10 +75,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/target.db", dir.path().display());
         let target = own_database(&url, Durability::AtSync).await.unwrap();
+        // Three connections of the pool at once: each is set as it opens.
+        let mut held = Vec::new();
         for _ in 0..3 {
-            // Several connections of the pool: each is set as it opens.
-            assert_eq!(pragma(&target, "synchronous").await, 1, "NORMAL");
+            let mut connection = target.acquire().await.unwrap();
+            let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut *connection)
+                .await
+                .unwrap();
+            assert_eq!(synchronous, 1, "NORMAL");
+            held.push(connection);
         }
+        drop(held);
         sqlx::query("CREATE TABLE written (n INTEGER)")
             .execute(&target)
             .await

@@ -16,7 +16,7 @@
 //! - `payments`: payments moving their invoice's balance, in one transaction.
 //! - `actions`: archive, restore, mark sent, the PDF.
 //! - `turns`: an organization's writers taking turns, and units of work run again after a race.
-//! - `writer`: the connection a SQLite store's transactions run on, held rather than pooled.
+//! - `writer`: the connection a store on a SQLite file of its own runs its transactions on.
 //! - `store`: every SQL statement, each scoped by organization.
 //! - `reads`: reads of a SQLite store on the calling thread, without sqlx's worker thread.
 //! - `mapping`: records to rows and back, ids, timestamps.
@@ -84,7 +84,7 @@ impl NativeAdapter {
             );
         }
         NativeAdapter {
-            writer: writer::Writer::new(pool.clone(), url),
+            writer: writer::Writer::new(pool.clone(), config.own_sqlite_file),
             pool,
             readers: reads::Readers::open(url),
             capabilities,

@@ -23,7 +23,13 @@ impl NativeAdapter {
     ) -> Result<Record, Failure> {
         let invoice_id = patch.invoice_id.as_set().cloned().unwrap_or_default();
         let mut connection = self.writer.connection().await?;
-        let mut tx = connection.begin().await?;
+        let mut tx = match connection.begin().await {
+            Ok(tx) => tx,
+            Err(error) => {
+                self.writer.failed();
+                return Err(error.into());
+            }
+        };
         let Some(stored) = store::fetch(&mut *tx, org, Resource::Invoices, &invoice_id).await?
         else {
             return Err(missing_reference("invoice_id").into());
@@ -69,7 +75,13 @@ impl NativeAdapter {
         let old_amount = payment.amount;
         patch.apply(&mut payment);
         let mut connection = self.writer.connection().await?;
-        let mut tx = connection.begin().await?;
+        let mut tx = match connection.begin().await {
+            Ok(tx) => tx,
+            Err(error) => {
+                self.writer.failed();
+                return Err(error.into());
+            }
+        };
         let Some(stored) =
             store::fetch(&mut *tx, org, Resource::Invoices, &payment.invoice_id).await?
         else {

@@ -34,7 +34,13 @@ impl NativeAdapter {
         taken: impl Fn() -> String,
     ) -> Result<Record, Failure> {
         let mut connection = self.writer.connection().await?;
-        let mut tx = connection.begin().await?;
+        let mut tx = match connection.begin().await {
+            Ok(tx) => tx,
+            Err(error) => {
+                self.writer.failed();
+                return Err(error.into());
+            }
+        };
         if let Some(client_id) = client
             && !store::touch(&mut *tx, org, Resource::Clients, client_id).await?
         {
@@ -308,7 +314,13 @@ impl NativeAdapter {
         id: &str,
     ) -> Result<(), Failure> {
         let mut connection = self.writer.connection().await?;
-        let mut tx = connection.begin().await?;
+        let mut tx = match connection.begin().await {
+            Ok(tx) => tx,
+            Err(error) => {
+                self.writer.failed();
+                return Err(error.into());
+            }
+        };
         let Some(stored) = store::fetch(&mut *tx, org, resource, id).await? else {
             return Err(AdapterError::not_found(resource, id).into());
         };
