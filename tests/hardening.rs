@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use support::{Gateway, Reply, Store, send};
+use support::{Gateway, Reply, Serve, Store, send};
 
 const SIGNING_KEY: &str = "test-signing-key-0123456789abcdef0123456789";
 
@@ -260,6 +260,13 @@ async fn payments_from_twenty_writers(gw: &Gateway) {
 #[tokio::test]
 async fn concurrent_payments_never_get_503_on_sqlite() {
     let gw = Gateway::start(Store::Sqlite).await;
+    payments_from_twenty_writers(&gw).await;
+}
+
+/// A native store on a SQLite file of its own runs every write on the one connection it holds.
+#[tokio::test]
+async fn concurrent_payments_never_get_503_on_a_store_file_of_its_own() {
+    let gw = Gateway::start_serving(Serve::NativeFile, "", &[]).await;
     payments_from_twenty_writers(&gw).await;
 }
 

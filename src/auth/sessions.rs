@@ -168,16 +168,9 @@ impl Sessions {
         now: i64,
     ) -> Result<Secret, sqlx::Error> {
         let token = secret::new_refresh_token();
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at, spent_at) \
-             VALUES ($1, $2, $3, $4, NULL)",
-        )
-        .bind(secret::digest(token.expose()))
-        .bind(session_id)
-        .bind(now)
-        .bind(now + self.refresh_ttl.as_millis() as i64)
-        .execute(&mut **tx)
-        .await?;
+        let expires_at = now + self.refresh_ttl.as_millis() as i64;
+        let hash = secret::digest(token.expose());
+        insert_refresh_row(tx, &hash, session_id, now, expires_at).await?;
         Ok(token)
     }
 
@@ -401,16 +394,8 @@ async fn write_group(pool: &AnyPool, group: &[PendingGrant]) -> Result<Vec<bool>
         .await?;
         let live = inserted.rows_affected() == 1;
         if live {
-            sqlx::query(
-                "INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at, spent_at) \
-                 VALUES ($1, $2, $3, $4, NULL)",
-            )
-            .bind(&grant.token_hash)
-            .bind(&grant.session_id)
-            .bind(grant.now)
-            .bind(grant.expires_at)
-            .execute(&mut *tx)
-            .await?;
+            let (hash, session) = (&grant.token_hash, &grant.session_id);
+            insert_refresh_row(&mut tx, hash, session, grant.now, grant.expires_at).await?;
         }
         started.push(live);
     }
@@ -450,6 +435,27 @@ async fn touch_key(
     .bind(at)
     .bind(client_id)
     .bind(at - LAST_USE_PRECISION_MS)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A refresh token's row: only its hash is stored.
+async fn insert_refresh_row(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    token_hash: &str,
+    session_id: &str,
+    issued_at: i64,
+    expires_at: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at, spent_at) \
+         VALUES ($1, $2, $3, $4, NULL)",
+    )
+    .bind(token_hash)
+    .bind(session_id)
+    .bind(issued_at)
+    .bind(expires_at)
     .execute(&mut **tx)
     .await?;
     Ok(())

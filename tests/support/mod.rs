@@ -47,6 +47,8 @@ pub enum Store {
 pub enum Serve {
     /// The native store on this storage.
     Native(Store),
+    /// The native store on a SQLite file of its own (`[backends.local] url`); storage SQLite.
+    NativeFile,
     /// An `invoiceninja` backend in front of a fake v4 server (one account per organization);
     /// the gateway's own storage is SQLite. `upstream_toml` is added to the backend's section.
     Ninja { upstream_toml: String },
@@ -204,6 +206,14 @@ impl Gateway {
         // Each organization's upstream token is `{vendor}-token-{org}`, in `{VENDOR}_TOKEN_{ORG}`.
         let (backend, vendor) = match &serve {
             Serve::Native(_) => ("[backends.local]\nkind = \"native\"\n".to_string(), None),
+            Serve::NativeFile => {
+                let file = dir.path().join("records.db");
+                let section = format!(
+                    "[backends.local]\nkind = \"native\"\nurl = \"sqlite://{}\"\n",
+                    file.display()
+                );
+                (section, None)
+            }
             Serve::Ninja { upstream_toml } => {
                 let fake = FakeNinja::start().await;
                 for name in [&org, &other_org] {

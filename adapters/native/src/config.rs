@@ -97,25 +97,23 @@ impl BackendConfig for NativeSection {
     }
 
     async fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn Adapter>, String> {
-        let (pool, url, durability) = match &self.url {
-            None => (ctx.storage.clone(), ctx.storage_url, Durability::EachWrite),
-            Some(url) if url.starts_with("sqlite:") => (
-                own_database(url, ctx.durability).await?,
-                url.as_str(),
-                ctx.durability,
-            ),
-            Some(url) => (
-                own_database(url, Durability::EachWrite).await?,
-                url.as_str(),
-                Durability::EachWrite,
-            ),
+        let own_sqlite_file = self
+            .url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("sqlite:"));
+        // Only a SQLite file of its own may wait for a sync: a store in the gateway's storage
+        // commits as the storage does, and PostgreSQL's commits are durable as they stand.
+        let durability = match own_sqlite_file {
+            true => ctx.durability,
+            false => Durability::EachWrite,
+        };
+        let (pool, url) = match &self.url {
+            None => (ctx.storage.clone(), ctx.storage_url),
+            Some(url) => (own_database(url, durability).await?, url.as_str()),
         };
         let config = NativeConfig {
             durability,
-            own_sqlite_file: self
-                .url
-                .as_deref()
-                .is_some_and(|u| u.starts_with("sqlite:")),
+            own_sqlite_file,
             ..NativeConfig::default()
         };
         Ok(Arc::new(NativeAdapter::new(pool, url, config)))

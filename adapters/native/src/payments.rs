@@ -13,7 +13,6 @@ use nestgate_contract::records::{Invoice, Payment};
 use nestgate_contract::rules::{check_payable, check_payment};
 use nestgate_contract::{AdapterError, Record, Resource};
 use rust_decimal::Decimal;
-use sqlx::Connection as _;
 
 impl NativeAdapter {
     pub(crate) async fn create_payment(
@@ -23,13 +22,7 @@ impl NativeAdapter {
     ) -> Result<Record, Failure> {
         let invoice_id = patch.invoice_id.as_set().cloned().unwrap_or_default();
         let mut connection = self.writer.connection().await?;
-        let mut tx = match connection.begin().await {
-            Ok(tx) => tx,
-            Err(error) => {
-                self.writer.failed();
-                return Err(error.into());
-            }
-        };
+        let mut tx = self.writer.begin(&mut connection).await?;
         let Some(stored) = store::fetch(&mut *tx, org, Resource::Invoices, &invoice_id).await?
         else {
             return Err(missing_reference("invoice_id").into());
@@ -75,13 +68,7 @@ impl NativeAdapter {
         let old_amount = payment.amount;
         patch.apply(&mut payment);
         let mut connection = self.writer.connection().await?;
-        let mut tx = match connection.begin().await {
-            Ok(tx) => tx,
-            Err(error) => {
-                self.writer.failed();
-                return Err(error.into());
-            }
-        };
+        let mut tx = self.writer.begin(&mut connection).await?;
         let Some(stored) =
             store::fetch(&mut *tx, org, Resource::Invoices, &payment.invoice_id).await?
         else {

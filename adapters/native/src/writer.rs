@@ -12,7 +12,7 @@
 
 use crate::turns::RETRY_FOR;
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool};
+use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{Mutex, MutexGuard};
@@ -35,9 +35,17 @@ impl Writer {
         }
     }
 
-    /// A transaction could not begin on the connection handed out last.
-    pub(crate) fn failed(&self) {
-        self.failed.store(true, Ordering::Relaxed);
+    /// A transaction on `connection`. If it cannot begin, a held connection is let go before
+    /// the next write.
+    pub(crate) async fn begin<'c>(
+        &self,
+        connection: &'c mut WriteConnection<'_>,
+    ) -> Result<Transaction<'c, Any>, sqlx::Error> {
+        let begun = sqlx::Connection::begin(&mut **connection).await;
+        if begun.is_err() {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        begun
     }
 
     /// The connection for one transaction. Waiting for the writer before it is bounded as a

@@ -14,7 +14,6 @@ use nestgate_contract::records::{Client, Expense, Invoice, Payment, Product};
 use nestgate_contract::rules::{check_covers_paid, check_deletable};
 use nestgate_contract::{AdapterError, CallContext, Draft, ErrorKind, Record, Resource};
 use rust_decimal::Decimal;
-use sqlx::Connection as _;
 
 pub(crate) fn missing_reference(field: &str) -> AdapterError {
     AdapterError::field(field, "does not exist")
@@ -34,13 +33,7 @@ impl NativeAdapter {
         taken: impl Fn() -> String,
     ) -> Result<Record, Failure> {
         let mut connection = self.writer.connection().await?;
-        let mut tx = match connection.begin().await {
-            Ok(tx) => tx,
-            Err(error) => {
-                self.writer.failed();
-                return Err(error.into());
-            }
-        };
+        let mut tx = self.writer.begin(&mut connection).await?;
         if let Some(client_id) = client
             && !store::touch(&mut *tx, org, Resource::Clients, client_id).await?
         {
@@ -314,13 +307,7 @@ impl NativeAdapter {
         id: &str,
     ) -> Result<(), Failure> {
         let mut connection = self.writer.connection().await?;
-        let mut tx = match connection.begin().await {
-            Ok(tx) => tx,
-            Err(error) => {
-                self.writer.failed();
-                return Err(error.into());
-            }
-        };
+        let mut tx = self.writer.begin(&mut connection).await?;
         let Some(stored) = store::fetch(&mut *tx, org, resource, id).await? else {
             return Err(AdapterError::not_found(resource, id).into());
         };
