@@ -6,8 +6,8 @@
 //! only the adapter's HTTP plumbing learns (the upstream's status and time) reaches it through
 //! an [`Observed`] record the layer puts in the request's extensions.
 
-use super::request_metrics;
 use super::traffic::Traffic;
+use super::{access_line, request_metrics};
 use crate::respond::HttpResponse;
 use futures_util::future::BoxFuture;
 use http::{Method, Request};
@@ -100,6 +100,7 @@ where
         let span = tracing::info_span!("request", request_id = %request_id);
         let mut entry = Entry::begin(request_id, req.method(), observed);
         entry.traffic = Some(Arc::clone(&self.traffic));
+        entry.in_request_span = !span.is_disabled();
         let future = self.inner.call(req);
         Box::pin(
             async move {
@@ -124,6 +125,7 @@ pub fn refused_before_parsing(request_id: &str, status: u16, route: &'static str
         observed,
         status: None,
         traffic: None,
+        in_request_span: false,
     };
     request_metrics::in_flight().increment(1.0);
     entry.answered(status);
@@ -138,6 +140,8 @@ struct Entry {
     observed: Arc<Observed>,
     status: Option<u16>,
     traffic: Option<Arc<Traffic>>,
+    /// Whether the line is written inside the request's span (not so for a refusal).
+    in_request_span: bool,
 }
 
 /// The status logged for a request whose caller hung up before the answer.
@@ -153,6 +157,7 @@ impl Entry {
             observed,
             status: None,
             traffic: None,
+            in_request_span: false,
         }
     }
 
@@ -184,6 +189,24 @@ impl Drop for Entry {
         }
         series.duration.record(took);
 
+        if access_line::written_directly() {
+            if tracing::enabled!(target: access_line::TARGET, tracing::Level::INFO) {
+                access_line::write(&access_line::Line {
+                    request_id: &self.request_id,
+                    method: self.method,
+                    route,
+                    status,
+                    latency_ms: millis(took),
+                    org: observed.org.get().map(String::as_str),
+                    backend,
+                    upstream_status: trace.last_status(),
+                    upstream_ms: upstream_time.map(millis),
+                    upstream_calls: (trace.exchanges() > 0).then(|| trace.exchanges()),
+                    in_request_span: self.in_request_span,
+                });
+            }
+            return;
+        }
         tracing::info!(
             target: "nestgate::access",
             request_id = %self.request_id,

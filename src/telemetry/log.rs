@@ -32,5 +32,7 @@ pub fn init(json: bool, level: &str) {
         builder.try_init()
     };
     // A second init (tests in one process) keeps the first subscriber.
-    let _ = result;
+    if json && result.is_ok() {
+        super::access_line::write_json_lines();
+    }
 }
