@@ -64,8 +64,19 @@ impl Permit {
         }
     }
 
-    /// Makes the permitted call through the backend's stack; errors are named after it.
+    /// Makes the permitted call through the backend's stack; errors are named after it. Stored
+    /// texts come back read into records.
     pub async fn call(self, ctx: &CallContext, op: Op) -> Result<Reply, ApiError> {
+        let name = Arc::clone(&self.backend);
+        self.call_as_stored(ctx, op)
+            .await?
+            .parsed()
+            .map_err(|e| ApiError::from_adapter(e, &name.name))
+    }
+
+    /// As [`Permit::call`], but a reply of stored texts ([`Reply::Texts`]) is left as text, for
+    /// a caller that answers with it as it is and needs no record.
+    pub async fn call_as_stored(self, ctx: &CallContext, op: Op) -> Result<Reply, ApiError> {
         debug_assert_eq!(
             (op.resource(), op.action()),
             (self.resource, self.action),

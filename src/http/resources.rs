@@ -21,7 +21,7 @@ use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use nestgate_contract::input::{Mode, is_valid_id, parse_draft};
 use nestgate_contract::{
-    Action, CallContext, Feature, ListQuery, Op, Page, Record, Reply, Resource,
+    Action, CallContext, Feature, ListQuery, Op, Page, Record, Reply, Resource, op::Texts,
 };
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -255,6 +255,8 @@ where
             let answered = answer.map_err(|error| Ids::explain(error, &sent, &translated))?;
             ids.reply(answered).await?
         }
+        // Nothing reads the records: a store's texts go out as they are.
+        None if shadowed.is_none() => permit.call_as_stored(ctx, op).await?,
         None => permit.call(ctx, op).await?,
     };
     if let Some(op) = shadowed {
@@ -270,6 +272,12 @@ where
             parts.uri.path(),
             parts.uri.query(),
         ),
+        Reply::Texts(texts) => stored_response(
+            texts,
+            &list_query.unwrap_or_default(),
+            parts.uri.path(),
+            parts.uri.query(),
+        )?,
         Reply::Done => respond::no_content(),
         Reply::Pdf(bytes) => pdf(bytes),
     })
@@ -285,15 +293,57 @@ pub fn list_response(
 ) -> HttpResponse {
     let body = ListBody {
         data: &page.records,
-        meta: ListMeta {
-            page: query.page,
-            per_page: query.per_page,
-            total: page.total,
-            total_pages: query::total_pages(page.total, query.per_page),
-        },
+        meta: ListMeta::of(query, page.total),
     };
-    let mut response = respond::json(StatusCode::OK, &body);
-    if let Some(link) = query::link_header(path, raw_query, query, page.total)
+    with_link(
+        respond::json(StatusCode::OK, &body),
+        query,
+        path,
+        raw_query,
+        page.total,
+    )
+}
+
+/// The answer to a read from a store's texts, each already the record's JSON: the bytes
+/// `list_response` or a record's answer would write for the same records (a test holds them
+/// together), without reading the records first.
+fn stored_response(
+    texts: Texts,
+    query: &ListQuery,
+    path: &str,
+    raw_query: Option<&str>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(total) = texts.total else {
+        return match <[String; 1]>::try_from(texts.records) {
+            Ok([body]) => Ok(respond::bytes(StatusCode::OK, respond::JSON, body)),
+            Err(_) => Err(ApiError::internal()),
+        };
+    };
+    let meta = ListMeta::of(query, total);
+    let size = texts.records.iter().map(|t| t.len() + 1).sum::<usize>() + 128;
+    let mut body = Vec::with_capacity(size);
+    body.extend_from_slice(b"{\"data\":[");
+    for (i, text) in texts.records.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(text.as_bytes());
+    }
+    body.extend_from_slice(b"],\"meta\":");
+    serde_json::to_writer(&mut body, &meta).expect("a list's meta serializes");
+    body.push(b'}');
+    let response = respond::bytes(StatusCode::OK, respond::JSON, body);
+    Ok(with_link(response, query, path, raw_query, total))
+}
+
+fn with_link(
+    mut response: HttpResponse,
+    query: &ListQuery,
+    path: &str,
+    raw_query: Option<&str>,
+    total: u64,
+) -> HttpResponse {
+    if let Some(link) = query::link_header(path, raw_query, query, total)
         && let Ok(value) = HeaderValue::from_str(&link)
     {
         response.headers_mut().insert(header::LINK, value);
@@ -316,6 +366,17 @@ struct ListMeta {
     total_pages: u64,
 }
 
+impl ListMeta {
+    fn of(query: &ListQuery, total: u64) -> ListMeta {
+        ListMeta {
+            page: query.page,
+            per_page: query.per_page,
+            total,
+            total_pages: query::total_pages(total, query.per_page),
+        }
+    }
+}
+
 fn created(record: &Record) -> HttpResponse {
     let mut response = respond::json(StatusCode::CREATED, record);
     let location = format!("/api/v1/{}/{}", record.resource().as_str(), record.id());
@@ -332,4 +393,112 @@ fn pdf(bytes: Bytes) -> HttpResponse {
         HeaderValue::from_static("inline; filename=\"invoice.pdf\""),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use nestgate_contract::records::{Invoice, LineItem};
+
+    async fn body_and_link(response: HttpResponse) -> (Bytes, Option<HeaderValue>) {
+        let link = response.headers().get(header::LINK).cloned();
+        (
+            response.into_body().collect().await.unwrap().to_bytes(),
+            link,
+        )
+    }
+
+    /// Records as the native store writes them: `serde_json::to_string` of the record.
+    fn texts_of(page: &Page) -> Vec<String> {
+        page.records
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .collect()
+    }
+
+    fn an_invoice() -> Record {
+        // Stores keep milliseconds (as the JSON does).
+        let now = chrono::DateTime::from_timestamp_millis(1_796_000_000_123).unwrap();
+        let mut invoice = Invoice::draft("cli_1".into(), "JPY".into(), now);
+        invoice.id = "inv_1".into();
+        invoice.number = "INV-\"1\"\u{e9}".into();
+        invoice.notes = Some("line\nbreak \\ and \u{1f600}".into());
+        invoice.line_items = vec![LineItem {
+            product_id: None,
+            product_key: None,
+            description: Some("<b>".into()),
+            quantity: nestgate_contract::money::dec("1.500"),
+            unit_price: nestgate_contract::money::dec("0.10"),
+            tax_rate: nestgate_contract::money::dec("7.5"),
+            amount: Default::default(),
+        }];
+        invoice.recompute();
+        Record::Invoice(invoice)
+    }
+
+    #[tokio::test]
+    async fn a_page_of_stored_texts_is_answered_with_the_bytes_of_its_records() {
+        let fixture = include_bytes!("../../benches/fixtures/ninja-clients-page.json");
+        let mut page = nestgate_invoiceninja::map_clients_page(fixture).unwrap();
+        page.records.push(an_invoice());
+        page.total = 41;
+        let query = ListQuery {
+            page: 2,
+            per_page: 21,
+            ..ListQuery::default()
+        };
+        let texts = Texts {
+            resource: Resource::Clients,
+            records: texts_of(&page),
+            total: Some(page.total),
+        };
+        let path = "/api/v1/clients";
+        let parsed = list_response(&page, &query, path, Some("page=2&per_page=21"));
+        let stored = stored_response(texts, &query, path, Some("page=2&per_page=21")).unwrap();
+        let (stored, stored_link) = body_and_link(stored).await;
+        let (parsed, parsed_link) = body_and_link(parsed).await;
+        assert_eq!(stored, parsed);
+        assert!(parsed_link.is_some());
+        assert_eq!(stored_link, parsed_link);
+
+        let empty = Page {
+            records: vec![],
+            total: 0,
+        };
+        let texts = Texts {
+            resource: Resource::Clients,
+            records: vec![],
+            total: Some(0),
+        };
+        let (stored, _) = body_and_link(stored_response(texts, &query, path, None).unwrap()).await;
+        let (parsed, _) = body_and_link(list_response(&empty, &query, path, None)).await;
+        assert_eq!(stored, parsed);
+    }
+
+    #[tokio::test]
+    async fn one_stored_text_is_answered_as_the_record_would_be() {
+        let record = an_invoice();
+        let texts = Texts {
+            resource: Resource::Invoices,
+            records: vec![serde_json::to_string(&record).unwrap()],
+            total: None,
+        };
+        let query = ListQuery::default();
+        let stored = stored_response(texts.clone(), &query, "/", None).unwrap();
+        assert_eq!(stored.headers()[header::CONTENT_TYPE], respond::JSON);
+        let (stored, link) = body_and_link(stored).await;
+        let (parsed, _) = body_and_link(respond::json(StatusCode::OK, &record)).await;
+        assert_eq!(stored, parsed);
+        assert_eq!(link, None);
+        // And the text reads back as the record it was written from.
+        assert_eq!(Reply::Texts(texts).parsed().unwrap(), Reply::Record(record));
+
+        let none = Texts {
+            resource: Resource::Invoices,
+            records: vec![],
+            total: None,
+        };
+        assert!(stored_response(none, &query, "/", None).is_err());
+    }
 }

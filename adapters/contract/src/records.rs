@@ -310,6 +310,18 @@ impl Record {
         }
     }
 
+    /// Reads the JSON text of a record of `resource` (as [`Record`] serializes it).
+    pub fn from_json(resource: crate::Resource, json: &str) -> serde_json::Result<Record> {
+        use crate::Resource;
+        Ok(match resource {
+            Resource::Clients => Record::Client(serde_json::from_str(json)?),
+            Resource::Products => Record::Product(serde_json::from_str(json)?),
+            Resource::Invoices => Record::Invoice(serde_json::from_str(json)?),
+            Resource::Payments => Record::Payment(serde_json::from_str(json)?),
+            Resource::Expenses => Record::Expense(serde_json::from_str(json)?),
+        })
+    }
+
     pub fn resource(&self) -> crate::Resource {
         use crate::Resource;
         match self {

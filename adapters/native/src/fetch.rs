@@ -3,12 +3,13 @@
 
 use crate::NativeAdapter;
 use crate::error::{Failure, parse_error};
-use crate::mapping::{parse, record};
+use crate::mapping::parse;
 use crate::store::{self, Stored};
 use nestgate_contract::input::LineItemInput;
+use nestgate_contract::op::Texts;
 use nestgate_contract::records::{Client, LineItem, Product};
 use nestgate_contract::rules::{self, ProductLookup};
-use nestgate_contract::{AdapterError, Record, Resource};
+use nestgate_contract::{AdapterError, Reply, Resource};
 
 impl NativeAdapter {
     /// A record's body and version as committed: read on this thread where it can be
@@ -30,14 +31,19 @@ impl NativeAdapter {
         }
     }
 
+    /// A record as its stored text: the gateway reads it only if it needs the record.
     pub(crate) async fn get(
         &self,
         org: &str,
         resource: Resource,
         id: &str,
-    ) -> Result<Record, AdapterError> {
+    ) -> Result<Reply, AdapterError> {
         match self.stored(org, resource, id).await.map_err(parse_error)? {
-            Some(stored) => record(resource, &stored.body),
+            Some(stored) => Ok(Reply::Texts(Texts {
+                resource,
+                records: vec![stored.body],
+                total: None,
+            })),
             None => Err(AdapterError::not_found(resource, id)),
         }
     }

@@ -114,7 +114,7 @@ impl Adapter for NativeAdapter {
         };
         match op {
             Op::List { resource, query } => self.list(org, resource, &query).await,
-            Op::Get { resource, id } => Ok(Reply::Record(self.get(org, resource, &id).await?)),
+            Op::Get { resource, id } => self.get(org, resource, &id).await,
             Op::Create(draft) => self.create(ctx, draft).await.map(Reply::Record),
             Op::Update { id, draft } => retrying(|| self.update(ctx, &id, draft.clone()))
                 .await

@@ -1,10 +1,11 @@
-//! Lists: the store filters and pages them (`store::list`).
+//! Lists: the store filters and pages them (`store::list`); the page is answered as the stored
+//! texts.
 
 use crate::NativeAdapter;
 use crate::error::parse_error;
-use crate::mapping::record;
 use crate::store;
-use nestgate_contract::{AdapterError, ListQuery, Page, Reply, Resource};
+use nestgate_contract::op::Texts;
+use nestgate_contract::{AdapterError, ListQuery, Reply, Resource};
 
 impl NativeAdapter {
     pub(crate) async fn list(
@@ -23,10 +24,11 @@ impl NativeAdapter {
                 .await
                 .map_err(parse_error)?,
         };
-        let records = bodies
-            .iter()
-            .map(|b| record(resource, b))
-            .collect::<Result<_, _>>()?;
-        Ok(Reply::Page(Page { records, total }))
+        // As stored: the gateway reads the texts into records only if it needs them.
+        Ok(Reply::Texts(Texts {
+            resource,
+            records: bodies,
+            total: Some(total),
+        }))
     }
 }

@@ -2,7 +2,6 @@
 //! columns copy the few fields that lists filter on.
 
 use chrono::{DateTime, TimeZone, Utc};
-use nestgate_contract::records::{Client, Expense, Invoice, Payment, Product};
 use nestgate_contract::{AdapterError, Record, Resource};
 use serde::de::DeserializeOwned;
 
@@ -97,11 +96,8 @@ pub(crate) fn parse<T: DeserializeOwned>(body: &str) -> Result<T, AdapterError> 
 
 /// Reads a stored body as the record of its resource.
 pub(crate) fn record(resource: Resource, body: &str) -> Result<Record, AdapterError> {
-    Ok(match resource {
-        Resource::Clients => Record::Client(parse::<Client>(body)?),
-        Resource::Products => Record::Product(parse::<Product>(body)?),
-        Resource::Invoices => Record::Invoice(parse::<Invoice>(body)?),
-        Resource::Payments => Record::Payment(parse::<Payment>(body)?),
-        Resource::Expenses => Record::Expense(parse::<Expense>(body)?),
+    Record::from_json(resource, body).map_err(|e| {
+        tracing::error!(error = %e, "native store holds a body it cannot read");
+        AdapterError::internal("the store holds a record it cannot read")
     })
 }
