@@ -18,11 +18,12 @@
 
 use crate::telemetry::names;
 use futures_util::future::BoxFuture;
+use metrics::{Counter, Histogram};
 use nestgate_contract::{
-    Action, Adapter, AdapterError, CallContext, ErrorKind, Op, Quota, QuotaKeeper, Reply,
+    Action, Adapter, AdapterError, CallContext, ErrorKind, Op, Quota, QuotaKeeper, Reply, Resource,
 };
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tower::retry::budget::{Budget, TpsBudget};
@@ -131,7 +132,10 @@ impl<S> Layer<S> for MeasureLayer {
     fn layer(&self, inner: S) -> Measure<S> {
         Measure {
             inner,
-            backend: Arc::clone(&self.0),
+            series: Arc::new(AttemptSeries {
+                backend: Arc::clone(&self.0),
+                handles: RwLock::default(),
+            }),
         }
     }
 }
@@ -139,7 +143,51 @@ impl<S> Layer<S> for MeasureLayer {
 #[derive(Clone)]
 pub struct Measure<S> {
     inner: S,
+    series: Arc<AttemptSeries>,
+}
+
+/// One backend's attempt series, their handles resolved once per operation and outcome (as the
+/// request metrics' are, `telemetry::request_metrics`): building the labels and looking them up
+/// in the recorder at every attempt was 3 % of a native read's CPU. The keys are bounded.
+struct AttemptSeries {
     backend: Arc<str>,
+    handles: RwLock<HashMap<(Resource, Action, &'static str), (Counter, Histogram)>>,
+}
+
+impl AttemptSeries {
+    fn of(
+        &self,
+        resource: Resource,
+        action: Action,
+        outcome: &'static str,
+    ) -> (Counter, Histogram) {
+        let key = (resource, action, outcome);
+        if let Some(handles) = self
+            .handles
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return handles.clone();
+        }
+        let mut all = self.handles.write().unwrap_or_else(PoisonError::into_inner);
+        all.entry(key)
+            .or_insert_with(|| {
+                let labels = [
+                    ("backend", self.backend.to_string()),
+                    (
+                        "operation",
+                        format!("{}.{}", resource.as_str(), action.as_str()),
+                    ),
+                    ("outcome", outcome.to_string()),
+                ];
+                (
+                    metrics::counter!(names::UPSTREAM_CALLS, &labels),
+                    metrics::histogram!(names::UPSTREAM_CALL_DURATION, &labels),
+                )
+            })
+            .clone()
+    }
 }
 
 impl<S> Service<Call> for Measure<S>
@@ -157,12 +205,9 @@ where
 
     fn call(&mut self, call: Call) -> Self::Future {
         let mut attempt = Attempt {
-            backend: self.backend.to_string(),
-            operation: format!(
-                "{}.{}",
-                call.op.resource().as_str(),
-                call.op.action().as_str()
-            ),
+            series: Arc::clone(&self.series),
+            resource: call.op.resource(),
+            action: call.op.action(),
             started: Instant::now(),
             outcome: CANCELLED,
         };
@@ -181,8 +226,9 @@ const CANCELLED: &str = "cancelled";
 
 /// One attempt, counted and timed when dropped, however it ends.
 struct Attempt {
-    backend: String,
-    operation: String,
+    series: Arc<AttemptSeries>,
+    resource: Resource,
+    action: Action,
     started: Instant,
     outcome: &'static str,
 }
@@ -198,13 +244,9 @@ impl Attempt {
 
 impl Drop for Attempt {
     fn drop(&mut self) {
-        let labels = [
-            ("backend", std::mem::take(&mut self.backend)),
-            ("operation", std::mem::take(&mut self.operation)),
-            ("outcome", self.outcome.to_string()),
-        ];
-        metrics::counter!(names::UPSTREAM_CALLS, &labels).increment(1);
-        metrics::histogram!(names::UPSTREAM_CALL_DURATION, &labels).record(self.started.elapsed());
+        let (calls, duration) = self.series.of(self.resource, self.action, self.outcome);
+        calls.increment(1);
+        duration.record(self.started.elapsed());
     }
 }
 
