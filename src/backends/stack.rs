@@ -151,8 +151,11 @@ pub struct Measure<S> {
 /// in the recorder at every attempt was 3 % of a native read's CPU. The keys are bounded.
 struct AttemptSeries {
     backend: Arc<str>,
-    handles: RwLock<HashMap<(Resource, Action, &'static str), (Counter, Histogram)>>,
+    handles: RwLock<HashMap<AttemptKey, (Counter, Histogram)>>,
 }
+
+/// An attempt's operation and outcome.
+type AttemptKey = (Resource, Action, &'static str);
 
 impl AttemptSeries {
     fn of(
