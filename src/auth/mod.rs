@@ -297,10 +297,10 @@ impl Auth {
     ) -> Result<bool, Duration> {
         const SIGN_IN: &str = "(console sign-in)";
         let from = from.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-        self.failures.attempt(SIGN_IN, from)?;
+        let attempt = self.failures.attempt(SIGN_IN, from)?;
         let good = self.is_admin(presented);
         if good {
-            self.failures.succeeded(SIGN_IN, from);
+            attempt.succeeded();
         }
         Ok(good)
     }
@@ -317,15 +317,17 @@ impl Auth {
         secret: &str,
         from: Option<std::net::IpAddr>,
     ) -> Result<Arc<ApiKey>, GrantError> {
-        if let Some(address) = from
-            && let Err(wait) = self.failures.attempt(client_id, address)
-        {
-            metrics::counter!(crate::telemetry::names::AUTH_FAILURES_LIMITED).increment(1);
-            return Err(GrantError::TooManyFailures(wait));
-        }
+        let attempt = match from.map(|address| self.failures.attempt(client_id, address)) {
+            Some(Err(wait)) => {
+                metrics::counter!(crate::telemetry::names::AUTH_FAILURES_LIMITED).increment(1);
+                return Err(GrantError::TooManyFailures(wait));
+            }
+            Some(Ok(attempt)) => Some(attempt),
+            None => None,
+        };
         let key = self.keys.authenticate(client_id, secret).await?;
-        if let (Some(address), Some(_)) = (from, &key) {
-            self.failures.succeeded(client_id, address);
+        if let (Some(attempt), Some(_)) = (attempt, &key) {
+            attempt.succeeded();
         }
         key.ok_or(GrantError::InvalidClient)
     }
