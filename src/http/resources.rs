@@ -272,12 +272,18 @@ where
             parts.uri.path(),
             parts.uri.query(),
         ),
-        Reply::Texts(texts) => stored_response(
-            texts,
-            &list_query.unwrap_or_default(),
-            parts.uri.path(),
-            parts.uri.query(),
-        )?,
+        Reply::Texts(texts) => {
+            debug_assert!(
+                matches!(call.action, Action::Get | Action::List),
+                "texts answer reads"
+            );
+            stored_response(
+                texts,
+                &list_query.unwrap_or_default(),
+                parts.uri.path(),
+                parts.uri.query(),
+            )?
+        }
         Reply::Done => respond::no_content(),
         Reply::Pdf(bytes) => pdf(bytes),
     })
@@ -316,7 +322,13 @@ fn stored_response(
     let Some(total) = texts.total else {
         return match <[String; 1]>::try_from(texts.records) {
             Ok([body]) => Ok(respond::bytes(StatusCode::OK, respond::JSON, body)),
-            Err(_) => Err(ApiError::internal()),
+            Err(records) => {
+                tracing::error!(
+                    count = records.len(),
+                    "a record's reply holds no text or several"
+                );
+                Err(ApiError::internal())
+            }
         };
     };
     let meta = ListMeta::of(query, total);

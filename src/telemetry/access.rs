@@ -208,7 +208,7 @@ impl Drop for Entry {
             return;
         }
         tracing::info!(
-            target: "nestgate::access",
+            target: access_line::TARGET,
             request_id = %self.request_id,
             method = self.method,
             route,

@@ -139,18 +139,12 @@ mod tests {
         }
     }
 
-    /// The line tracing-subscriber's JSON formatter writes for the access event, configured as
-    /// `telemetry::log::init` configures it, with the timestamp taken out.
+    /// The line tracing-subscriber's JSON formatter writes for the access event, in the format
+    /// `telemetry::log::init` installs, with the timestamp taken out.
     fn as_tracing_writes(line: &Line<'_>) -> String {
         let captured = Captured::default();
         let sink = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_writer(move || sink.clone())
-            .finish();
+        let subscriber = super::super::log::json_lines(move || sink.clone()).finish();
         tracing::subscriber::with_default(subscriber, || {
             let event = || {
                 tracing::info!(

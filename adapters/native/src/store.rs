@@ -249,11 +249,16 @@ pub(crate) fn list_filter(org: &str, resource: Resource, query: &ListQuery) -> (
     (filter, args)
 }
 
-/// The `LIMIT` and `OFFSET` of a list's page, the two arguments after its filter's.
+/// The `LIMIT` and `OFFSET` of a list's page, as the two arguments after its filter's.
 pub(crate) fn page_args(query: &ListQuery) -> [Arg; 2] {
+    page_bounds(query).map(Arg::Int)
+}
+
+/// The `LIMIT` and `OFFSET` of a list's page.
+pub(crate) fn page_bounds(query: &ListQuery) -> [i64; 2] {
     [
-        Arg::Int(i64::from(query.per_page)),
-        Arg::Int(i64::try_from(query.offset()).unwrap_or(i64::MAX)),
+        i64::from(query.per_page),
+        i64::try_from(query.offset()).unwrap_or(i64::MAX),
     ]
 }
 
