@@ -189,38 +189,19 @@ impl Drop for Entry {
         }
         series.duration.record(took);
 
-        if access_line::written_directly() {
-            if tracing::enabled!(target: access_line::TARGET, tracing::Level::INFO) {
-                access_line::write(&access_line::Line {
-                    request_id: &self.request_id,
-                    method: self.method,
-                    route,
-                    status,
-                    latency_ms: millis(took),
-                    org: observed.org.get().map(String::as_str),
-                    backend,
-                    upstream_status: trace.last_status(),
-                    upstream_ms: upstream_time.map(millis),
-                    upstream_calls: (trace.exchanges() > 0).then(|| trace.exchanges()),
-                    in_request_span: self.in_request_span,
-                });
-            }
-            return;
-        }
-        tracing::info!(
-            target: access_line::TARGET,
-            request_id = %self.request_id,
-            method = self.method,
+        access_line::emit(&access_line::Line {
+            request_id: &self.request_id,
+            method: self.method,
             route,
             status,
-            latency_ms = millis(took),
-            org = observed.org.get().map(String::as_str),
+            latency_ms: millis(took),
+            org: observed.org.get().map(String::as_str),
             backend,
-            upstream_status = trace.last_status(),
-            upstream_ms = upstream_time.map(millis),
-            upstream_calls = (trace.exchanges() > 0).then(|| trace.exchanges()),
-            "request",
-        );
+            upstream_status: trace.last_status(),
+            upstream_ms: upstream_time.map(millis),
+            upstream_calls: (trace.exchanges() > 0).then(|| trace.exchanges()),
+            in_request_span: self.in_request_span,
+        });
     }
 }
 

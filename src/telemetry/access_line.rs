@@ -23,9 +23,32 @@ pub(super) fn write_json_lines() {
     WRITE_JSON.store(true, Ordering::Relaxed);
 }
 
-/// Whether access lines are written here (JSON logs) rather than through tracing.
-pub fn written_directly() -> bool {
-    WRITE_JSON.load(Ordering::Relaxed)
+/// Writes the access line: here with JSON logs (when `RUST_LOG` lets it through), through
+/// tracing otherwise.
+pub fn emit(line: &Line<'_>) {
+    if !WRITE_JSON.load(Ordering::Relaxed) {
+        through_tracing(line);
+    } else if tracing::enabled!(target: TARGET, tracing::Level::INFO) {
+        write(line);
+    }
+}
+
+/// The access event as tracing formats it (the text format, and the shape `write` copies).
+fn through_tracing(line: &Line<'_>) {
+    tracing::info!(
+        target: TARGET,
+        request_id = %line.request_id,
+        method = line.method,
+        route = line.route,
+        status = line.status,
+        latency_ms = line.latency_ms,
+        org = line.org,
+        backend = line.backend,
+        upstream_status = line.upstream_status,
+        upstream_ms = line.upstream_ms,
+        upstream_calls = line.upstream_calls,
+        "request",
+    );
 }
 
 /// One access line; a `None` is left out, as tracing leaves out an empty field.
@@ -89,7 +112,7 @@ thread_local! {
 
 /// Serializes `line` and writes it to stdout with one `write_all`, as tracing does, so lines
 /// from both never interleave.
-pub fn write(line: &Line<'_>) {
+fn write(line: &Line<'_>) {
     BUFFER.with_borrow_mut(|buffer| {
         buffer.clear();
         if render(line, chrono::Utc::now(), buffer).is_ok() {
@@ -139,29 +162,14 @@ mod tests {
         }
     }
 
-    /// The line tracing-subscriber's JSON formatter writes for the access event, in the format
-    /// `telemetry::log::init` installs, with the timestamp taken out.
+    /// The line tracing-subscriber's JSON formatter writes for the gateway's own access event, in
+    /// the format `telemetry::log::init` installs, with the timestamp taken out.
     fn as_tracing_writes(line: &Line<'_>) -> String {
         let captured = Captured::default();
         let sink = captured.clone();
         let subscriber = super::super::log::json_lines(move || sink.clone()).finish();
         tracing::subscriber::with_default(subscriber, || {
-            let event = || {
-                tracing::info!(
-                    target: "nestgate::access",
-                    request_id = %line.request_id,
-                    method = line.method,
-                    route = line.route,
-                    status = line.status,
-                    latency_ms = line.latency_ms,
-                    org = line.org,
-                    backend = line.backend,
-                    upstream_status = line.upstream_status,
-                    upstream_ms = line.upstream_ms,
-                    upstream_calls = line.upstream_calls,
-                    "request",
-                )
-            };
+            let event = || through_tracing(line);
             if line.in_request_span {
                 tracing::info_span!("request", request_id = %line.request_id).in_scope(event);
             } else {

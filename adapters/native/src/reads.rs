@@ -155,9 +155,8 @@ impl Readers {
     ) -> Option<(Vec<String>, u64)> {
         let (filter, args) = store::list_filter(org, resource, query);
         let count_sql = format!("SELECT COUNT(*) {filter}");
-        // LIMIT and OFFSET are written into the statement, not bound: SQLite plans with a bound
-        // LIMIT's value, so it prepared the statement again at every binding (15 % of a list's
-        // CPU). They are integers; the page statements in recent use stay in the cache.
+        // Written into the statement (`store::page_bounds`); the page statements in recent use
+        // stay in the cache.
         let [limit, offset] = store::page_bounds(query);
         let page_sql =
             format!("SELECT body {filter} ORDER BY created_at, id LIMIT {limit} OFFSET {offset}");
