@@ -263,7 +263,8 @@ async fn concurrent_payments_never_get_503_on_sqlite() {
     payments_from_twenty_writers(&gw).await;
 }
 
-/// A native store on a SQLite file of its own runs every write on the one connection it holds.
+/// A native store on a SQLite file of its own runs its write transactions on the one connection
+/// it holds (`writer.rs`).
 #[tokio::test]
 async fn concurrent_payments_never_get_503_on_a_store_file_of_its_own() {
     let gw = Gateway::start_serving(Serve::NativeFile, "", &[]).await;

@@ -116,7 +116,7 @@ impl Sessions {
     ) -> Result<Option<Grant>, sqlx::Error> {
         let now = now_ms();
         let session_id = new_session_id(now);
-        let refresh_token = secret::new_refresh_token();
+        let (refresh_token, token_hash, expires_at) = self.mint(now);
         let (done, committed) = oneshot::channel();
         let pending = PendingGrant {
             session_id: session_id.clone(),
@@ -124,8 +124,8 @@ impl Sessions {
             org: org.to_string(),
             scopes: scopes.to_string(),
             now,
-            token_hash: secret::digest(refresh_token.expose()),
-            expires_at: now + self.refresh_ttl.as_millis() as i64,
+            token_hash,
+            expires_at,
             done,
         };
         let started = if self.grouped {
@@ -167,11 +167,16 @@ impl Sessions {
         session_id: &str,
         now: i64,
     ) -> Result<Secret, sqlx::Error> {
-        let token = secret::new_refresh_token();
-        let expires_at = now + self.refresh_ttl.as_millis() as i64;
-        let hash = secret::digest(token.expose());
+        let (token, hash, expires_at) = self.mint(now);
         insert_refresh_row(tx, &hash, session_id, now, expires_at).await?;
         Ok(token)
+    }
+
+    /// A new refresh token issued at `now`, its hash (the only form stored) and its expiry.
+    fn mint(&self, now: i64) -> (Secret, String, i64) {
+        let token = secret::new_refresh_token();
+        let hash = secret::digest(token.expose());
+        (token, hash, now + self.refresh_ttl.as_millis() as i64)
     }
 
     /// Spends `token` and issues the next one in its session, or says why not. `client`, when

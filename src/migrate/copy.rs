@@ -463,7 +463,9 @@ pub async fn copy(
     record_settled(target, map, &mut carried).await
 }
 
-/// The invoices whose last states were carried, recorded as settled once they are durable.
+/// The invoices whose last states were carried, recorded as settled once they are durable. A run
+/// that stops in between leaves them unrecorded: the next run carries them again, which changes
+/// nothing (each carry sets a state the invoice already has).
 async fn record_settled(
     target: &Side<'_>,
     map: &IdMap,
@@ -641,8 +643,11 @@ impl Page<'_, '_> {
         super::crash_point("before_done");
         // The page's writes on disk before the map says they are there (a target that
         // flushes by the page, see `Durability::AtSync`).
-        if !done.is_empty() {
-            self.target.sync().await?;
+        // A stop already met is the run's reason, not a sync that fails after it.
+        if !done.is_empty()
+            && let Err(unsynced) = self.target.sync().await
+        {
+            return Err(stopped.unwrap_or(unsynced));
         }
         self.map.done(resource, &done, &forget).await?;
         match stopped {

@@ -76,16 +76,34 @@ impl<'a> Side<'a> {
         // A create whose answer was lost may have happened: it is never sent again here. The
         // run stops instead, and the next one adopts what the target holds (see `copy`).
         let repeatable = op.action().is_idempotent();
+        self.retrying(repeatable, || async {
+            let ctx = self
+                .binding
+                .context(&self.request_id, UpstreamTrace::default());
+            permit.clone().call(&ctx, op.clone()).await
+        })
+        .await
+    }
+
+    /// Makes `attempt` until it answers, waiting out pauses the backend asks for and, while
+    /// the backend is unavailable, trying again within [`UNAVAILABLE_BUDGET`] if `repeatable`.
+    /// Ctrl-C stops the run between tries.
+    async fn retrying<T, F, Fut>(
+        &self,
+        repeatable: bool,
+        mut attempt: F,
+    ) -> Result<Result<T, ApiError>, Stop>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
         let mut unavailable_for = Duration::ZERO;
         let mut pause = Duration::from_millis(500);
         loop {
             if interrupted() {
                 return Err(Stop::Interrupted);
             }
-            let ctx = self
-                .binding
-                .context(&self.request_id, UpstreamTrace::default());
-            match permit.clone().call(&ctx, op.clone()).await {
+            match attempt().await {
                 Err(error) if error.code == "rate_limited" => {
                     let wait = error.retry_after.unwrap_or(Duration::from_secs(1));
                     self.progress.note(&format!(
@@ -147,8 +165,18 @@ impl<'a> Side<'a> {
     }
 
     /// Every write acknowledged so far made durable: called before the id map records them.
+    /// A busy store is waited for as an unavailable one is (a sync can be repeated).
     pub async fn sync(&self) -> Result<(), Stop> {
-        self.binding.backend.sync().await.map_err(|error| {
+        let backend = &self.binding.backend;
+        let synced = self
+            .retrying(true, || async {
+                backend
+                    .sync()
+                    .await
+                    .map_err(|error| ApiError::from_adapter(error, &backend.name))
+            })
+            .await?;
+        synced.map_err(|error| {
             Stop::Unavailable(format!(
                 "{} could not make its writes durable: {}",
                 self.name(),

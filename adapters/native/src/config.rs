@@ -38,10 +38,16 @@ pub struct NativeConfig {
     pub mail_transport: bool,
     /// When a write is on disk: `AtSync` only for a store on a SQLite file of its own (one
     /// that shares the gateway's storage commits as the storage does).
-    pub durability: Durability,
+    pub(crate) durability: Durability,
     /// Whether the store is a SQLite file of its own (not the gateway's storage): its writes
     /// then run on one connection it holds (`writer.rs`).
-    pub own_sqlite_file: bool,
+    pub(crate) own_sqlite_file: bool,
+}
+
+/// Whether `url` names a SQLite file (not an in-memory database): what direct reads, a held
+/// writer connection and a flush by the page need.
+pub(crate) fn is_sqlite_file(url: &str) -> bool {
+    url.starts_with("sqlite:") && !url.contains(":memory:") && !url.contains("mode=memory")
 }
 
 /// The kind, for the gateway's registry.
@@ -97,15 +103,13 @@ impl BackendConfig for NativeSection {
     }
 
     async fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn Adapter>, String> {
-        let own_sqlite_file = self
-            .url
-            .as_deref()
-            .is_some_and(|u| u.starts_with("sqlite:"));
+        let own_sqlite_file = self.url.as_deref().is_some_and(is_sqlite_file);
         // Only a SQLite file of its own may wait for a sync: a store in the gateway's storage
         // commits as the storage does, and PostgreSQL's commits are durable as they stand.
-        let durability = match own_sqlite_file {
-            true => ctx.durability,
-            false => Durability::EachWrite,
+        let durability = if own_sqlite_file {
+            ctx.durability
+        } else {
+            Durability::EachWrite
         };
         let (pool, url) = match &self.url {
             None => (ctx.storage.clone(), ctx.storage_url),

@@ -11,8 +11,8 @@
 //! next run adopts what the target holds and creates the rest, as after any crash.
 
 use crate::error::parse_error;
-use nestgate_contract::{AdapterError, ErrorKind};
-use std::time::Duration;
+use crate::turns::busy as busy_error;
+use nestgate_contract::AdapterError;
 
 /// Connections of this store commit without waiting for the disk.
 pub(crate) async fn defer(connection: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
@@ -22,35 +22,26 @@ pub(crate) async fn defer(connection: &mut sqlx::AnyConnection) -> Result<(), sq
         .map(drop)
 }
 
-/// Tries before a checkpoint still blocked by other connections is given up.
-const ATTEMPTS: u32 = 20;
-
 /// Every commit so far on disk: a full checkpoint syncs the write-ahead log, copies it into
 /// the database file and syncs that. It waits for writers and for readers of older snapshots
-/// (the busy timeout), and is tried again while they hold it back.
+/// (the busy timeout); one still held back answers `busy`, which the caller tries again (a
+/// migration does, as it does any unavailable call).
 pub(crate) async fn checkpoint(pool: &sqlx::AnyPool) -> Result<(), AdapterError> {
-    for _ in 0..ATTEMPTS {
-        // (busy, frames in the log, frames checkpointed)
-        let (busy, log, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(FULL)")
-            .fetch_one(pool)
-            .await
-            .map_err(parse_error)?;
-        if log < 0 {
-            // Not in WAL mode: nothing was flushed, so nothing may be recorded as durable.
-            return Err(AdapterError::internal(
-                "the store's file is not in WAL mode, so its writes cannot be flushed by the page",
-            ));
-        }
-        if busy == 0 {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // (busy, frames in the log, frames checkpointed)
+    let (busy, log, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(FULL)")
+        .fetch_one(pool)
+        .await
+        .map_err(parse_error)?;
+    if log < 0 {
+        // Not in WAL mode: nothing was flushed, so nothing may be recorded as durable.
+        return Err(AdapterError::internal(
+            "the store's file is not in WAL mode, so its writes cannot be flushed by the page",
+        ));
     }
-    Err(AdapterError::new(
-        ErrorKind::UpstreamUnavailable,
-        "the store's writes could not be flushed to disk: its file stayed busy",
-    )
-    .temporary())
+    match busy {
+        0 => Ok(()),
+        _ => Err(busy_error()),
+    }
 }
 
 #[cfg(test)]
@@ -98,15 +89,28 @@ mod tests {
                 .await
                 .unwrap();
         }
+        // The database file's own page count (its header, bytes 28..32) grows only when the
+        // log is copied into it.
+        let file = dir.path().join("target.db");
+        let pages_in_file = || {
+            let bytes = std::fs::read(&file).unwrap();
+            bytes
+                .get(28..32)
+                .map_or(0, |n| u32::from_be_bytes(n.try_into().unwrap()))
+        };
+        let before = pages_in_file();
         checkpoint(&target).await.unwrap();
+        assert!(
+            pages_in_file() > before,
+            "the writes were copied into the file"
+        );
         let (busy, log, checkpointed): (i64, i64, i64) =
             sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
                 .fetch_one(&target)
                 .await
                 .unwrap();
         assert_eq!(busy, 0);
-        assert!(log > 0, "the writes went through the log");
-        assert_eq!(log, checkpointed, "every frame is in the database file");
+        assert_eq!(log, checkpointed, "every frame of the log is in the file");
 
         let url = format!("sqlite://{}/serving.db", dir.path().display());
         let serving = own_database(&url, Durability::EachWrite).await.unwrap();

@@ -48,7 +48,7 @@ impl Readers {
     /// through sqlx).
     pub(crate) fn open(url: &str) -> Option<Readers> {
         use std::str::FromStr;
-        if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
+        if !crate::config::is_sqlite_file(url) {
             return None;
         }
         let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
