@@ -19,6 +19,9 @@
 #        PERF_RUN=nestgate_ninja bash benches/load.sh   also records a perf profile of that run
 #        RUNS="nginx_static nestgate_native_get" bash benches/load.sh   only these runs
 #        NESTGATE_BIN=/tmp/nestgate-before bash benches/load.sh   a given binary (no build)
+#        CALLGRIND=1 RUNS=nestgate_native_get bash benches/load.sh   nestgate under callgrind:
+#            its user-space instructions per request, the same on a busy machine as on an idle
+#            one (the other columns then measure valgrind, not nestgate)
 # Needs nginx and wrk (Debian packages; installed with apt-get when missing and allowed).
 set -euo pipefail
 
@@ -125,10 +128,16 @@ upstream_token_env = "LOAD_NINJA_TOKEN"
 backend = "local"
 EOF
 # The access log is on, as in production; it goes to a file, not a terminal.
+LAUNCH=()
+if [ -n "${CALLGRIND:-}" ]; then
+    command -v valgrind >/dev/null || apt-get install -y -q valgrind >/dev/null
+    # Counts are zeroed before each run and dumped after it (callgrind_control).
+    LAUNCH=(valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out")
+fi
 NESTGATE_ADMIN_TOKEN=$ADMIN_TOKEN LOAD_NINJA_TOKEN=load-ninja-token \
-    "$NESTGATE" serve --config "$WORK/nestgate.toml" > "$WORK/nestgate.log" 2>&1 &
+    "${LAUNCH[@]}" "$NESTGATE" serve --config "$WORK/nestgate.toml" > "$WORK/nestgate.log" 2>&1 &
 GATEWAY_PID=$!
-for _ in $(seq 100); do
+for _ in $(seq 1200); do
     curl -sf "http://127.0.0.1:$GATEWAY_PORT/healthz" >/dev/null && break
     sleep 0.1
 done
@@ -198,7 +207,7 @@ EOF
 SAMPLER_PID=$!
 
 # --- the runs --------------------------------------------------------------------------------
-declare -A RPS P50 P99 ERRORS CPU_US
+declare -A RPS P50 P99 ERRORS CPU_US INSTRUCTIONS
 # CPU time (user + system, in clock ticks) of every serving process: nginx's master and
 # workers, and nestgate. Per request, it is less at the mercy of a shared machine than
 # requests/s: time spent waiting for a core does not count.
@@ -229,10 +238,18 @@ run() { # name, then wrk's arguments
             -o "$ROOT/target/perf-$name.data" &
         perf_pid=$!
     fi
-    local ticks_before ticks_after
+    local ticks_before ticks_after counting=""
+    if [ -n "${CALLGRIND:-}" ] && [[ $name == nestgate_* ]]; then
+        counting=1
+        callgrind_control --zero "$GATEWAY_PID" >/dev/null
+    fi
     ticks_before=$(serving_ticks)
     out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@")
     ticks_after=$(serving_ticks)
+    if [ -n "$counting" ]; then
+        callgrind_control --dump="$name" "$GATEWAY_PID" >/dev/null
+        sleep 1
+    fi
     if [ -n "$perf_pid" ]; then
         kill -INT "$perf_pid"
         wait "$perf_pid" || true
@@ -250,6 +267,16 @@ run() { # name, then wrk's arguments
     requests=$(echo "$out" | awk '/requests in/ {print $1}')
     CPU_US[$name]=$(awk -v t=$(( ticks_after - ticks_before )) -v hz="$(getconf CLK_TCK)" \
         -v n="${requests:-0}" 'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "n/a" }')
+    if [ -n "$counting" ]; then
+        # The dump's totals, over the requests wrk saw answered (the few it cut off at the end
+        # are counted in neither).
+        local dump
+        dump=$(grep -l "^desc: Trigger: .*$name" "$WORK"/callgrind.out* | tail -1)
+        INSTRUCTIONS[$name]=$(awk -v n="${requests:-0}" '/^(summary|totals):/ { t = $2 }
+            END { if (n > 0 && t > 0) printf "%.0f", t / n; else print "n/a" }' "$dump")
+        cp "$dump" "$ROOT/target/callgrind-$name.out"
+        echo "counts by function: callgrind_annotate --inclusive=yes target/callgrind-$name.out" >&2
+    fi
 }
 
 run nginx_static "http://127.0.0.1:$STATIC_PORT/api/v1/clients"
@@ -271,6 +298,9 @@ for name in $ALL_RUNS; do
     [ -n "${RPS[$name]:-}" ] || continue
     printf '%-22s %12s %10s %10s %8s %12s\n' "$name" "${RPS[$name]}" "${P50[$name]}" \
         "${P99[$name]}" "${ERRORS[$name]}" "${CPU_US[$name]}"
+done
+for name in "${!INSTRUCTIONS[@]}"; do
+    echo "$name: ${INSTRUCTIONS[$name]} instructions per request (nestgate, user space, callgrind)"
 done
 echo
 IN_RATIO=$(ratio "${RPS[nestgate_ninja]:-}" "${RPS[nginx_proxy]:-}")
