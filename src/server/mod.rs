@@ -86,8 +86,10 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
         // in the request's extensions; handlers decide what it means for their route.
         .map_request(move |req| auth.attach(req))
         .service_fn(move |req| {
-            let app = handler_app.clone();
-            async move { Ok::<_, Infallible>(crate::http::handle(app, req).await) }
+            // Boxed here, once: the handler's state machine is large (every route's), and each
+            // layer above would otherwise move it whole into its own future.
+            let answer = Box::pin(crate::http::handle(handler_app.clone(), req));
+            async move { Ok::<_, Infallible>(answer.await) }
         });
 
     let header_timeout = settings.header_read_timeout;
