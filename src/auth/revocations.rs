@@ -15,6 +15,7 @@
 use super::now_ms;
 use super::sessions::session_started;
 use super::tokens::Claims;
+use crate::FastHash;
 use moka::sync::Cache;
 use sqlx::{Any, AnyPool, Row, Transaction};
 use std::time::Duration;
@@ -62,9 +63,9 @@ pub struct Revocation {
 pub struct Revocations {
     /// client_id → tokens of sessions started at or before this (Unix ms) are refused
     /// (`i64::MAX`: every token of the key).
-    keys: Cache<String, i64>,
-    sessions: Cache<String, ()>,
-    tokens: Cache<String, ()>,
+    keys: Cache<String, i64, FastHash>,
+    sessions: Cache<String, (), FastHash>,
+    tokens: Cache<String, (), FastHash>,
     /// How long a revocation can matter: the access-token lifetime.
     horizon: Duration,
 }
@@ -75,9 +76,15 @@ impl Revocations {
         // Entries leave when the tokens they refuse have expired (plus the verifier's leeway).
         let ttl = access_token_ttl + Duration::from_secs(5);
         Revocations {
-            keys: Cache::builder().time_to_live(ttl).build(),
-            sessions: Cache::builder().time_to_live(ttl).build(),
-            tokens: Cache::builder().time_to_live(ttl).build(),
+            keys: Cache::builder()
+                .time_to_live(ttl)
+                .build_with_hasher(FastHash::default()),
+            sessions: Cache::builder()
+                .time_to_live(ttl)
+                .build_with_hasher(FastHash::default()),
+            tokens: Cache::builder()
+                .time_to_live(ttl)
+                .build_with_hasher(FastHash::default()),
             horizon: access_token_ttl,
         }
     }

@@ -70,7 +70,7 @@ pub struct AccessTokens {
     /// Only a verified token enters, and only the exact same text finds it (the key is hashed
     /// with a per-process random key, so a forged token cannot aim at an entry); `exp` is
     /// still checked on every use, and revocation is the caller's step, as before.
-    verified: moka::sync::Cache<Box<str>, Arc<Claims>>,
+    verified: moka::sync::Cache<Box<str>, Arc<Claims>, crate::FastHash>,
     issuer: String,
     ttl: Duration,
 }
@@ -106,7 +106,7 @@ impl AccessTokens {
                 .max_capacity(VERIFIED_CAPACITY)
                 // Never past a token's life (its `exp` is checked on every use anyway).
                 .time_to_live(ttl)
-                .build(),
+                .build_with_hasher(crate::FastHash::default()),
             issuer: issuer.to_string(),
             ttl,
         }

@@ -151,7 +151,7 @@ pub struct Measure<S> {
 /// in the recorder at every attempt was 3 % of a native read's CPU. The keys are bounded.
 struct AttemptSeries {
     backend: Arc<str>,
-    handles: RwLock<HashMap<AttemptKey, (Counter, Histogram)>>,
+    handles: RwLock<HashMap<AttemptKey, (Counter, Histogram), crate::FastHash>>,
 }
 
 /// An attempt's operation and outcome.

@@ -10,6 +10,7 @@
 //! installs its recorder before it serves.
 
 use super::names;
+use crate::FastHash;
 use metrics::{Counter, Gauge, Histogram, Label};
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, OnceLock, PoisonError, RwLock};
@@ -37,7 +38,8 @@ impl Series {
 }
 
 /// (method, route template, status) → backend name → series.
-type ByLabels = HashMap<(&'static str, &'static str, u16), HashMap<Box<str>, Arc<Series>>>;
+type ByLabels =
+    HashMap<(&'static str, &'static str, u16), HashMap<Box<str>, Arc<Series>, FastHash>, FastHash>;
 
 static SERIES: LazyLock<RwLock<ByLabels>> = LazyLock::new(Default::default);
 static IN_FLIGHT: OnceLock<Gauge> = OnceLock::new();

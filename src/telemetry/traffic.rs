@@ -32,7 +32,7 @@ pub struct Counts {
 }
 
 pub struct Traffic {
-    orgs: HashMap<String, Mutex<[Bucket; SLOTS]>>,
+    orgs: HashMap<String, Mutex<[Bucket; SLOTS]>, crate::FastHash>,
 }
 
 fn minute_now() -> u64 {
