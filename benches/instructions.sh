@@ -4,7 +4,7 @@
 #
 # Usage: bash benches/instructions.sh <bench> <benchmark id> <function>
 #   e.g. bash benches/instructions.sh lists ninja_clients_page/map \
-#            nestgate_invoiceninja::map_clients_page
+#            nestgate_invoiceninja::lists::map_clients_page
 # Needs valgrind (Debian package).
 set -euo pipefail
 [ $# -eq 3 ] || { sed -n '5,7p' "$0" >&2; exit 2; }
