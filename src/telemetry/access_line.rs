@@ -146,21 +146,7 @@ fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
-
-    /// What tracing-subscriber writes, captured.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::telemetry::log::tests::Captured;
 
     /// The line tracing-subscriber's JSON formatter writes for the gateway's own access event, in
     /// the format `telemetry::log::init` installs, with the timestamp taken out.
@@ -176,8 +162,7 @@ mod tests {
                 event();
             }
         });
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-        without_timestamp(&text)
+        without_timestamp(&captured.text())
     }
 
     fn without_timestamp(line: &str) -> String {

@@ -157,15 +157,22 @@ fn plain(field: &Field) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::io::Write;
     use std::sync::{Arc, Mutex};
 
+    /// What a subscriber writes, captured (`json_lines(move || captured.clone())`).
     #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    pub(in crate::telemetry) struct Captured(Arc<Mutex<Vec<u8>>>);
 
-    impl Write for Buffer {
+    impl Captured {
+        pub(in crate::telemetry) fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    impl Write for Captured {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
             self.0.lock().unwrap().write(bytes)
         }
@@ -175,7 +182,10 @@ mod tests {
     }
 
     /// Lines logged inside spans of every shape, without their timestamps.
-    fn lines(subscriber: impl tracing::Subscriber + Send + Sync, buffer: &Buffer) -> Vec<String> {
+    fn lines(
+        subscriber: impl tracing::Subscriber + Send + Sync,
+        captured: &Captured,
+    ) -> Vec<String> {
         tracing::subscriber::with_default(subscriber, || {
             let id = "req-\"7\"\u{1}é";
             tracing::info_span!("request", request_id = %id).in_scope(|| tracing::info!("a"));
@@ -192,15 +202,16 @@ mod tests {
             later.record("b", 2);
             later.in_scope(|| tracing::info!("i"));
         });
-        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-        text.lines()
+        captured
+            .text()
+            .lines()
             .map(|line| line.split_once(r#","level""#).unwrap().1.to_string())
             .collect()
     }
 
     #[test]
     fn span_fields_are_written_as_json_fields_writes_them() {
-        let (ours, theirs) = (Buffer::default(), Buffer::default());
+        let (ours, theirs) = (Captured::default(), Captured::default());
         let (writer_ours, writer_theirs) = (ours.clone(), theirs.clone());
         let with_ours = json_lines(move || writer_ours.clone()).finish();
         let with_theirs = tracing_subscriber::fmt()
