@@ -151,7 +151,8 @@ impl Visit for OneText {
     }
 }
 
-/// A field name `JsonFields` writes as it is (it renames `r#type` and drops `log.` fields).
+/// A field name `JsonFields` writes as it is. For `%` and `?` values it strips a leading `r#`
+/// (tracing's macros already do) and, with tracing-log, drops `log.` fields: those go to it.
 fn plain(field: &Field) -> bool {
     !field.name().starts_with("r#") && !field.name().starts_with("log.")
 }
@@ -193,7 +194,7 @@ pub(super) mod tests {
             tracing::info_span!("s", debugged = ?id).in_scope(|| tracing::info!("c"));
             tracing::info_span!("s", n = 3).in_scope(|| tracing::info!("d"));
             tracing::info_span!("s", z = "1", a = 2.5, m = true).in_scope(|| tracing::info!("e"));
-            tracing::info_span!("s", r#type = "t").in_scope(|| tracing::info!("f"));
+            tracing::info_span!("s", r#type = %"t").in_scope(|| tracing::info!("f"));
             tracing::info_span!("s").in_scope(|| tracing::info!("g"));
             let later = tracing::info_span!("s", a = "1", b = tracing::field::Empty);
             later.record("b", "2");
