@@ -67,8 +67,9 @@ pub mod storage;
 pub mod telemetry;
 
 /// The hasher of the maps every request looks things up in: verified tokens, revocations,
-/// metric handles, traffic counts. std's SipHash was 3.4 % of a native read's instructions; this is
-/// foldhash, seeded per process (from the address space's layout and the clock). It is only for maps whose entries a caller cannot
-/// choose: their keys are static, configured, or taken from a verified token. The caches an
-/// unauthenticated caller fills (key lookups, the token endpoint's attempts) keep std's SipHash.
+/// metric handles, traffic counts. std's SipHash was 3.4 % of a native read's instructions; this
+/// is foldhash, seeded per process (from the address space's layout and the clock). It is only
+/// for maps whose entries a caller cannot choose: their keys are static, configured, or taken
+/// from a verified token. The caches an unauthenticated caller fills (key lookups, the token
+/// endpoint's attempts) keep std's SipHash.
 pub type FastHash = foldhash::fast::RandomState;

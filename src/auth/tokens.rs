@@ -68,7 +68,7 @@ pub struct AccessTokens {
     /// presented on every request of its life, and checking its signature again each time
     /// (base64, HMAC, two JSON parses) was a tenth of a native read's CPU (docs/performance.md).
     /// Only a verified token enters, and only the exact same text finds it (the key is hashed
-    /// with a per-process random key, so a forged token cannot aim at an entry); `exp` is
+    /// with a per-process seed, `FastHash`, so a forged token cannot aim at an entry); `exp` is
     /// still checked on every use, and revocation is the caller's step, as before.
     verified: moka::sync::Cache<Box<str>, Arc<Claims>, crate::FastHash>,
     issuer: String,
