@@ -247,8 +247,8 @@ run() { # name, then wrk's arguments
     out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@")
     ticks_after=$(serving_ticks)
     if [ -n "$counting" ]; then
+        # Returns once the process has written the dump (vgdb runs the command in it).
         callgrind_control --dump="$name" "$GATEWAY_PID" >/dev/null
-        sleep 1
     fi
     if [ -n "$perf_pid" ]; then
         kill -INT "$perf_pid"

@@ -215,12 +215,8 @@ pub(super) mod tests {
         let (ours, theirs) = (Captured::default(), Captured::default());
         let (writer_ours, writer_theirs) = (ours.clone(), theirs.clone());
         let with_ours = json_lines(move || writer_ours.clone()).finish();
-        let with_theirs = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_writer(move || writer_theirs.clone())
+        let with_theirs = json_lines(move || writer_theirs.clone())
+            .fmt_fields(JsonFields::new())
             .finish();
         let (ours, theirs) = (lines(with_ours, &ours), lines(with_theirs, &theirs));
         assert_eq!(ours.len(), 9);
