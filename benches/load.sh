@@ -141,6 +141,12 @@ for _ in $(seq 1200); do
     curl -sf "http://127.0.0.1:$GATEWAY_PORT/healthz" >/dev/null && break
     sleep 0.1
 done
+# An answer from another process on the port (one left running) would be measured instead.
+if ! kill -0 "$GATEWAY_PID" 2>/dev/null; then
+    echo "nestgate exited at start:" >&2
+    tail -5 "$WORK/nestgate.log" >&2
+    exit 1
+fi
 
 GW=http://127.0.0.1:$GATEWAY_PORT
 json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
