@@ -359,6 +359,15 @@ async fn serve(settings: config::Settings, source: Source) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Kept to the end: `leave` below may use a storage connection that one of these threads
+    // opened, and that connection's socket is registered with that thread's runtime.
+    let threads = match crate::server::threads::ConnectionThreads::per_core() {
+        Ok(threads) => threads,
+        Err(error) => {
+            eprintln!("nestgate: cannot start the connection threads: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let listener = match crate::server::bind(listen).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -388,7 +397,7 @@ async fn serve(settings: config::Settings, source: Source) -> ExitCode {
         .unwrap_or_default();
     tracing::info!(addr, config = %source, storage = app.storage.kind, "nestgate listening");
     let leaving = Arc::clone(&app);
-    crate::server::serve(app, listener, crate::server::shutdown_signal()).await;
+    crate::server::serve(app, listener, &threads, crate::server::shutdown_signal()).await;
     // Stopped cleanly: a cutover need not wait for this instance (a killed one drops out of
     // the instances a freeze waits for once its heartbeat is 5 s old).
     leaving.routes.leave().await;

@@ -7,8 +7,9 @@
 //! A request flows top to bottom through these modules:
 //! - [`cli`]: the `nestgate` command (`serve`, `check-config`, `keys`, `migrate`).
 //! - [`config`]: TOML + environment, validated into [`config::Settings`] before anything starts.
-//! - [`server`]: the listener, the edge stack of tower layers (read it top to bottom), which
-//!   connections are held and for how long, hyper's own refusals in API shape, shutdown.
+//! - [`server`]: the listener, the edge stack of tower layers (read it top to bottom), the
+//!   threads connections are served on (one per core), which connections are held and for how
+//!   long, hyper's own refusals in API shape, shutdown.
 //! - [`edge`]: the edge stack's own layer, rescue (errors in API.md's shape); the access log
 //!   is [`telemetry::access`].
 //! - [`request_id`]: every request's id: kept, assigned, read.

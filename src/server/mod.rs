@@ -2,9 +2,11 @@
 //!
 //! - [`admission`]: how many connections are held open, and for how long a silent one may stay.
 //! - [`refusals`]: hyper's own bare refusals (unparseable heads) turned into API.md's shape.
+//! - [`threads`]: the threads connections are served on, one per core.
 
 pub mod admission;
 pub mod refusals;
+pub mod threads;
 
 use crate::app::App;
 use crate::edge::RescueLayer;
@@ -20,6 +22,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use threads::ConnectionThreads;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::request_id::PropagateRequestIdLayer;
@@ -42,9 +45,14 @@ pub fn sensitive_headers() -> Vec<http::HeaderName> {
     own.into_iter().chain(kinds).collect()
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight requests finish
-/// for up to `shutdown_grace`.
-pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+/// Serves `app` on `listener`, each connection on one of `threads`, until `shutdown`
+/// resolves, then lets in-flight requests finish for up to `shutdown_grace`.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    threads: &ConnectionThreads,
+    shutdown: impl Future<Output = ()>,
+) {
     let settings = &app.settings;
     // The edge stack, outermost first. Order matters: the request id exists before anything logs;
     // the access log sees the final status, after rescue has rendered errors; rescue sits above every
@@ -137,16 +145,22 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let ticket = Arc::new(ticket);
-                let service = TowerToHyperService::new(Connected {
-                    inner: stack.clone(),
-                    ticket: Arc::clone(&ticket),
-                    peer,
+                // Handed over unregistered; the connection's thread registers it as its own.
+                let Ok(stream) = stream.into_std() else { continue };
+                let (stack, builder, watcher) = (stack.clone(), builder.clone(), graceful.watcher());
+                threads.spawn(async move {
+                    let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { return };
+                    let ticket = Arc::new(ticket);
+                    let service = TowerToHyperService::new(Connected {
+                        inner: stack,
+                        ticket: Arc::clone(&ticket),
+                        peer,
+                    });
+                    let io = TokioIo::new(Watched::new(stream, Arc::clone(&ticket)));
+                    let connection = builder.serve_connection(io, service).into_owned();
+                    let connection = watcher.watch(connection);
+                    watch_connection(connection, ticket, header_timeout).await;
                 });
-                let io = TokioIo::new(Watched::new(stream, Arc::clone(&ticket)));
-                let connection = builder.serve_connection(io, service).into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(watch_connection(connection, ticket, header_timeout));
             }
             () = &mut shutdown => break,
         }

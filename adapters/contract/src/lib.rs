@@ -15,6 +15,7 @@
 //! - [`error`]: the small set of error kinds every backend maps its failures to.
 //! - [`adapter`]: the [`Adapter`] trait and the per-call context.
 //! - [`kind`]: a backend kind as a plug-in: its TOML section, checks, secrets and `build`.
+//! - [`serving`]: which of the gateway's serving threads a call runs on, for per-thread state.
 
 pub mod adapter;
 pub mod capability;
@@ -25,6 +26,7 @@ pub mod money;
 pub mod op;
 pub mod records;
 pub mod rules;
+pub mod serving;
 #[cfg(feature = "upstream")]
 pub mod upstream;
 

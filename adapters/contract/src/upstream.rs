@@ -1,7 +1,7 @@
-//! What every adapter in front of an HTTP vendor does the same way (feature `upstream`): one
-//! pooled client that follows no redirects, the organization's credential as a sensitive header,
-//! a capped read of the answer, and transport failures in the contract's terms. What differs per
-//! vendor (its headers, its errors, its rate-limit signals) stays in the adapter.
+//! What every adapter in front of an HTTP vendor does the same way (feature `upstream`): pooled
+//! clients (one per thread) that follow no redirects, the organization's credential as a
+//! sensitive header, a capped read of the answer, and transport failures in the contract's terms.
+//! What differs per vendor (its headers, its errors, its rate-limit signals) stays in the adapter.
 
 use crate::adapter::CallContext;
 use crate::error::{AdapterError, ErrorKind};
@@ -9,12 +9,35 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue};
 use std::time::{Duration, Instant};
 
-/// One pooled client for one backend. A redirect is a vendor refusing a request in its web
-/// way (a login page, a home page); following it would hide the refusal.
-pub fn http_client(
-    headers: HeaderMap,
-    connect_timeout: Duration,
-) -> Result<reqwest::Client, String> {
+/// One backend's HTTP client: a pooled reqwest client per serving thread (`crate::serving`).
+/// A pooled upstream connection is driven by a task on the thread that opened it: with one pool
+/// for all threads, a call that took a connection another thread opened woke that thread, there
+/// and back. Each serving thread has its own pool instead (so a backend may keep a few more idle
+/// connections), built with the backend, not at a request.
+pub struct HttpClient {
+    /// One per [`serving::slots`](crate::serving::slots).
+    clients: Vec<reqwest::Client>,
+}
+
+impl HttpClient {
+    pub fn new(headers: HeaderMap, connect_timeout: Duration) -> Result<HttpClient, String> {
+        let clients = (0..crate::serving::slots())
+            .map(|_| build_client(headers.clone(), connect_timeout))
+            .collect::<Result<_, _>>()?;
+        Ok(HttpClient { clients })
+    }
+
+    /// The calling thread's client.
+    pub fn get(&self) -> &reqwest::Client {
+        self.clients
+            .get(crate::serving::slot())
+            .unwrap_or(&self.clients[0])
+    }
+}
+
+/// A redirect is a vendor refusing a request in its web way (a login page, a home page);
+/// following it would hide the refusal.
+fn build_client(headers: HeaderMap, connect_timeout: Duration) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .default_headers(headers)
         .connect_timeout(connect_timeout)
@@ -46,13 +69,13 @@ pub fn credential(
 /// A call to `url` with the caller's query (when it has one) and JSON body (when it has one);
 /// the adapter adds its credential header.
 pub fn request(
-    http: &reqwest::Client,
+    http: &HttpClient,
     method: reqwest::Method,
     url: String,
     query: &[(&str, String)],
     body: Option<&serde_json::Value>,
 ) -> reqwest::RequestBuilder {
-    let mut request = http.request(method, url);
+    let mut request = http.get().request(method, url);
     if !query.is_empty() {
         request = request.query(query);
     }

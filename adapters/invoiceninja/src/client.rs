@@ -1,5 +1,5 @@
-//! The HTTP client: one pooled reqwest client per backend, the headers v4 needs on every call,
-//! and the organization's token, which is put on the wire here and nowhere else.
+//! The HTTP client: the backend's pooled clients (`upstream::HttpClient`), the headers v4 needs
+//! on every call, and the organization's token, which is put on the wire here and nowhere else.
 
 use crate::config::NinjaConfig;
 use crate::error::parse_error;
@@ -10,7 +10,7 @@ use reqwest::{Method, header};
 use serde_json::Value;
 
 pub(crate) struct Client {
-    http: reqwest::Client,
+    http: upstream::HttpClient,
     /// `{base_url}/api/v1`.
     api: String,
     max_body_bytes: usize,
@@ -32,7 +32,7 @@ impl Client {
         headers.insert("x-requested-with", "XMLHttpRequest".parse().unwrap());
         headers.insert(header::ACCEPT, "application/json".parse().unwrap());
         // A redirect is v4 refusing a request (it is not followed).
-        let http = upstream::http_client(headers, config.connect_timeout)?;
+        let http = upstream::HttpClient::new(headers, config.connect_timeout)?;
         Ok(Client {
             http,
             api: format!("{}/api/v1", config.base_url),

@@ -1,5 +1,5 @@
-//! The HTTP client: one pooled reqwest client per backend, the headers InvoisX needs on every
-//! call, the organization's Bearer token (put on the wire here and nowhere else), and what the
+//! The HTTP client: the backend's pooled clients (`upstream::HttpClient`), the headers InvoisX
+//! needs on every call, the organization's Bearer token (put on the wire here and nowhere else), and what the
 //! rate-limit headers of every answer say.
 
 use crate::config::InvoisxConfig;
@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub(crate) struct Client {
-    http: reqwest::Client,
+    http: upstream::HttpClient,
     /// The API root, e.g. `https://invoisx.com/api/v1`.
     api: String,
     max_body_bytes: usize,
@@ -38,7 +38,7 @@ impl Client {
         headers.insert(header::ACCEPT, "application/json".parse().unwrap());
         // A redirect is Laravel sending an unauthenticated browser to its login page (it is
         // not followed).
-        let http = upstream::http_client(headers, config.connect_timeout)?;
+        let http = upstream::HttpClient::new(headers, config.connect_timeout)?;
         Ok(Client {
             http,
             api: config.base_url.clone(),
