@@ -89,6 +89,10 @@ pub struct Sessions {
     grants: Mutex<Option<mpsc::Sender<PendingGrant>>>,
     /// Whether grants are committed in groups (SQLite).
     grouped: bool,
+    /// The runtime the sessions were made on (the main one), where the commit task runs: a
+    /// grant arrives on a connection's thread (`server::threads`), and the task it would start
+    /// there would stay on that one thread for good.
+    home: Option<tokio::runtime::Handle>,
 }
 
 impl Sessions {
@@ -103,6 +107,7 @@ impl Sessions {
             pool,
             refresh_ttl,
             grants: Mutex::new(None),
+            home: tokio::runtime::Handle::try_current().ok(),
         }
     }
 
@@ -154,7 +159,11 @@ impl Sessions {
             Some(running) if !running.is_closed() => running.clone(),
             _ => {
                 let (sender, waiting) = mpsc::channel(4 * GROUP_MAX);
-                tokio::spawn(commit_grants(self.pool.clone(), waiting));
+                let task = commit_grants(self.pool.clone(), waiting);
+                match &self.home {
+                    Some(home) => drop(home.spawn(task)),
+                    None => drop(tokio::spawn(task)),
+                }
                 *queue = Some(sender.clone());
                 sender
             }

@@ -146,10 +146,22 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 // Handed over unregistered; the connection's thread registers it as its own.
-                let Ok(stream) = stream.into_std() else { continue };
+                let stream = match stream.into_std() {
+                    Ok(stream) => stream,
+                    Err(error) => {
+                        tracing::warn!(%error, %peer, "a connection could not be handed to its thread");
+                        continue;
+                    }
+                };
                 let (stack, builder, watcher) = (stack.clone(), builder.clone(), graceful.watcher());
                 threads.spawn(async move {
-                    let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { return };
+                    let stream = match tokio::net::TcpStream::from_std(stream) {
+                        Ok(stream) => stream,
+                        Err(error) => {
+                            tracing::warn!(%error, %peer, "a connection's thread could not take it");
+                            return;
+                        }
+                    };
                     let ticket = Arc::new(ticket);
                     let service = TowerToHyperService::new(Connected {
                         inner: stack,

@@ -5,14 +5,17 @@
 //! serving it.
 
 use std::cell::Cell;
+use std::sync::OnceLock;
 
 thread_local! {
     static SLOT: Cell<usize> = const { Cell::new(0) };
 }
 
-/// How many serving threads the gateway runs: one per core the process may use.
+/// How many serving threads the gateway runs: one per core the process may use, read once
+/// (so that the threads and every backend's slots agree).
 pub fn threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    static THREADS: OnceLock<usize> = OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Slots in all: one per serving thread, and slot 0 for every other thread (the main

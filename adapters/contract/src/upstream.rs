@@ -225,3 +225,28 @@ pub fn unreachable(error: reqwest::Error) -> AdapterError {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serving;
+    use std::ptr;
+
+    #[test]
+    fn each_serving_thread_uses_its_own_client_and_any_other_thread_the_first() {
+        let http = HttpClient::new(HeaderMap::new(), Duration::from_secs(1)).unwrap();
+        assert_eq!(http.clients.len(), serving::slots());
+        assert!(ptr::eq(http.get(), &http.clients[0]));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                serving::enter(0);
+                assert!(ptr::eq(http.get(), &http.clients[1]));
+                // Out of range (more threads than slots): the first, not a panic.
+                serving::enter(serving::slots());
+                assert!(ptr::eq(http.get(), &http.clients[0]));
+            })
+            .join()
+            .unwrap()
+        });
+    }
+}
