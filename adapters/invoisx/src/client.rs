@@ -1,6 +1,6 @@
 //! The HTTP client: the backend's pooled clients (`upstream::HttpClient`), the headers InvoisX
-//! needs on every call, the organization's Bearer token (put on the wire here and nowhere else), and what the
-//! rate-limit headers of every answer say.
+//! needs on every call, the organization's Bearer token (put on the wire here and nowhere
+//! else), and what the rate-limit headers of every answer say.
 
 use crate::config::InvoisxConfig;
 use crate::error::parse_error;
